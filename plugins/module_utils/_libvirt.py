@@ -1,0 +1,57 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This is a private module_util of openeuler.kae: its interface may change at any time.
+
+"""The one place that imports libvirt: a guarded import and a connection helper."""
+
+from __future__ import annotations
+
+import traceback
+
+try:
+    import libvirt
+except ImportError:
+    libvirt = None
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_LIBVIRT = True
+    LIBVIRT_IMPORT_ERROR = None
+
+LIBRARY_NAME = "libvirt-python (python3-libvirt)"
+
+
+class LibvirtFailure(Exception):
+    """A libvirt call failed; the message says what was attempted and where."""
+
+
+def error_text(exc):
+    """Return libvirt's own one-line message for an exception, or str(exc)."""
+    getter = getattr(exc, "get_error_message", None)
+    text = getter() if getter else None
+    return text or str(exc)
+
+
+def connect(uri, read_only=False):
+    """Open a libvirt connection to URI, raising LibvirtFailure with the URI named."""
+    if not HAS_LIBVIRT:
+        raise LibvirtFailure("libvirt-python is not installed on this host")
+    # libvirt prints its errors to stderr unless a handler is registered.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    try:
+        if read_only:
+            return libvirt.openReadOnly(uri)
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        raise LibvirtFailure("cannot connect to libvirt at %s: %s" % (uri, error_text(exc))) from exc
+
+
+def lookup_domain(conn, name):
+    """Return the domain called NAME on CONN, or None when it is not defined there."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise LibvirtFailure("cannot look up domain %s on %s: %s" % (name, conn.getURI(), error_text(exc))) from exc
