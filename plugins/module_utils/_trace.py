@@ -1,0 +1,294 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This is a private module_util of openeuler.kae: its interface may change at any time.
+
+"""QEMU trace events: parsing, event profiles, pairing source pauses with destination resumes, downtime.
+
+A trace line (QEMU ``log`` backend with ``-msg timestamp=on``, which libvirt always passes) is
+``TID@SECONDS.MICROSECONDS:event_name args``. Times are wall-clock, so a source time and a
+destination time compare only as far as the two hosts' clocks agree; ``clock_offset_ms``
+(destination clock minus source clock) corrects for that.
+
+Times are handled as integer microseconds so that published figures come out exact.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import namedtuple
+from decimal import Decimal, InvalidOperation
+
+_LINE_RE = re.compile(r"(?P<tid>\d+)@(?P<sec>\d+)\.(?P<usec>\d{6}):(?P<name>\w+)(?:\s+(?P<args>.*))?\Z")
+
+_MICROS_PER_SECOND = 1000000
+_MICROS_PER_MS = Decimal(1000)
+_MS_QUANTUM = Decimal("0.001")
+_SECONDS_QUANTUM = Decimal("0.000001")
+
+
+class TraceError(ValueError):
+    """The logs do not allow a downtime measurement; the message is meant for the operator."""
+
+
+# One row per QEMU vocabulary: the source event that marks the guest's vCPUs stopping, the
+# destination event that marks them running again, what to put in --trace to get both, and why
+# an event may be missing. A regex of None matches any arguments.
+Profile = namedtuple("Profile", "name src_event src_args dst_event dst_args trace_pattern hint")
+
+PROFILES = (
+    Profile(
+        name="openeuler",
+        src_event="all_vcpus_paused",
+        src_args=None,
+        dst_event="all_vcpus_prepared",
+        dst_args=None,
+        trace_pattern="all_vcpus*",
+        hint="openEuler's QEMU prints it only when the domain XML has <qemu:arg value='--trace'/><qemu:arg value='all_vcpus*'/> "
+        "in <qemu:commandline>; upstream QEMU has no such event (use profile=upstream there).",
+    ),
+    Profile(
+        name="upstream",
+        src_event="vm_state_notify",
+        src_args=r"running 0 reason \d+ \(finish-migrate\)",
+        dst_event="vm_state_notify",
+        dst_args=r"running 1 reason \d+ \(running\)",
+        trace_pattern="vm_state_notify",
+        hint="QEMU prints it only when the domain XML has <qemu:arg value='--trace'/><qemu:arg value='vm_state_notify'/> "
+        "in <qemu:commandline>.",
+    ),
+    # QEMU >= 8.2. Under libvirt the destination QEMU starts paused and libvirt resumes it
+    # later, so dst-precopy-bh-vm-started comes before the guest runs: the upstream row is
+    # the guest's true end of downtime, this one isolates QEMU's own share.
+    Profile(
+        name="downtime_checkpoint",
+        src_event="vmstate_downtime_checkpoint",
+        src_args=r"src-downtime-start",
+        dst_event="vmstate_downtime_checkpoint",
+        dst_args=r"dst-precopy-bh-vm-started",
+        trace_pattern="vmstate_downtime_checkpoint",
+        hint="QEMU 8.2 or later prints it only when the domain XML has <qemu:arg value='--trace'/>"
+        "<qemu:arg value='vmstate_downtime_checkpoint'/> in <qemu:commandline>.",
+    ),
+)
+
+PROFILE_BY_NAME = dict((row.name, row) for row in PROFILES)
+# 'auto' takes the first of these whose source event is in the source log.
+AUTO_ORDER = ("openeuler", "upstream")
+PROFILE_CHOICES = ("auto",) + tuple(PROFILE_BY_NAME)
+
+
+def profile_event_names(profile="auto"):
+    """Names of the events a profile needs (for 'auto', those of every profile it may pick)."""
+    names = AUTO_ORDER if profile == "auto" else (_profile(profile).name,)
+    events = []
+    for name in names:
+        row = PROFILE_BY_NAME[name]
+        for event in (row.src_event, row.dst_event):
+            if event not in events:
+                events.append(event)
+    return events
+
+
+def parse_line(line):
+    """Return the event of one trace line as {ts, tid, name, args}, or None for anything else."""
+    if isinstance(line, bytes):
+        line = line.decode("utf-8", "replace")
+    match = _LINE_RE.match(line.strip())
+    if match is None:
+        return None
+    return {
+        "ts": int(match.group("sec")) + int(match.group("usec")) / float(_MICROS_PER_SECOND),
+        "tid": int(match.group("tid")),
+        "name": match.group("name"),
+        "args": match.group("args") or "",
+    }
+
+
+def _event_from_dict(item):
+    """Check and normalise an already-parsed event, e.g. one returned by the qemu_trace_events module."""
+    if not isinstance(item.get("name"), str) or "ts" not in item:
+        raise TraceError("an event must be a dict with at least 'ts' (epoch seconds) and 'name', got %r" % (item,))
+    _micros(item["ts"])
+    return {"ts": float(item["ts"]), "tid": int(item.get("tid") or 0), "name": item["name"], "args": str(item.get("args") or "")}
+
+
+def parse_events(log):
+    """Events of LOG: the raw text of a QEMU log, a list of its lines, a list of events, or a module result with 'events'."""
+    if isinstance(log, (str, bytes)):
+        lines = log.splitlines()
+    elif isinstance(log, dict) and isinstance(log.get("events"), (list, tuple)):
+        lines = log["events"]
+    elif isinstance(log, (list, tuple)):
+        lines = log
+    else:
+        raise TraceError("expected the text of a QEMU log, a list of its lines or a list of events, got %s" % _describe(log))
+    events = []
+    for item in lines:
+        if isinstance(item, dict):
+            events.append(_event_from_dict(item))
+        elif isinstance(item, (str, bytes)):
+            # An item may itself hold several lines (for example a whole file's content).
+            events.extend(event for event in map(parse_line, item.splitlines()) if event is not None)
+        else:
+            raise TraceError("expected log lines (strings) or events (dicts), got an item of type %s" % _describe(item))
+    return events
+
+
+def _describe(value):
+    text = repr(value)
+    return "%s %s" % (type(value).__name__, text if len(text) <= 60 else text[:57] + "...")
+
+
+def _micros(ts):
+    """Exact integer microseconds of an epoch time given as float, int or decimal text."""
+    if isinstance(ts, bool) or not isinstance(ts, (int, float, str)):
+        raise TraceError("an event time must be epoch seconds, got %s" % _describe(ts))
+    try:
+        # repr() of a float is its shortest round-trip text, which keeps the six logged decimals.
+        value = Decimal(ts if isinstance(ts, str) else repr(ts))
+    except InvalidOperation:
+        raise TraceError("an event time must be epoch seconds, got %s" % _describe(ts)) from None
+    if not value.is_finite():
+        raise TraceError("an event time must be a finite number of epoch seconds, got %s" % _describe(ts))
+    return int((value * _MICROS_PER_SECOND).to_integral_value())
+
+
+def _profile(name):
+    if name not in PROFILE_BY_NAME:
+        raise TraceError("unknown profile %r: choose one of %s" % (name, ", ".join(PROFILE_CHOICES)))
+    return PROFILE_BY_NAME[name]
+
+
+def _offset_micros(clock_offset_ms):
+    if isinstance(clock_offset_ms, bool) or not isinstance(clock_offset_ms, (int, float, str)):
+        raise TraceError("clock_offset_ms must be a number of milliseconds (destination clock minus source clock), got %s"
+                         % _describe(clock_offset_ms))
+    try:
+        value = Decimal(clock_offset_ms if isinstance(clock_offset_ms, str) else repr(clock_offset_ms))
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite():
+        raise TraceError("clock_offset_ms must be a finite number of milliseconds (destination clock minus source clock), got %s"
+                         % _describe(clock_offset_ms))
+    return value * _MICROS_PER_MS
+
+
+def _matcher(event_name, args_pattern):
+    regex = re.compile(args_pattern + r"\Z") if args_pattern else None
+    return lambda event: event["name"] == event_name and (regex is None or regex.match(event["args"]) is not None)
+
+
+def _select(events, event_name, args_pattern):
+    """(microseconds, event) of the matching events, oldest first."""
+    matches = _matcher(event_name, args_pattern)
+    return sorted(((_micros(event["ts"]), event) for event in events if matches(event)), key=lambda pair: pair[0])
+
+
+def _event_label(row, side):
+    name, pattern = (row.src_event, row.src_args) if side == "source" else (row.dst_event, row.dst_args)
+    return name + (" " + pattern.replace("\\d+", "N").replace("\\", "") if pattern else "")
+
+
+def _resolve_profile(profile, src_events):
+    """The profile row to use; 'auto' picks the first of AUTO_ORDER whose source event is present."""
+    if profile != "auto":
+        return _profile(profile)
+    for name in AUTO_ORDER:
+        row = PROFILE_BY_NAME[name]
+        if _select(src_events, row.src_event, row.src_args):
+            return row
+    tried = " ".join("Profile %s needs '%s': %s" % (name, _event_label(PROFILE_BY_NAME[name], "source"), PROFILE_BY_NAME[name].hint)
+                     for name in AUTO_ORDER)
+    raise TraceError("the source log has no event marking the guest's pause for migration, for any profile that 'auto' tries. %s "
+                     "Also check that this is the source host's /var/log/libvirt/qemu/DOMAIN.log, read from an offset taken "
+                     "before the migration." % tried)
+
+
+def _missing_event(row, side):
+    return TraceError("the %s log has no '%s' event (profile %s). %s Also check that this is the %s host's "
+                      "/var/log/libvirt/qemu/DOMAIN.log, read from an offset taken before the migration."
+                      % (side, _event_label(row, side), row.name, row.hint, side))
+
+
+def _resumed_before_paused(row, pause, resume, offset_us):
+    """The error for the latest source PAUSE when no destination resume follows it, RESUME being the latest one."""
+    gap_ms = (Decimal(pause[0]) - (resume[0] - offset_us)) / _MICROS_PER_MS
+    corrected = " after correcting by clock_offset_ms %s" % _ms(offset_us / _MICROS_PER_MS) if offset_us else ""
+    return TraceError(
+        "the destination resumed ('%s' at %s) %s ms before the source paused ('%s' at %s)%s, so no migration can be measured: "
+        "either the two hosts' clocks disagree by at least that much (synchronise them with NTP, or pass clock_offset_ms = "
+        "destination clock minus source clock), or the destination log was read before the migration finished."
+        % (_event_label(row, "destination"), resume[1]["ts"], _ms(gap_ms), _event_label(row, "source"), pause[1]["ts"], corrected))
+
+
+def _ms(value):
+    return float(Decimal(value).quantize(_MS_QUANTUM))
+
+
+def _pair(pauses, resumes, offset_us):
+    """Map each source pause to the first destination resume at or after it (on the source's clock).
+
+    When several pauses map to the same resume, only the latest one is a migration: the earlier
+    ones were pauses that did not end on the destination (a suspend, a failed attempt).
+    Returns {pause index: resume index}.
+    """
+    corrected = [micros - offset_us for micros, _event in resumes]
+    latest_pause_for = {}
+    for index, (micros, _event) in enumerate(pauses):
+        found = bisect.bisect_left(corrected, micros)
+        if found < len(corrected):
+            latest_pause_for[found] = index
+    return dict((pause, resume) for resume, pause in latest_pause_for.items())
+
+
+def _record(row, pause, resume, offset_us):
+    raw_us = resume[0] - pause[0]
+    return {
+        "downtime_ms": _ms((raw_us - offset_us) / _MICROS_PER_MS),
+        "raw_downtime_ms": _ms(Decimal(raw_us) / _MICROS_PER_MS),
+        "paused_at": pause[1]["ts"],
+        "resumed_at": float(((resume[0] - offset_us) / _MICROS_PER_SECOND).quantize(_SECONDS_QUANTUM)),
+        "profile": row.name,
+        "src_event": pause[1],
+        "dst_event": resume[1],
+        "clock_offset_ms": _ms(offset_us / _MICROS_PER_MS),
+    }
+
+
+def _analyse(src_log, dst_log, profile, clock_offset_ms):
+    offset_us = _offset_micros(clock_offset_ms)
+    src_events = parse_events(src_log)
+    dst_events = parse_events(dst_log)
+    row = _resolve_profile(profile, src_events)
+    pauses = _select(src_events, row.src_event, row.src_args)
+    if not pauses:
+        raise _missing_event(row, "source")
+    resumes = _select(dst_events, row.dst_event, row.dst_args)
+    if not resumes:
+        raise _missing_event(row, "destination")
+    return row, pauses, resumes, offset_us, _pair(pauses, resumes, offset_us)
+
+
+def migrations(src_log, dst_log, profile="auto", clock_offset_ms=0.0):
+    """Every migration found in the two logs, oldest first (see latest_migration for the fields)."""
+    row, pauses, resumes, offset_us, pairs = _analyse(src_log, dst_log, profile, clock_offset_ms)
+    if not pairs:
+        raise _resumed_before_paused(row, pauses[-1], resumes[-1], offset_us)
+    return [_record(row, pauses[pause], resumes[resume], offset_us) for pause, resume in sorted(pairs.items())]
+
+
+def latest_migration(src_log, dst_log, profile="auto", clock_offset_ms=0.0):
+    """The migration that ends with the latest source pause.
+
+    Returns {downtime_ms, raw_downtime_ms, paused_at, resumed_at, profile, src_event, dst_event,
+    clock_offset_ms}: downtime_ms is corrected by clock_offset_ms, raw_downtime_ms is not,
+    resumed_at is on the source's clock. Raises TraceError when the latest source pause has no
+    destination resume after it, rather than answering with an older migration.
+    """
+    row, pauses, resumes, offset_us, pairs = _analyse(src_log, dst_log, profile, clock_offset_ms)
+    latest = len(pauses) - 1
+    if latest not in pairs:
+        raise _resumed_before_paused(row, pauses[-1], resumes[-1], offset_us)
+    return _record(row, pauses[latest], resumes[pairs[latest]], offset_us)
