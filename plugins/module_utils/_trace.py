@@ -106,16 +106,20 @@ def parse_line(line):
     }
 
 
-def _event_from_dict(item):
+def _event_from_dict(item, what):
     """Check and normalise an already-parsed event, e.g. one returned by the qemu_trace_events module."""
     if not isinstance(item.get("name"), str) or "ts" not in item:
-        raise TraceError("an event must be a dict with at least 'ts' (epoch seconds) and 'name', got %r" % (item,))
+        raise TraceError("expected each event of the %s to be a dict with at least 'ts' (epoch seconds) and 'name', got %s"
+                         % (what, _describe(item)))
     _micros(item["ts"])
     return {"ts": float(item["ts"]), "tid": int(item.get("tid") or 0), "name": item["name"], "args": str(item.get("args") or "")}
 
 
-def parse_events(log):
-    """Events of LOG: the raw text of a QEMU log, a list of its lines, a list of events, or a module result with 'events'."""
+def parse_events(log, what="log"):
+    """Events of LOG: the raw text of a QEMU log, a list of its lines, a list of events, or a module result with 'events'.
+
+    WHAT names the log in error messages (for example "source log").
+    """
     if isinstance(log, (str, bytes)):
         lines = log.splitlines()
     elif isinstance(log, dict) and isinstance(log.get("events"), (list, tuple)):
@@ -123,16 +127,17 @@ def parse_events(log):
     elif isinstance(log, (list, tuple)):
         lines = log
     else:
-        raise TraceError("expected the text of a QEMU log, a list of its lines or a list of events, got %s" % _describe(log))
+        raise TraceError("expected the %s to be the text of a QEMU log, a list of its lines or a list of events, got %s"
+                         % (what, _describe(log)))
     events = []
     for item in lines:
         if isinstance(item, dict):
-            events.append(_event_from_dict(item))
+            events.append(_event_from_dict(item, what))
         elif isinstance(item, (str, bytes)):
             # An item may itself hold several lines (for example a whole file's content).
             events.extend(event for event in map(parse_line, item.splitlines()) if event is not None)
         else:
-            raise TraceError("expected log lines (strings) or events (dicts), got an item of type %s" % _describe(item))
+            raise TraceError("expected the %s to hold lines (strings) or events (dicts), got %s" % (what, _describe(item)))
     return events
 
 
@@ -259,8 +264,8 @@ def _record(row, pause, resume, offset_us):
 
 def _analyse(src_log, dst_log, profile, clock_offset_ms):
     offset_us = _offset_micros(clock_offset_ms)
-    src_events = parse_events(src_log)
-    dst_events = parse_events(dst_log)
+    src_events = parse_events(src_log, "source log")
+    dst_events = parse_events(dst_log, "destination log")
     row = _resolve_profile(profile, src_events)
     pauses = _select(src_events, row.src_event, row.src_args)
     if not pauses:
