@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Install what the tests, the lab and the demo need; safe to run again, and quick when everything is in place.
+#   - Debian packages from requirements/debian.txt (only when some are missing; needs root)
+#   - .venv from requirements/python.txt (re-installed when that file changes)
+#   - .collections/ansible_collections/openeuler/kae -> ../../.. (so Ansible and pytest find the collection)
+#   - an offline pip bootstrap script for ansible-test (it cannot download its own here)
+# Environment: KAE_PYTHON picks the interpreter for .venv (default: python3, which must be 3.11 or later).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+DEBIAN_LIST="$ROOT/requirements/debian.txt"
+PYTHON_LIST="$ROOT/requirements/python.txt"
+STAMP="$VENV/.requirements.sha256"
+
+log() { printf 'bootstrap: %s\n' "$*"; }
+die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Package names from the list: comments and blank lines dropped.
+debian_packages() {
+    sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^[[:space:]]*$/d' "$DEBIAN_LIST"
+}
+
+missing_debian_packages() {
+    local wanted installed
+    wanted="$(debian_packages | sort -u)"
+    # shellcheck disable=SC2046  # one word per package
+    installed="$(dpkg-query -W -f='${Package} ${db:Status-Status}\n' $(debian_packages) 2>/dev/null \
+        | awk '$2 == "installed" { print $1 }' | sort -u || true)"
+    comm -23 <(printf '%s\n' "$wanted") <(printf '%s\n' "$installed")
+}
+
+install_debian_packages() {
+    command -v dpkg-query >/dev/null || die "dpkg-query not found: this script supports Debian 12; install the packages in $DEBIAN_LIST by hand"
+    local missing
+    missing="$(missing_debian_packages)"
+    [ -n "$missing" ] || return 0
+    # shellcheck disable=SC2086  # one word per package
+    log "installing Debian packages:" $missing
+    [ "$(id -u)" -eq 0 ] || die "installing Debian packages needs root; run as root or install: ${missing//$'\n'/ }"
+    # Package scripts must not start daemons: the lab starts its own, inside its namespaces.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086  # one word per package
+    apt-get install -y -qq --no-install-recommends $missing
+}
+
+controller_python() {
+    local python="${KAE_PYTHON:-python3}"
+    command -v "$python" >/dev/null || die "$python not found; install Python 3.11 or set KAE_PYTHON"
+    "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+        || die "$python is $("$python" --version 2>&1); ansible-core 2.19 needs Python 3.11 or later (set KAE_PYTHON)"
+    printf '%s\n' "$python"
+}
+
+install_venv() {
+    local wanted
+    wanted="$(sha256sum "$PYTHON_LIST" | cut -d' ' -f1)"
+    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null \
+        && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$wanted" ]; then
+        return 0
+    fi
+    local python
+    python="$(controller_python)"
+    if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null; }; then
+        log "creating $VENV with $python ($("$python" --version 2>&1))"
+        rm -rf "$VENV"
+        "$python" -m venv "$VENV"
+    fi
+    log "installing $PYTHON_LIST into $VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PYTHON_LIST"
+    printf '%s\n' "$wanted" >"$STAMP"
+}
+
+link_collection() {
+    local link="$ROOT/.collections/ansible_collections/openeuler/kae"
+    [ "$(readlink "$link" 2>/dev/null || true)" = ../../.. ] && return 0
+    mkdir -p "$(dirname "$link")"
+    ln -sfn ../../.. "$link"
+    log "linked $link -> ../../.."
+}
+
+# ansible-test puts pip into each fresh virtual environment by running get-pip.py, which it downloads
+# unless ~/.ansible/test/cache/get_pip_<VERSION>.py exists. This stand-in uses ensurepip instead, then
+# installs the requested packages (pip==VERSION) from the package index.
+install_pip_bootstrap() {
+    local version cache
+    version="$("$VENV/bin/python" - <<'PY'
+import types
+from ansible_test._internal.python_requirements import get_venv_packages
+print(get_venv_packages(types.SimpleNamespace(version='3.11'))['pip'])
+PY
+)"
+    cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
+    local script
+    script="$(cat <<'PY'
+"""Offline stand-in for get-pip.py, written by scripts/bootstrap.sh: ensurepip, then pip install ARGS."""
+import subprocess
+import sys
+
+# get-pip.py options that pip install does not know.
+GET_PIP_ONLY = ('--no-setuptools', '--no-wheel')
+
+args = [arg for arg in sys.argv[1:] if arg not in GET_PIP_ONLY]
+subprocess.check_call([sys.executable, '-m', 'ensurepip', '--default-pip'])
+if any(not arg.startswith('-') for arg in args):
+    subprocess.check_call([sys.executable, '-m', 'pip', 'install'] + args)
+PY
+)"
+    [ "$(cat "$cache" 2>/dev/null || true)" = "$script" ] && return 0
+    mkdir -p "$(dirname "$cache")"
+    printf '%s\n' "$script" >"$cache"
+    log "wrote offline pip $version bootstrap $cache"
+}
+
+main() {
+    install_debian_packages
+    install_venv
+    link_collection
+    install_pip_bootstrap
+    log "ready: $VENV with ansible-core $("$VENV/bin/python" -c 'from ansible.release import __version__; print(__version__)')"
+}
+
+main "$@"

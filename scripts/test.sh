@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Run one test stage, or all of them:  scripts/test.sh units|sanity|lint|integration|all [EXTRA ARGS]
+#   units        pytest tests/unit
+#   sanity       ansible-test sanity on a copy of the collection (extra args go to ansible-test,
+#                for example: scripts/test.sh sanity --test pylint plugins/modules/x.py)
+#   lint         ansible-lint --profile production
+#   integration  pytest tests/lab against the two-host lab (as root)
+#   all          every stage in order, each one even if an earlier one failed, then a summary
+# Extra args for units and integration go to pytest. Run scripts/bootstrap.sh first (make does).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+STAGES=(units sanity lint integration)
+# Module code runs on Python 3.9 (openEuler 22.03) too; sanity checks 3.9 as well when it is installed.
+MODULE_PYTHON_EXTRA=3.9
+
+log() { printf 'test.sh: %s\n' "$*"; }
+die() { printf 'test.sh: ERROR: %s\n' "$*" >&2; exit 2; }
+
+usage() {
+    sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+stage_units() {
+    "$VENV/bin/pytest" tests/unit "$@"
+}
+
+# ansible-test wants the tree at .../ansible_collections/NAMESPACE/NAME and reads every file there,
+# so it runs on a copy of the files git would commit (tracked, plus new files not ignored).
+copy_collection() {
+    local dest="$1"
+    mkdir -p "$dest"
+    git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
+        | while IFS= read -r -d '' path; do [ -e "$ROOT/$path" ] && printf '%s\0' "$path"; done \
+        | rsync -a --from0 --files-from=- "$ROOT/" "$dest/"
+}
+
+# A Python that really runs (a pyenv shim for an unselected version does not).
+python_available() {
+    local version="$1" exe
+    exe="$(command -v "python$version" 2>/dev/null)" || return 1
+    "$exe" -c 'import ensurepip' >/dev/null 2>&1
+}
+
+stage_sanity() {
+    local work dest rc=0
+    work="$(mktemp -d /tmp/kae-sanity.XXXXXX)"
+    dest="$work/ansible_collections/openeuler/kae"
+    copy_collection "$dest"
+    (
+        cd "$dest"
+        # ansible-test runs its tools from the venv; PATH lets it find them and the extra module Python.
+        export PATH="$VENV/bin:$PATH"
+        "$VENV/bin/ansible-test" sanity --color no --python 3.11 "$@" || exit $?
+        if [ $# -eq 0 ]; then
+            if python_available "$MODULE_PYTHON_EXTRA"; then
+                "$VENV/bin/ansible-test" sanity --color no --python "$MODULE_PYTHON_EXTRA" --test compile --test import
+            else
+                log "python$MODULE_PYTHON_EXTRA not installed: compile and import checked on 3.11 only"
+            fi
+        fi
+    ) || rc=$?
+    # Keep the results where CI and developers look for them.
+    if [ -d "$dest/tests/output" ]; then
+        mkdir -p "$ROOT/tests/output"
+        rsync -a "$dest/tests/output/" "$ROOT/tests/output/"
+    fi
+    rm -rf "$work"
+    if [ "$rc" -eq 0 ]; then log "sanity passed"; else log "sanity FAILED (exit $rc)"; fi
+    return "$rc"
+}
+
+stage_lint() {
+    "$VENV/bin/ansible-lint" --profile production "$@"
+}
+
+stage_integration() {
+    if ! compgen -G "$ROOT/tests/lab/test_*.py" >/dev/null; then
+        log "SKIPPED integration: tests/lab has no test_*.py files yet"
+        return 0
+    fi
+    if [ "$(id -u)" -ne 0 ]; then
+        log "integration FAILED: the lab tests must run as root"
+        return 1
+    fi
+    "$VENV/bin/pytest" tests/lab "$@"
+}
+
+run_all() {
+    local stage start rc failed=0
+    local -a results=()
+    for stage in "${STAGES[@]}"; do
+        log "===== $stage ====="
+        start=$SECONDS
+        rc=0
+        "stage_$stage" || rc=$?
+        results+=("$stage $rc $((SECONDS - start))")
+        [ "$rc" -eq 0 ] || failed=1
+    done
+    printf '\n%-12s %-8s %8s\n' STAGE RESULT SECONDS
+    local name code secs
+    for stage in "${results[@]}"; do
+        read -r name code secs <<<"$stage"
+        printf '%-12s %-8s %8s\n' "$name" "$([ "$code" -eq 0 ] && echo passed || echo "FAILED")" "$secs"
+    done
+    return "$failed"
+}
+
+main() {
+    [ $# -ge 1 ] || { usage; exit 2; }
+    local stage="$1"
+    shift
+    cd "$ROOT"
+    [ -x "$VENV/bin/python" ] || die "$VENV is missing: run scripts/bootstrap.sh (or make bootstrap) first"
+    case "$stage" in
+        all) [ $# -eq 0 ] || die "'all' takes no extra arguments"; run_all ;;
+        units | sanity | lint | integration) "stage_$stage" "$@" ;;
+        -h | --help) usage ;;
+        *) usage; die "unknown stage '$stage'" ;;
+    esac
+}
+
+main "$@"
