@@ -1,0 +1,450 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This is a private module_util of openeuler.kae: its interface may change at any time.
+
+"""Pure ElementTree edits of a libvirt domain XML for KAE passthrough live migration.
+
+Everything here works on an ``xml.etree.ElementTree`` element of ``<domain>`` and
+touches only what it is asked to: KAE hostdevs, the QEMU ``--trace`` arguments of the
+trace profiles, NUMA placement, and hostdev source addresses (remap).
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+QEMU_COMMANDLINE = "{%s}commandline" % QEMU_NS
+QEMU_ARG = "{%s}arg" % QEMU_NS
+TRACE_FLAGS = ("--trace", "-trace")
+PLACEMENTS = ("none", "numatune", "vcpu", "cputune")
+
+# Keep the conventional prefix when the XML is written back (libvirt accepts any prefix,
+# but operators read and diff this XML).
+ET.register_namespace("qemu", QEMU_NS)
+
+_BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])$")
+
+
+class DomainXMLError(Exception):
+    """The XML or a value given for it cannot be used; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------------------
+# Parsing and writing
+
+
+def parse_domain(xml_text):
+    """Parse a domain XML document and return its <domain> element."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as exc:
+        raise DomainXMLError("the domain XML is not well-formed XML (%s)" % exc) from exc
+    if root.tag != "domain":
+        raise DomainXMLError("expected a libvirt <domain> document, got <%s>" % root.tag)
+    return root
+
+
+def to_string(root):
+    """Serialise a domain element, indented, for defineXML and for diffs."""
+    ET.indent(root, space="  ")
+    return ET.tostring(root, encoding="unicode") + "\n"
+
+
+def canonical(xml_text):
+    """Return a comparison form of XML text that ignores formatting and attribute order."""
+    return ET.canonicalize(xml_text, strip_text=True)
+
+
+def same_xml(left, right):
+    """True when two domain documents (text) say the same thing."""
+    return canonical(left) == canonical(right)
+
+
+def _devices(root):
+    devices = root.find("devices")
+    if devices is None:
+        devices = ET.SubElement(root, "devices")
+    return devices
+
+
+# ---------------------------------------------------------------------------
+# PCI addresses
+
+
+def parse_bdf(bdf):
+    """Split a PCI address ``DDDD:BB:SS.F`` (domain optional) into four ints."""
+    match = _BDF_RE.match(str(bdf).strip())
+    if not match:
+        raise DomainXMLError("%r is not a PCI address; expected DOMAIN:BUS:SLOT.FUNCTION such as 0000:31:00.1" % (bdf,))
+    domain, bus, slot, function = match.groups()
+    return int(domain or "0", 16), int(bus, 16), int(slot, 16), int(function, 16)
+
+
+def format_bdf(domain, bus, slot, function):
+    """Return the canonical ``0000:31:00.1`` form."""
+    return "%04x:%02x:%02x.%x" % (domain, bus, slot, function)
+
+
+def normalise_bdf(bdf):
+    """Return BDF in canonical lower-case form with the PCI domain."""
+    return format_bdf(*parse_bdf(bdf))
+
+
+def _address_bdf(address):
+    try:
+        return format_bdf(*(int(address.get(key, "0"), 0) for key in ("domain", "bus", "slot", "function")))
+    except ValueError:
+        return None
+
+
+def _set_address_bdf(address, bdf):
+    domain, bus, slot, function = parse_bdf(bdf)
+    address.set("domain", "0x%04x" % domain)
+    address.set("bus", "0x%02x" % bus)
+    address.set("slot", "0x%02x" % slot)
+    address.set("function", "0x%x" % function)
+
+
+def hostdev_bdf(hostdev):
+    """Host PCI address of a PCI subsystem <hostdev>, or None for any other kind."""
+    if hostdev.get("mode", "subsystem") != "subsystem" or hostdev.get("type") != "pci":
+        return None
+    address = hostdev.find("source/address")
+    return None if address is None else _address_bdf(address)
+
+
+def pci_hostdevs(root):
+    """Return ``[(element, bdf)]`` for the PCI subsystem hostdevs of the domain."""
+    found = []
+    for hostdev in root.findall("devices/hostdev"):
+        bdf = hostdev_bdf(hostdev)
+        if bdf is not None:
+            found.append((hostdev, bdf))
+    return found
+
+
+# ---------------------------------------------------------------------------
+# Hostdevs
+
+
+def parse_hostdev_fragments(text):
+    """Parse XML text holding zero or more <hostdev> elements (as the role's template renders them).
+
+    Returns ``[(element, bdf)]``. Every element must be a PCI subsystem hostdev with a
+    source address, and no address may appear twice.
+    """
+    try:
+        wrapper = ET.fromstring("<hostdevs>%s</hostdevs>" % (text or ""))
+    except ET.ParseError as exc:
+        raise DomainXMLError("the hostdev XML is not well-formed (%s); render it with the guest role's hostdev.xml.j2" % exc) from exc
+    wanted = []
+    seen = set()
+    for element in wrapper:
+        bdf = hostdev_bdf(element) if element.tag == "hostdev" else None
+        if bdf is None:
+            raise DomainXMLError(
+                "the hostdev XML holds %s, which is not a <hostdev mode='subsystem' type='pci'> with a "
+                "<source><address .../></source>; only KAE VF hostdevs belong there" % describe_element(element))
+        if bdf in seen:
+            raise DomainXMLError("the hostdev XML names %s twice; each VF can be given to a guest once" % bdf)
+        seen.add(bdf)
+        wanted.append((element, bdf))
+    return wanted
+
+
+def describe_element(element):
+    """A short, readable description of a device element for messages."""
+    attrs = " ".join("%s='%s'" % item for item in sorted(element.items()))
+    text = "<%s%s>" % (element.tag, " " + attrs if attrs else "")
+    bdf = hostdev_bdf(element) if element.tag == "hostdev" else None
+    if bdf is None:
+        address = element.find("source/address")
+        bdf = _address_bdf(address) if address is not None and address.get("type", "pci") == "pci" else None
+    return "%s (host PCI %s)" % (text, bdf) if bdf else text
+
+
+def passthrough_devices(root):
+    """Every passthrough device of the domain: <hostdev> of any kind and <interface type='hostdev'>."""
+    devices = root.find("devices")
+    if devices is None:
+        return []
+    return [elem for elem in devices if elem.tag == "hostdev" or (elem.tag == "interface" and elem.get("type") == "hostdev")]
+
+
+def foreign_passthrough(root, is_kae_vf):
+    """Passthrough devices that are not KAE VFs (``is_kae_vf(bdf)`` decides for PCI hostdevs)."""
+    foreign = []
+    for element in passthrough_devices(root):
+        bdf = hostdev_bdf(element) if element.tag == "hostdev" else None
+        if bdf is None or not is_kae_vf(bdf):
+            foreign.append(element)
+    return foreign
+
+
+def remove_elements(root, elements):
+    """Remove device elements from <devices>."""
+    devices = _devices(root)
+    for element in elements:
+        devices.remove(element)
+
+
+def _merge_hostdev(current, wanted):
+    """Make CURRENT say what WANTED says, keeping what libvirt added (guest address, alias)."""
+    changed = dict(current.items()) != dict(wanted.items())
+    if changed:
+        current.attrib.clear()
+        current.attrib.update(wanted.attrib)
+    for child in wanted:
+        existing = current.find(child.tag)
+        if existing is not None and canonical(ET.tostring(existing, encoding="unicode")) == canonical(
+                ET.tostring(child, encoding="unicode")):
+            continue
+        changed = True
+        if existing is not None:
+            current.remove(existing)
+        current.append(_copy(child))
+    return changed
+
+
+def _copy(element):
+    return ET.fromstring(ET.tostring(element, encoding="unicode"))
+
+
+def set_kae_hostdevs(root, wanted, is_kae_vf):
+    """Make the domain's KAE hostdevs exactly WANTED (``[(element, bdf)]``).
+
+    Existing KAE hostdevs not wanted are removed; wanted ones are merged into an
+    existing hostdev of the same address or appended. A wanted address held by a
+    hostdev that is not a KAE VF is merged too (the caller asked for that device).
+    Returns ``{"added": [...], "removed": [...], "updated": [...]}`` (BDF lists).
+    """
+    devices = _devices(root)
+    present = dict((bdf, element) for element, bdf in pci_hostdevs(root))
+    wanted_bdfs = set(bdf for _element, bdf in wanted)
+    summary = {"added": [], "removed": [], "updated": []}
+    for bdf, element in sorted(present.items()):
+        if bdf not in wanted_bdfs and is_kae_vf(bdf):
+            devices.remove(element)
+            summary["removed"].append(bdf)
+    for element, bdf in wanted:
+        if bdf in present:
+            if _merge_hostdev(present[bdf], element):
+                summary["updated"].append(bdf)
+        else:
+            _insert_device(devices, _copy(element))
+            summary["added"].append(bdf)
+    return summary
+
+
+def _insert_device(devices, element):
+    """Append after the last device of the same kind, so libvirt's device order is kept."""
+    same = [index for index, child in enumerate(devices) if child.tag == element.tag]
+    if same:
+        devices.insert(same[-1] + 1, element)
+    else:
+        devices.append(element)
+
+
+# ---------------------------------------------------------------------------
+# QEMU trace arguments
+
+
+def _trace_pairs(commandline):
+    """Return ``[(flag_element, value_element)]`` for ``--trace VALUE`` argument pairs."""
+    args = commandline.findall(QEMU_ARG)
+    pairs = []
+    index = 0
+    while index < len(args):
+        if args[index].get("value") in TRACE_FLAGS and index + 1 < len(args):
+            pairs.append((args[index], args[index + 1]))
+            index += 2
+        else:
+            index += 1
+    return pairs
+
+
+def trace_patterns(root):
+    """The ``--trace`` values of the domain's qemu:commandline, in order."""
+    commandline = root.find(QEMU_COMMANDLINE)
+    if commandline is None:
+        return []
+    return [value.get("value") for _flag, value in _trace_pairs(commandline)]
+
+
+def set_trace_args(root, wanted, managed):
+    """Make the domain's ``--trace`` arguments among MANAGED exactly WANTED.
+
+    MANAGED is every pattern this collection may set (all profiles); other
+    qemu:commandline arguments, including ``--trace`` of other patterns, are kept.
+    The qemu XML namespace is declared on <domain> when the element is written.
+    Returns ``{"added": [...], "removed": [...]}``.
+    """
+    summary = {"added": [], "removed": []}
+    commandline = root.find(QEMU_COMMANDLINE)
+    present = []
+    if commandline is not None:
+        for flag, value in _trace_pairs(commandline):
+            pattern = value.get("value")
+            if pattern in managed and (pattern not in wanted or pattern in present):
+                commandline.remove(flag)
+                commandline.remove(value)
+                summary["removed"].append(pattern)
+            else:
+                present.append(pattern)
+    missing = [pattern for pattern in wanted if pattern not in present]
+    if missing and commandline is None:
+        commandline = ET.SubElement(root, QEMU_COMMANDLINE)
+    for pattern in missing:
+        ET.SubElement(commandline, QEMU_ARG, {"value": TRACE_FLAGS[0]})
+        ET.SubElement(commandline, QEMU_ARG, {"value": pattern})
+        summary["added"].append(pattern)
+    if commandline is not None and len(commandline) == 0:
+        root.remove(commandline)
+    return summary
+
+
+# ---------------------------------------------------------------------------
+# NUMA placement
+
+
+def parse_cpuset(text):
+    """``'0-3,8'`` -> ``[0, 1, 2, 3, 8]``."""
+    cpus = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        low, _sep, high = part.partition("-")
+        cpus.update(range(int(low), int(high or low) + 1))
+    return sorted(cpus)
+
+
+def format_cpuset(cpus):
+    """``[0, 1, 2, 3, 8]`` -> ``'0-3,8'``."""
+    ranges = []
+    for cpu in sorted(set(cpus)):
+        if ranges and cpu == ranges[-1][1] + 1:
+            ranges[-1][1] = cpu
+        else:
+            ranges.append([cpu, cpu])
+    return ",".join(str(low) if low == high else "%d-%d" % (low, high) for low, high in ranges)
+
+
+def node_cpus(capabilities_xml, node):
+    """CPU ids of NUMA node NODE from libvirt's host capabilities XML."""
+    caps = ET.fromstring(capabilities_xml)
+    cells = caps.findall("host/topology/cells/cell")
+    for cell in cells:
+        if cell.get("id") == str(node):
+            cpus = [int(cpu.get("id")) for cpu in cell.findall("cpus/cpu")]
+            if cpus:
+                return cpus
+            raise DomainXMLError("NUMA node %s of this host has no CPUs to pin the guest to; use placement 'numatune'" % node)
+    known = ", ".join(cell.get("id") for cell in cells) or "none reported"
+    raise DomainXMLError("NUMA node %s does not exist on this host (nodes: %s); choose a node the KAE VFs sit on" % (node, known))
+
+
+def vcpu_count(root):
+    """The domain's maximum vCPU count."""
+    vcpu = root.find("vcpu")
+    try:
+        return int(vcpu.text) if vcpu is not None else 1
+    except (TypeError, ValueError):
+        raise DomainXMLError("the domain's <vcpu> element does not hold a number (%r)" % vcpu.text)
+
+
+def pinned_node(root):
+    """The single NUMA node the guest's memory is bound to by <numatune>, or None."""
+    memory = root.find("numatune/memory")
+    if memory is None or memory.get("nodeset") is None:
+        return None
+    nodes = parse_cpuset(memory.get("nodeset"))
+    return nodes[0] if len(nodes) == 1 else None
+
+
+def _ensure_child(parent, tag, before=None):
+    child = parent.find(tag)
+    if child is None:
+        child = ET.Element(tag)
+        index = len(parent)
+        if before:
+            for position, sibling in enumerate(parent):
+                if sibling.tag in before:
+                    index = position
+                    break
+        parent.insert(index, child)
+    return child
+
+
+def _set_attrs(element, attrs, drop=()):
+    changed = False
+    for key in drop:
+        if key in element.attrib:
+            del element.attrib[key]
+            changed = True
+    for key, value in attrs.items():
+        if element.get(key) != value:
+            element.set(key, value)
+            changed = True
+    return changed
+
+
+# Elements that follow <cputune>/<numatune> in libvirt's own order (<devices> at least).
+_AFTER_TUNING = ("resource", "sysinfo", "bootloader", "os", "features", "cpu", "clock", "on_poweroff",
+                 "on_reboot", "on_crash", "pm", "devices")
+
+
+def set_placement(root, placement, node, cpus=None):
+    """Pin the guest to NUMA node NODE.
+
+    ``numatune``: memory strictly on the node. ``vcpu``: that, plus every vCPU allowed
+    only the node's CPUs (``<vcpu cpuset>``). ``cputune``: memory on the node plus a
+    ``<vcpupin>`` for each vCPU and an ``<emulatorpin>`` on the node's CPUs. ``none``
+    leaves placement alone. Returns a list of the elements changed (for messages).
+    """
+    if placement == "none":
+        return []
+    if placement not in PLACEMENTS:
+        raise DomainXMLError("placement %r is not one of %s" % (placement, ", ".join(PLACEMENTS)))
+    changed = []
+    numatune = _ensure_child(root, "numatune", before=_AFTER_TUNING)
+    memory = _ensure_child(numatune, "memory")
+    if _set_attrs(memory, {"mode": "strict", "nodeset": str(node)}, drop=("placement",)):
+        changed.append("numatune")
+    if placement == "numatune":
+        return changed
+    cpuset = format_cpuset(cpus or [])
+    if not cpuset:
+        raise DomainXMLError("placement %r needs the CPUs of NUMA node %s" % (placement, node))
+    if placement == "vcpu":
+        vcpu = _ensure_child(root, "vcpu", before=_AFTER_TUNING)
+        if _set_attrs(vcpu, {"placement": "static", "cpuset": cpuset}):
+            changed.append("vcpu")
+        return changed
+    cputune = _ensure_child(root, "cputune", before=("numatune",) + _AFTER_TUNING)
+    before_pins = ET.tostring(cputune, encoding="unicode")
+    pins = dict((pin.get("vcpu"), pin) for pin in cputune.findall("vcpupin"))
+    for index in range(vcpu_count(root)):
+        pin = pins.get(str(index))
+        if pin is None:
+            pin = ET.SubElement(cputune, "vcpupin", {"vcpu": str(index)})
+        pin.set("cpuset", cpuset)
+    _ensure_child(cputune, "emulatorpin").set("cpuset", cpuset)
+    if ET.tostring(cputune, encoding="unicode") != before_pins:
+        changed.append("cputune")
+    return changed
+
+
+# ---------------------------------------------------------------------------
+# Remap
+
+
+def remap_hostdev_addresses(root, mapping):
+    """Rewrite the host source address of PCI hostdevs per MAPPING ``{old_bdf: new_bdf}``."""
+    for hostdev, bdf in pci_hostdevs(root):
+        new = mapping.get(bdf)
+        if new and new != bdf:
+            _set_address_bdf(hostdev.find("source/address"), new)
