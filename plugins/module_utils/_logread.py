@@ -1,0 +1,118 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This is a private module_util of openeuler.kae: its interface may change at any time.
+
+"""Read the trace events a QEMU log gained after a byte offset, without reading what lies before it.
+
+A QEMU log only grows, but virtlogd or logrotate may rotate it (a new file) or truncate it.
+The caller keeps ``next_offset`` and ``inode`` from one call and passes them to the next; a
+file that no longer continues where the last read stopped is read from its start.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+
+from ansible_collections.openeuler.kae.plugins.module_utils._trace import parse_line
+
+CHUNK_SIZE = 1024 * 1024
+
+
+class LogReadError(Exception):
+    """The log cannot be read as asked; the message names the path and the likely fix."""
+
+
+def _name_filter(patterns):
+    """A predicate on event names: shell-style PATTERNS (as in QEMU's --trace), or everything when None."""
+    if patterns is None:
+        return lambda name: True
+    patterns = tuple(patterns)
+    verdicts = {}
+
+    def keep(name):
+        if name not in verdicts:
+            verdicts[name] = any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns)
+        return verdicts[name]
+
+    return keep
+
+
+def _start(handle, size, ino, offset, inode):
+    """Where to start reading and whether the file was rotated or truncated since OFFSET was taken."""
+    if inode is not None and inode != ino:
+        return 0, True
+    if offset > size:
+        return 0, True
+    if offset > 0:
+        # A recorded offset always follows a newline; anything else means the file was rewritten.
+        handle.seek(offset - 1)
+        if handle.read(1) != b"\n":
+            return 0, True
+    return offset, False
+
+
+def _events_of(block, keep):
+    events = []
+    for raw in block.split(b"\n"):
+        event = parse_line(raw)
+        if event is not None and keep(event["name"]):
+            events.append(event)
+    return events
+
+
+def read_events(path, offset=0, inode=None, names=None, max_bytes=None, chunk_size=CHUNK_SIZE):
+    """Trace events of PATH from byte OFFSET to its current end (or MAX_BYTES further).
+
+    NAMES are shell-style patterns of event names to keep (all when None). Only complete lines are
+    consumed: a last line without its newline yet is left for the next call, whose offset is the
+    returned next_offset. Returns {events, next_offset, size, inode, rotated, more}; rotated is true
+    when the file was read from its start because it is a new file (INODE differs), shorter than
+    OFFSET, or no longer has a line boundary at OFFSET; more is true when MAX_BYTES stopped the read.
+    """
+    if offset < 0:
+        raise LogReadError("offset must be 0 or a next_offset returned by an earlier read, got %d" % offset)
+    if max_bytes is not None and max_bytes < 1:
+        raise LogReadError("max_bytes must be at least 1, got %d" % max_bytes)
+    keep = _name_filter(names)
+    try:
+        with open(path, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            start, rotated = _start(handle, status.st_size, status.st_ino, offset, inode)
+            # Stop at the size seen now: what QEMU appends meanwhile is for the next call.
+            end = status.st_size if max_bytes is None else min(status.st_size, start + max_bytes)
+            handle.seek(start)
+            events, consumed = _read_lines(handle, start, end, keep, chunk_size)
+    except FileNotFoundError:
+        raise LogReadError("the QEMU log %s does not exist: check the domain name or path (libvirt creates the log when the "
+                           "domain first starts on this host)" % path) from None
+    except OSError as exc:
+        raise LogReadError("cannot read the QEMU log %s: %s" % (path, exc.strerror or exc)) from None
+    if consumed == start and end < status.st_size:
+        raise LogReadError("%s has no line end within max_bytes (%d) after offset %d: raise max_bytes" % (path, max_bytes, start))
+    return {
+        "events": events,
+        "next_offset": consumed,
+        "size": status.st_size,
+        "inode": status.st_ino,
+        "rotated": rotated,
+        "more": end < status.st_size,
+    }
+
+
+def _read_lines(handle, position, end, keep, chunk_size):
+    """Events of the complete lines between POSITION and END, and the offset just after the last of them."""
+    events = []
+    pending = b""
+    while position < end:
+        chunk = handle.read(min(chunk_size, end - position))
+        if not chunk:
+            break
+        position += len(chunk)
+        data = pending + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            events.extend(_events_of(data[:cut - 1], keep))
+        pending = data[cut:]
+    return events, position - len(pending)

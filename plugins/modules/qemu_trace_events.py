@@ -1,0 +1,203 @@
+#!/usr/bin/python
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: qemu_trace_events
+short_description: Read the QEMU trace events a domain's log gained since a byte offset
+version_added: 0.1.0
+author: openEuler KAE collection contributors
+description:
+  - Reads a domain's QEMU log on a hypervisor host (C(/var/log/libvirt/qemu/DOMAIN.log)) from a byte offset to its end
+    and returns the trace events found there (lines C(TID@SECONDS.MICROSECONDS:event_name args)), so that the
+    controller never fetches a whole log. Libvirt's own lines, blank lines and anything else are skipped.
+  - The read starts with a seek to O(offset), so its cost grows with the bytes after O(offset), not with the size of the log.
+  - Record RV(next_offset) and RV(inode) before a migration and pass them back after it to get just that migration's events.
+    A log rotated or truncated since then (a different O(inode), a size below O(offset), or no line boundary at
+    O(offset)) is read from its start, and RV(rotated) says so.
+  - A last line that QEMU has not finished writing (no newline yet) is not consumed; RV(next_offset) points at its start.
+  - Feed the results of the source and destination hosts to the P(openeuler.kae.migration_downtime#filter) filter.
+extends_documentation_fragment:
+  - openeuler.kae.attributes
+  - openeuler.kae.attributes.INFO_MODULE
+options:
+  path:
+    description:
+      - The QEMU log to read.
+      - Exactly one of O(path) and O(domain) is required.
+    type: path
+  domain:
+    description:
+      - Name of the libvirt domain whose log C(/var/log/libvirt/qemu/DOMAIN.log) is read.
+      - Exactly one of O(path) and O(domain) is required.
+    type: str
+  offset:
+    description:
+      - Byte offset to start reading from; V(0) or a RV(next_offset) returned by an earlier call.
+    type: int
+    default: 0
+  inode:
+    description:
+      - The RV(inode) returned together with O(offset). When the file now has another inode it was rotated, and it is
+        read from its start.
+    type: int
+  profile:
+    description:
+      - Keep the events of this downtime profile (see P(openeuler.kae.migration_downtime#filter)); V(auto) keeps those
+        of V(openeuler) and V(upstream). Ignored when O(events) is given.
+    type: str
+    default: auto
+    choices: [auto, openeuler, upstream, downtime_checkpoint]
+  events:
+    description:
+      - Names of the events to keep, with shell-style wildcards as in QEMU's C(--trace) (for example V(all_vcpus*));
+        V(*) keeps every event.
+    type: list
+    elements: str
+  max_bytes:
+    description:
+      - Read at most this many bytes after O(offset); RV(more) then says whether the log goes on, and the next call
+        continues from RV(next_offset). No limit when unset.
+    type: int
+attributes:
+  platform:
+    platforms: posix
+    description: Runs on the hypervisor host that holds the log.
+    support: full
+notes:
+  - The module only reads the log, so it runs the same in check mode.
+seealso:
+  - plugin: openeuler.kae.migration_downtime
+    plugin_type: filter
+"""
+
+EXAMPLES = r"""
+- name: Remember where each host's log ends before migrating
+  openeuler.kae.qemu_trace_events:
+    domain: kae-guest
+  register: trace_before
+
+- name: After the migration, read only what the logs gained
+  openeuler.kae.qemu_trace_events:
+    domain: kae-guest
+    offset: "{{ trace_before.next_offset }}"
+    inode: "{{ trace_before.inode }}"
+  register: trace_after
+
+- name: Every event of the openEuler QEMU's pause/resume pair in a log, from its start
+  openeuler.kae.qemu_trace_events:
+    path: /var/log/libvirt/qemu/vm1.log
+    events:
+      - all_vcpus*
+"""
+
+RETURN = r"""
+events:
+  description: The trace events kept, in log order.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    ts:
+      description: Event time, epoch seconds with microseconds (the host's wall clock).
+      type: float
+      sample: 1747835912.854818
+    tid:
+      description: QEMU thread id.
+      type: int
+      sample: 16465
+    name:
+      description: Event name.
+      type: str
+      sample: all_vcpus_paused
+    args:
+      description: The event's arguments as QEMU printed them (empty when it has none).
+      type: str
+      sample: ""
+next_offset:
+  description: Byte offset just after the last complete line read; pass it as O(offset) next time.
+  returned: success
+  type: int
+  sample: 1048576
+size:
+  description: Size of the log, in bytes, when it was opened.
+  returned: success
+  type: int
+  sample: 1049000
+inode:
+  description: Inode of the log; pass it as O(inode) next time to detect rotation.
+  returned: success
+  type: int
+  sample: 393231
+rotated:
+  description: True when the log was read from its start because it was rotated or truncated since O(offset).
+  returned: success
+  type: bool
+  sample: false
+more:
+  description: True when O(max_bytes) stopped the read before the end of the log.
+  returned: success
+  type: bool
+  sample: false
+log_path:
+  description: The log that was read (O(path), or the one derived from O(domain)).
+  returned: success
+  type: str
+  sample: /var/log/libvirt/qemu/kae-guest.log
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.openeuler.kae.plugins.module_utils._logread import LogReadError, read_events
+from ansible_collections.openeuler.kae.plugins.module_utils._trace import PROFILE_CHOICES, profile_event_names
+
+LIBVIRT_QEMU_LOG_DIR = "/var/log/libvirt/qemu"
+
+
+def log_path(params):
+    """The log named by O(path), or the one libvirt writes for O(domain)."""
+    if params["path"]:
+        return params["path"]
+    domain = params["domain"]
+    if not domain or "/" in domain or domain.startswith("."):
+        raise LogReadError("domain must be a libvirt domain name (no '/', not starting with '.'), got %r" % domain)
+    return os.path.join(LIBVIRT_QEMU_LOG_DIR, domain + ".log")
+
+
+def run(params):
+    """The module's result for PARAMS, or LogReadError."""
+    path = log_path(params)
+    names = params["events"] if params["events"] is not None else profile_event_names(params["profile"])
+    result = read_events(path, offset=params["offset"], inode=params["inode"], names=names, max_bytes=params["max_bytes"])
+    result["log_path"] = path
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path"),
+            domain=dict(type="str"),
+            offset=dict(type="int", default=0),
+            inode=dict(type="int"),
+            profile=dict(type="str", default="auto", choices=list(PROFILE_CHOICES)),
+            events=dict(type="list", elements="str"),
+            max_bytes=dict(type="int"),
+        ),
+        mutually_exclusive=[("path", "domain")],
+        required_one_of=[("path", "domain")],
+        supports_check_mode=True,
+    )
+    try:
+        result = run(module.params)
+    except LogReadError as exc:
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
