@@ -1,0 +1,592 @@
+#!/usr/bin/python
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: live_migration
+short_description: Live-migrate a libvirt domain to another host and return libvirt's job statistics
+version_added: 0.1.0
+description:
+  - Runs on the source hypervisor. Sets the domain's maximum downtime, then migrates the running domain to
+    O(destination_uri) with C(virDomainMigrate3) (managed migration, the equivalent of C(virsh migrate --live))
+    or, with O(peer2peer=true), C(virDomainMigrateToURI3), and waits for the job to end.
+  - The migration call runs in a worker thread while the module waits; past O(timeout_s) it aborts the job, waits
+    for the job to end, checks that the domain still runs on the source and fails saying where the domain runs.
+  - Before migrating it records the size and inode of the domain's QEMU log on the source (O(log_path)), so that
+    the trace events of this migration can be read from that offset on (see M(openeuler.kae.qemu_trace_events)).
+  - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
+    the domain is still defined there (a persistent domain without O(undefine_source=true)), otherwise on the
+    destination, which libvirt 9.0 also fills in from the migration's statistics cookie; RV(job.read_from) says which.
+  - Idempotent. When the domain already runs on the destination and not on the source, nothing happens and the
+    result is C(changed=false).
+  - Pre-flight checks, which are all that check mode does, verify that the options are consistent, the domain exists and runs on the
+    source, the destination's libvirt answers (a connection is opened), the domain is not active there, and no job
+    (for example another migration) is running on the domain.
+  - libvirt is used through its Python binding only; no command line is built.
+author:
+  - openEuler KAE collection contributors
+requirements:
+  - libvirt-python (python3-libvirt) on the source host
+extends_documentation_fragment:
+  - openeuler.kae.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Runs the pre-flight checks and predicts C(changed=true), or C(changed=false) when the domain already runs
+        on the destination.
+  diff_mode:
+    support: full
+    details:
+      - Shows the host the domain runs on before and after.
+options:
+  domain:
+    description: Name of the libvirt domain to migrate.
+    type: str
+    required: true
+  destination_uri:
+    description:
+      - libvirt connection URI of the destination host, as seen from the source host, for example
+        V(qemu+ssh://kae-lab-b/system). The module opens it in every mode, so a destination that is down fails
+        the pre-flight checks with the domain untouched.
+    type: str
+    required: true
+  migrate_uri:
+    description:
+      - Hypervisor URI the migration data goes to, for example V(tcp://kae-lab-b) (libvirt's C(migrate_uri)
+        parameter). Without it libvirt picks the destination's host name.
+      - Cannot be used with O(tunnelled=true).
+    type: str
+  source_uri:
+    description: libvirt connection URI of the source host, opened on the host the module runs on.
+    type: str
+    default: qemu:///system
+  max_downtime_ms:
+    description:
+      - Maximum tolerable downtime in milliseconds, set on the domain before migrating
+        (C(virDomainMigrateSetMaxDowntime), the same as C(virsh migrate-setmaxdowntime)).
+    type: int
+    default: 100
+  live:
+    description: Migrate without pausing the domain first (libvirt's C(VIR_MIGRATE_LIVE)).
+    type: bool
+    default: true
+  peer2peer:
+    description:
+      - Let the source libvirtd drive the migration and connect to the destination itself
+        (C(VIR_MIGRATE_PEER2PEER), C(virsh migrate --p2p)). The source libvirtd then needs its own access to
+        O(destination_uri), for example root ssh keys for V(qemu+ssh://).
+    type: bool
+    default: false
+  tunnelled:
+    description:
+      - Send the migration data through libvirtd's connection instead of a direct hypervisor connection
+        (C(VIR_MIGRATE_TUNNELLED)). Needs O(peer2peer=true); excludes O(migrate_uri), O(parallel) and O(tls).
+    type: bool
+    default: false
+  unsafe:
+    description:
+      - Skip libvirt's migration safety check (C(VIR_MIGRATE_UNSAFE), C(virsh migrate --unsafe)). libvirt refuses to
+        migrate a domain whose disks use a cache mode other than C(none) on storage it cannot prove shared; setups
+        with passthrough devices or shared storage that libvirt does not recognise trip that check, and the
+        openEuler KAE migration procedure passes C(--unsafe) for that reason.
+      - This is an explicit opt-in. With storage that really is not shared or coherent, skipping the check can
+        corrupt the guest's disks; enable it only when the storage setup is known to be safe.
+    type: bool
+    default: false
+  persist_dest:
+    description: Make the domain persistent on the destination (C(VIR_MIGRATE_PERSIST_DEST)).
+    type: bool
+    default: false
+  undefine_source:
+    description:
+      - Undefine the domain on the source after a successful migration (C(VIR_MIGRATE_UNDEFINE_SOURCE)).
+        Completed-job statistics are then read on the destination.
+    type: bool
+    default: false
+  abort_on_error:
+    description: Abort the migration on an I/O error during it (C(VIR_MIGRATE_ABORT_ON_ERROR)).
+    type: bool
+    default: false
+  auto_converge:
+    description: Let QEMU throttle the vCPUs when the guest dirties memory faster than it is sent (C(VIR_MIGRATE_AUTO_CONVERGE)).
+    type: bool
+    default: false
+  tls:
+    description: Encrypt the migration data with TLS (C(VIR_MIGRATE_TLS)); both hosts need libvirt's migration TLS set up.
+    type: bool
+    default: false
+  parallel:
+    description: Send the migration data over several connections (C(VIR_MIGRATE_PARALLEL)); see O(parallel_connections).
+    type: bool
+    default: false
+  parallel_connections:
+    description: Number of connections for a parallel migration. Needs O(parallel=true).
+    type: int
+  bandwidth_mib_s:
+    description: Bandwidth limit of the migration in MiB/s (libvirt's C(bandwidth) parameter). Without it libvirt's default applies.
+    type: int
+  destination_xml:
+    description:
+      - Domain XML to use on the destination, for example with the KAE VFs remapped to free VFs of the destination.
+        It may only differ from the source's XML in host-side details that libvirt accepts.
+    type: str
+  persistent_xml:
+    description: Domain XML to store as the persistent definition on the destination (with O(persist_dest=true)).
+    type: str
+  timeout_s:
+    description:
+      - How long to wait for the migration, in seconds. Past it the job is aborted and the module fails, with the
+        domain still running on the source.
+    type: float
+    default: 300
+  log_path:
+    description:
+      - The domain's QEMU log on the source, whose size and inode are returned as RV(log_offset) and RV(log_inode).
+      - Defaults to C(/var/log/libvirt/qemu/DOMAIN.log).
+    type: path
+notes:
+  - The O(timeout_s) check runs about twice a second, so the abort happens up to half a second after the deadline.
+  - libvirt's C(downtime) in RV(job) is measured across both hosts' clocks, like the trace-based downtime of
+    M(openeuler.kae.qemu_trace_events) and the P(openeuler.kae.migration_downtime#filter) filter.
+seealso:
+  - module: openeuler.kae.qemu_trace_events
+  - module: openeuler.kae.clock_offset
+  - name: virDomainMigrate3 (libvirt API)
+    description: The libvirt call behind a managed migration, with its flags and parameters.
+    link: https://libvirt.org/html/libvirt-libvirt-domain.html#virDomainMigrate3
+"""
+
+EXAMPLES = r"""
+- name: Migrate the guest as the openEuler procedure does (virsh migrate --live --unsafe ... tcp://DST)
+  openeuler.kae.live_migration:
+    domain: kae-guest
+    destination_uri: qemu+ssh://kae-lab-b/system
+    migrate_uri: tcp://kae-lab-b
+    max_downtime_ms: 100
+    unsafe: true
+    timeout_s: 120
+  register: migration
+
+- name: Show libvirt's own downtime figure
+  ansible.builtin.debug:
+    msg: "{{ migration.job.downtime_ms }} ms (libvirt) after {{ migration.duration_s }} s"
+
+- name: Peer-to-peer migration that keeps the domain defined on the destination only
+  openeuler.kae.live_migration:
+    domain: kae-guest
+    destination_uri: qemu+ssh://kae-lab-b/system
+    peer2peer: true
+    persist_dest: true
+    undefine_source: true
+    bandwidth_mib_s: 1024
+    parallel: true
+    parallel_connections: 4
+"""
+
+RETURN = r"""
+msg:
+  description: What was done, or what would be done in check mode.
+  returned: always
+  type: str
+  sample: migrated kae-guest from kae-lab-a to kae-lab-b in 1.042 s
+source_host:
+  description: Host name of the source, as its libvirt reports it.
+  returned: always
+  type: str
+  sample: kae-lab-a
+destination_host:
+  description: Host name of the destination, as its libvirt reports it.
+  returned: always
+  type: str
+  sample: kae-lab-b
+placement:
+  description:
+    - State of the domain on each host (by host name) after the module ran, for example V(running), V(shut off) or
+      V(not defined). After a successful migration exactly one host shows V(running).
+  returned: always
+  type: dict
+  sample: {"kae-lab-a": "shut off", "kae-lab-b": "running"}
+flags:
+  description: The migration options that set a libvirt flag.
+  returned: always
+  type: list
+  elements: str
+  sample: [live, unsafe]
+log_path:
+  description: The source's QEMU log that RV(log_offset) and RV(log_inode) describe.
+  returned: always
+  type: str
+  sample: /var/log/libvirt/qemu/kae-guest.log
+log_offset:
+  description: Size in bytes of the source's QEMU log before the migration (0 when the log does not exist yet).
+  returned: always
+  type: int
+  sample: 183422
+log_inode:
+  description: Inode of the source's QEMU log before the migration; null when the log does not exist yet.
+  returned: always
+  type: int
+  sample: 1311234
+versions:
+  description: libvirt and hypervisor (QEMU) versions of the host the domain was found running on.
+  returned: always
+  type: dict
+  contains:
+    libvirt:
+      description: libvirt version.
+      type: str
+      sample: 9.0.0
+    qemu:
+      description: Hypervisor (QEMU) version.
+      type: str
+      sample: 7.2.0
+guest:
+  description: Size of the domain.
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Domain name.
+      type: str
+      sample: kae-guest
+    vcpus:
+      description: Number of vCPUs.
+      type: int
+      sample: 8
+    memory_mib:
+      description: Maximum memory in MiB.
+      type: int
+      sample: 16384
+aborted:
+  description: True when the job was aborted because it did not finish within O(timeout_s) (the module then fails).
+  returned: when the migration was aborted
+  type: bool
+  sample: true
+started_at:
+  description: Time the migration call started, seconds since the epoch on the source host's clock.
+  returned: when a migration ran
+  type: float
+  sample: 1795629892.0127
+duration_s:
+  description: Wall time of the migration call, in seconds.
+  returned: when a migration ran
+  type: float
+  sample: 1.042
+job:
+  description:
+    - libvirt's completed-job statistics of the migration. Keys that libvirt did not report are null.
+  returned: when a migration ran
+  type: dict
+  contains:
+    downtime_ms:
+      description: libvirt's downtime, from the source pausing the guest to the destination resuming it.
+      type: int
+      sample: 21
+    downtime_net_ms:
+      description: The same without the time spent handing control over between the daemons.
+      type: int
+      sample: 20
+    total_time_ms:
+      description: Duration of the migration job.
+      type: int
+      sample: 1003
+    total_time_net_ms:
+      description: Duration of the job without the control hand-over.
+      type: int
+      sample: 1001
+    setup_time_ms:
+      description: Time QEMU spent setting the migration up.
+      type: int
+      sample: 2
+    data_total_bytes:
+      description: Total data to transfer.
+      type: int
+      sample: 135536640
+    data_processed_bytes:
+      description: Data transferred.
+      type: int
+      sample: 28467200
+    data_remaining_bytes:
+      description: Data left (0 once completed).
+      type: int
+      sample: 0
+    memory_total_bytes:
+      description: Guest memory size.
+      type: int
+      sample: 135536640
+    memory_processed_bytes:
+      description: Guest memory transferred.
+      type: int
+      sample: 28467200
+    memory_remaining_bytes:
+      description: Guest memory left.
+      type: int
+      sample: 0
+    memory_bytes_per_s:
+      description: Memory transfer rate.
+      type: int
+      sample: 117440512
+    memory_dirty_pages_per_s:
+      description: Rate at which the guest dirtied pages.
+      type: int
+      sample: 1200
+    memory_iterations:
+      description: Number of memory copy passes.
+      type: int
+      sample: 3
+    read_from:
+      description: Where the statistics were read, V(source) or V(destination); V(none) when libvirt kept none (a warning says so).
+      type: str
+      sample: source
+    stats:
+      description: Every statistic exactly as libvirt returned it (C(virDomainGetJobStats) keys).
+      type: dict
+      sample: {"type": 3, "operation": 5, "downtime": 21, "time_elapsed": 1003}
+"""
+
+import os
+import time
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
+from ansible_collections.openeuler.kae.plugins.module_utils import _migration
+
+# How often the waiting loop wakes up, and how long an aborted job may take to end.
+POLL_INTERVAL_S = 0.5
+ABORT_GRACE_S = 60.0
+
+
+def argument_spec():
+    return dict(
+        domain=dict(type="str", required=True),
+        destination_uri=dict(type="str", required=True),
+        migrate_uri=dict(type="str"),
+        source_uri=dict(type="str", default="qemu:///system"),
+        max_downtime_ms=dict(type="int", default=100),
+        live=dict(type="bool", default=True),
+        peer2peer=dict(type="bool", default=False),
+        tunnelled=dict(type="bool", default=False),
+        unsafe=dict(type="bool", default=False),
+        persist_dest=dict(type="bool", default=False),
+        undefine_source=dict(type="bool", default=False),
+        abort_on_error=dict(type="bool", default=False),
+        auto_converge=dict(type="bool", default=False),
+        tls=dict(type="bool", default=False),
+        parallel=dict(type="bool", default=False),
+        parallel_connections=dict(type="int"),
+        bandwidth_mib_s=dict(type="int"),
+        destination_xml=dict(type="str"),
+        persistent_xml=dict(type="str"),
+        timeout_s=dict(type="float", default=300.0),
+        log_path=dict(type="path"),
+    )
+
+
+def libvirt_call(what, host, func, *args):
+    """Call a libvirt method, turning its error into a LibvirtFailure naming the operation and the host."""
+    try:
+        return func(*args)
+    except _libvirt.libvirt.libvirtError as exc:
+        raise _libvirt.LibvirtFailure("%s on %s failed: %s" % (what, host, _libvirt.error_text(exc))) from exc
+
+
+def host_name(conn, uri):
+    """The host name libvirt reports for CONN, or URI itself when it cannot say."""
+    try:
+        return conn.getHostname()
+    except _libvirt.libvirt.libvirtError:
+        return uri
+
+
+def domain_and_state(conn, host, name):
+    """(domain or None, state name) of NAME on CONN."""
+    dom = _libvirt.lookup_domain(conn, name)
+    if dom is None:
+        return None, _migration.state_name(None)
+    state = libvirt_call("reading the state of %s" % name, host, dom.state)
+    return dom, _migration.state_name(state[0])
+
+
+def log_position(path):
+    """(size, inode) of the QEMU log before migrating; (0, None) when it does not exist yet."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return 0, None
+    except OSError as exc:
+        raise _libvirt.LibvirtFailure("cannot read the size of the QEMU log %s: %s" % (path, exc)) from exc
+    return info.st_size, info.st_ino
+
+
+def describe_host(conn, host, dom, name):
+    """Versions of HOST's libvirt/QEMU and the size of the domain DOM there."""
+    versions = {
+        "libvirt": _migration.version_text(libvirt_call("reading the libvirt version", host, conn.getLibVersion)),
+        "qemu": _migration.version_text(libvirt_call("reading the hypervisor version", host, conn.getVersion)),
+    }
+    guest = _migration.guest_summary(name, libvirt_call("reading the size of %s" % name, host, dom.info))
+    return versions, guest
+
+
+class Migration:
+    """One migration request: both connections, the domain and the result being built."""
+
+    def __init__(self, module):
+        self.module = module
+        self.params = module.params
+        self.name = module.params["domain"]
+        self.src_conn = None
+        self.dst_conn = None
+        self.src_host = None
+        self.dst_host = None
+        self.result = {"changed": False}
+
+    def connect(self):
+        self.src_conn = _libvirt.connect(self.params["source_uri"])
+        self.src_host = host_name(self.src_conn, self.params["source_uri"])
+        self.dst_conn = _libvirt.connect(self.params["destination_uri"])
+        self.dst_host = host_name(self.dst_conn, self.params["destination_uri"])
+        self.result.update(source_host=self.src_host, destination_host=self.dst_host)
+
+    def close(self):
+        for conn in (self.src_conn, self.dst_conn):
+            if conn is not None:
+                try:
+                    conn.close()
+                except _libvirt.libvirt.libvirtError:
+                    pass
+
+    def placement(self):
+        """({host: state}, source domain, destination domain) as libvirt reports them now."""
+        src_dom, src_state = domain_and_state(self.src_conn, self.src_host, self.name)
+        dst_dom, dst_state = domain_and_state(self.dst_conn, self.dst_host, self.name)
+        return {self.src_host: src_state, self.dst_host: dst_state}, src_dom, dst_dom
+
+    def fail(self, msg):
+        self.module.fail_json(msg=msg, **self.result)
+
+    def run(self):
+        """Pre-flight, then migrate (unless check mode or nothing to do); exits the module."""
+        params = self.params
+        flags, flag_names = _migration.migration_flags(params, _libvirt.libvirt)
+        log_path = params["log_path"] or _migration.default_log_path(self.name)
+        log_offset, log_inode = log_position(log_path)
+        self.result.update(flags=flag_names, log_path=log_path, log_offset=log_offset, log_inode=log_inode)
+        self.connect()
+        placement, src_dom, dst_dom = self.placement()
+        self.result["placement"] = placement
+        decision, message = _migration.placement_decision(
+            self.name, self.src_host, placement[self.src_host], self.dst_host, placement[self.dst_host])
+        if decision == "error":
+            self.fail(message)
+        if decision == "done":
+            self.result["versions"], self.result["guest"] = describe_host(self.dst_conn, self.dst_host, dst_dom, self.name)
+            self.module.exit_json(msg=message, **self.result)
+        self.result["versions"], self.result["guest"] = describe_host(self.src_conn, self.src_host, src_dom, self.name)
+        job_type = libvirt_call("reading the job of %s" % self.name, self.src_host, src_dom.jobInfo)[0]
+        if job_type != _migration.JOB_NONE:
+            self.fail("%s already has a job running on %s (job type %s), perhaps another migration; "
+                      "wait for it to end or abort it first" % (self.name, self.src_host, job_type))
+        self.result["changed"] = True
+        if self.module._diff:
+            self.result["diff"] = {"before": {"running_on": self.src_host}, "after": {"running_on": self.dst_host}}
+        if self.module.check_mode:
+            self.module.exit_json(msg="would migrate %s from %s to %s" % (self.name, self.src_host, self.dst_host), **self.result)
+        libvirt_call("setting the maximum downtime of %s" % self.name, self.src_host,
+                     src_dom.migrateSetMaxDowntime, params["max_downtime_ms"], 0)
+        self.migrate(src_dom, flags, _migration.migration_params(params))
+
+    def migrate_call(self, src_dom, flags, typed):
+        """The blocking libvirt call for this kind of migration."""
+        if self.params["peer2peer"]:
+            return lambda: src_dom.migrateToURI3(self.params["destination_uri"], typed, flags)
+        return lambda: src_dom.migrate3(self.dst_conn, typed, flags)
+
+    def migrate(self, src_dom, flags, typed):
+        worker = _migration.Worker(self.migrate_call(src_dom, flags, typed))
+        started_at = time.time()
+        deadline = time.monotonic() + self.params["timeout_s"]
+        worker.start()
+        while True:
+            action = _migration.poll_action(time.monotonic(), deadline, not worker.is_alive())
+            if action == "done":
+                break
+            if action == "abort":
+                self.abort(src_dom, worker)
+                break
+            worker.join(POLL_INTERVAL_S)
+        duration_s = time.time() - started_at
+        self.result.update(started_at=round(started_at, 6), duration_s=round(duration_s, 3))
+        self.result["placement"] = self.placement()[0]
+        if worker.error is not None:
+            self.fail("migration of %s from %s to %s failed: %s; the domain is now %s" % (
+                self.name, self.src_host, self.dst_host, _libvirt.error_text(worker.error),
+                _migration.describe_placement(self.result["placement"])))
+        self.result["job"] = self.completed_job(src_dom)
+        self.module.exit_json(msg="migrated %s from %s to %s in %.3f s" % (self.name, self.src_host, self.dst_host, duration_s),
+                              **self.result)
+
+    def abort(self, src_dom, worker):
+        """Abort the running job, wait for it to end and fail saying where the domain runs."""
+        try:
+            progress = _migration.progress_text(src_dom.jobStats())
+        except _libvirt.libvirt.libvirtError:
+            progress = ""
+        abort_error = None
+        try:
+            src_dom.abortJob()
+        except _libvirt.libvirt.libvirtError as exc:
+            abort_error = _libvirt.error_text(exc)
+        worker.join(ABORT_GRACE_S)
+        if worker.is_alive():
+            self.fail("the migration of %s did not end within %s s after the abort (%s); check %s and %s" % (
+                self.name, ABORT_GRACE_S, abort_error or "abort requested", self.src_host, self.dst_host))
+        if worker.error is None:
+            # The job completed between the deadline and the abort request.
+            self.module.warn("the migration of %s finished as it was being aborted after %s s" % (self.name, self.params["timeout_s"]))
+            return
+        placement = self.placement()[0]
+        self.result.update(placement=placement, aborted=True)
+        self.fail(_migration.timeout_message(self.name, self.src_host, self.dst_host, self.params["timeout_s"], progress, placement))
+
+    def completed_job(self, src_dom):
+        """libvirt's completed-job statistics: from the source while the domain is defined there, else the destination."""
+        stats = None
+        try:
+            stats = src_dom.jobStats(_libvirt.libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+        except _libvirt.libvirt.libvirtError:
+            stats = None
+        if _migration.is_completed_job(stats):
+            return _migration.shape_job(stats, "source")
+        dst_dom = _libvirt.lookup_domain(self.dst_conn, self.name)
+        if dst_dom is not None:
+            stats = libvirt_call("reading the completed job of %s" % self.name, self.dst_host,
+                                 dst_dom.jobStats, _libvirt.libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            if _migration.is_completed_job(stats):
+                return _migration.shape_job(stats, "destination")
+        self.module.warn("libvirt kept no completed-job statistics for %s on %s nor on %s" % (self.name, self.src_host, self.dst_host))
+        return _migration.shape_job({}, "none")
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    problems = _migration.option_problems(module.params)
+    if problems:
+        module.fail_json(msg="; ".join(problems))
+    if not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    migration = Migration(module)
+    try:
+        migration.run()
+    except _libvirt.LibvirtFailure as exc:
+        migration.fail(str(exc))
+    finally:
+        migration.close()
+
+
+if __name__ == "__main__":
+    main()
