@@ -1,0 +1,467 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+#
+# This is a private module_util of openeuler.kae: its interface may change at any time.
+
+"""The migration report: its data (report.json) and its renderings (report.md, junit.xml, downtime.svg).
+
+Everything here is pure: rounds and environment in, strings out. Writing the files is the
+migration_report module's job.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import re
+import xml.etree.ElementTree as ET
+
+from ansible_collections.openeuler.kae.plugins.module_utils._stats import downtime_stats
+
+REPORT_FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
+ROUND_FIELDS = (
+    "round", "source", "destination", "downtime_ms", "libvirt_downtime_ms", "clock_offset_ms",
+    "profile", "started_at", "duration_s", "paused_at", "resumed_at", "status", "error",
+)
+NUMBER_FIELDS = ("downtime_ms", "libvirt_downtime_ms", "clock_offset_ms", "duration_s", "paused_at", "resumed_at")
+STATUSES = ("passed", "failed", "error")
+# A run id names a directory next to `latest`: one safe path component.
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
+# Characters XML 1.0 cannot carry at all, even escaped.
+XML_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+class ReportError(ValueError):
+    """The rounds or the environment cannot make a report; the message says why and what to fix."""
+
+
+# ---------------------------------------------------------------- report data
+
+def check_run_id(run_id):
+    """Return RUN_ID when it can name a report directory, else raise ReportError."""
+    text = "" if run_id is None else str(run_id)
+    if text == "latest" or not RUN_ID_PATTERN.match(text):
+        raise ReportError(
+            "run id %r cannot name a report directory: use letters, digits and . _ : + - only, "
+            "starting with a letter or digit, and not 'latest' (for example 20261125T182300Z)" % (text,))
+    return text
+
+
+def check_threshold(threshold_ms):
+    """Return the threshold as a float of milliseconds, or raise ReportError."""
+    value = _number(threshold_ms)
+    if value is None or not value > 0:
+        raise ReportError("threshold_ms must be a number of milliseconds above 0, got %r" % (threshold_ms,))
+    return value
+
+
+def build_report(rounds, environment, threshold_ms, run_id, generated_at):
+    """Return the report.json data for ROUNDS (list of dicts) measured against THRESHOLD_MS."""
+    threshold = check_threshold(threshold_ms)
+    checked = normalise_rounds(rounds, threshold)
+    return {
+        "run_id": check_run_id(run_id),
+        "generated_at": generated_at,
+        "summary": summarise(checked, threshold),
+        "rounds": checked,
+        "environment": normalise_environment(environment),
+    }
+
+
+def same_report(old, new):
+    """True when two report dicts differ at most in generated_at (a re-run of the same run id)."""
+    if not isinstance(old, dict):
+        return False
+    return dict(old, generated_at=None) == dict(new, generated_at=None)
+
+
+def normalise_rounds(rounds, threshold_ms):
+    """Check the rounds and give each its final status against the threshold."""
+    if not isinstance(rounds, list):
+        raise ReportError("rounds must be a list of round dicts, got %s" % type(rounds).__name__)
+    if not rounds:
+        raise ReportError("rounds is empty: no migration round ran, so there is nothing to report; "
+                          "check the migration role's output for the reason")
+    return [_normalise_round(index, item, threshold_ms) for index, item in enumerate(rounds, start=1)]
+
+
+def _normalise_round(index, item, threshold_ms):
+    if not isinstance(item, dict):
+        raise ReportError("round %d must be a dict of round fields, got %s: %r" % (index, type(item).__name__, item))
+    out = dict((field, item.get(field)) for field in ROUND_FIELDS)
+    out.update((key, value) for key, value in item.items() if key not in out)
+    if out["round"] is None:
+        out["round"] = index
+    for field in NUMBER_FIELDS:
+        out[field] = _round_number(index, field, out[field])
+    status = out["status"]
+    if status is None:
+        status = "error" if out["error"] else "passed"
+    if status not in STATUSES:
+        raise ReportError("round %s: status must be one of %s, got %r" % (out["round"], ", ".join(STATUSES), status))
+    out["status"], out["message"] = _verdict(status, out["downtime_ms"], out["error"], threshold_ms)
+    return out
+
+
+def _round_number(index, field, value):
+    number = _number(value)
+    if value is not None and number is None:
+        raise ReportError("round %d: %s must be a number or null, got %r" % (index, field, value))
+    return number
+
+
+def _verdict(status, downtime_ms, error, threshold_ms):
+    """Return (status, message): the round's result and, when it did not pass, why."""
+    if status == "error" or (downtime_ms is None and status == "passed"):
+        return "error", str(error or "the round measured no downtime")
+    if downtime_ms is not None and downtime_ms < 0:
+        return "error", ("negative downtime %s ms: the destination resumed before the source paused by their clocks; "
+                         "synchronise both hosts' clocks (NTP) and check the clock offset correction" % fmt_ms(downtime_ms))
+    if status == "failed" and error:
+        return "failed", str(error)
+    if downtime_ms is not None and downtime_ms > threshold_ms:
+        return "failed", "downtime %s ms exceeds the %s ms threshold" % (fmt_ms(downtime_ms), fmt_ms(threshold_ms))
+    if status == "failed":
+        return "failed", "the round failed"
+    return "passed", None
+
+
+def _over(item, threshold_ms):
+    return item["downtime_ms"] is not None and item["downtime_ms"] > threshold_ms
+
+
+def summarise(rounds, threshold_ms):
+    """Summary of the checked rounds: downtime statistics plus the verdict over every round."""
+    values = [item["downtime_ms"] for item in rounds if item["downtime_ms"] is not None and item["downtime_ms"] >= 0]
+    summary = {"count": len(rounds), "measured": len(values)}
+    if values:
+        summary.update(downtime_stats(values, threshold_ms))
+    else:
+        summary.update(min_ms=None, median_ms=None, max_ms=None)
+    counts = dict((status, sum(1 for item in rounds if item["status"] == status)) for status in STATUSES)
+    summary.update(
+        count=len(rounds), threshold_ms=threshold_ms,
+        rounds_passed=counts["passed"], rounds_failed=counts["failed"], rounds_errored=counts["error"],
+        passed=counts["passed"] == len(rounds),
+    )
+    return summary
+
+
+def normalise_environment(environment):
+    """Return the environment with every documented key present (None or empty when unknown)."""
+    env = dict(environment or {})
+    guest = env.get("guest")
+    env["guest"] = dict(guest) if isinstance(guest, dict) else {}
+    for key in ("name", "vcpus", "memory_mib"):
+        env["guest"].setdefault(key, None)
+    for key in ("hosts", "devices"):
+        value = env.get(key)
+        env[key] = list(value) if isinstance(value, (list, tuple)) else ([] if value is None else [value])
+    for key in ("qemu_version", "libvirt_version"):
+        env.setdefault(key, None)
+    env["lab"] = bool(env.get("lab"))
+    return env
+
+
+def _number(value):
+    """VALUE as a finite float, or None when it is null or not a number."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# ---------------------------------------------------------------- text helpers
+
+def fmt_ms(value):
+    """Milliseconds for people: 158, 127.5, 0.001; n/a when unknown."""
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1:
+        text = "%.1f" % value
+        return text[:-2] if text.endswith(".0") else text
+    return "%.3g" % value
+
+
+def fmt_time(value):
+    """An epoch time as ISO 8601 UTC with microseconds (as QEMU traces them); any other value as given."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        moment = datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return "n/a" if value in (None, "") else str(value)
+
+
+def direction(item):
+    return "%s -> %s" % (item.get("source") or "?", item.get("destination") or "?")
+
+
+def summary_line(report):
+    """The verdict in one line, like the openEuler test report's: max 158 ms <= 200 ms target: PASSED."""
+    summary = report["summary"]
+    threshold = fmt_ms(summary["threshold_ms"])
+    verdict = "PASSED" if summary["passed"] else "FAILED"
+    if summary["max_ms"] is None:
+        return "no round measured a downtime (%d of %d rounds errored), %s ms target: %s" % (
+            summary["rounds_errored"], summary["count"], threshold, verdict)
+    within = summary["max_ms"] <= summary["threshold_ms"]
+    line = "max %s ms %s %s ms target" % (fmt_ms(summary["max_ms"]), "<=" if within else ">", threshold)
+    # Rounds that did not pass for a reason other than their downtime are named apart.
+    others = sum(1 for item in report["rounds"] if item["status"] != "passed" and not _over(item, summary["threshold_ms"]))
+    if others:
+        line += ", %d of %d rounds failed or errored" % (others, summary["count"])
+    return "%s: %s" % (line, verdict)
+
+
+def _cell(value):
+    """Text that stays inside one markdown table cell and starts no HTML tag."""
+    return " ".join(str(value).split()).replace("|", "\\|").replace("<", "\\<")
+
+
+def _md_table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- report.md
+
+def render_table(report):
+    """The performance table: round | downtime ms | libvirt downtime ms | direction | result."""
+    rows = [(item["round"], fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), direction(item), item["status"])
+            for item in report["rounds"]]
+    return _md_table(("Round", "Downtime (ms)", "libvirt downtime (ms)", "Direction", "Result"), rows)
+
+
+def render_markdown(report):
+    """The whole report.md."""
+    summary = report["summary"]
+    parts = [
+        "# KAE live migration report %s\n" % report["run_id"],
+        "Generated at %s: %d round(s) of live migration of guest %s, downtime threshold %s ms.\n" % (
+            fmt_time(report["generated_at"]), summary["count"], _cell(report["environment"]["guest"]["name"] or "(unnamed)"),
+            fmt_ms(summary["threshold_ms"])),
+        "## Downtime\n",
+        render_table(report),
+        "**%s**\n" % summary_line(report),
+    ]
+    if summary["measured"]:
+        parts.append("Over %d measured round(s): min %s ms, median %s ms, max %s ms.\n" % (
+            summary["measured"], fmt_ms(summary["min_ms"]), fmt_ms(summary["median_ms"]), fmt_ms(summary["max_ms"])))
+    problems = [item for item in report["rounds"] if item["message"]]
+    if problems:
+        parts.append("".join("- Round %s (%s): %s\n" % (item["round"], item["status"], _cell(item["message"])) for item in problems))
+    parts.extend([
+        "![Downtime per round against the threshold](downtime.svg)\n",
+        "## Rounds in detail\n",
+        _md_table(("Round", "Profile", "Clock offset (ms)", "Started at", "Duration (s)", "Paused at", "Resumed at"),
+                  [(item["round"], item["profile"] or "n/a", fmt_ms(item["clock_offset_ms"]), fmt_time(item["started_at"]),
+                    "n/a" if item["duration_s"] is None else "%.2f" % item["duration_s"],
+                    fmt_time(item["paused_at"]), fmt_time(item["resumed_at"])) for item in report["rounds"]]),
+        "## Environment\n",
+        render_environment(report["environment"]),
+    ])
+    return "\n".join(parts)
+
+
+def render_environment(env):
+    """The environment as a markdown list; in the lab it says what is simulated."""
+    guest = env["guest"]
+    lines = [
+        "- Hosts: %s" % (", ".join(str(host) for host in env["hosts"]) or "n/a"),
+        "- QEMU: %s; libvirt: %s" % (env["qemu_version"] or "n/a", env["libvirt_version"] or "n/a"),
+        "- Guest: %s, %s vCPU, %s MiB" % (guest["name"] or "n/a", guest["vcpus"] or "n/a", guest["memory_mib"] or "n/a"),
+    ]
+    devices = [describe_device(device) for device in env["devices"]]
+    label = "Devices (simulated in the lab)" if env["lab"] else "Devices"
+    lines.append("- %s: %s" % (label, "none listed" if not devices else ""))
+    lines.extend("  - %s" % _cell(text) for text in devices)
+    if env["lab"]:
+        lines.append("- Lab run: the KAE devices are simulated sysfs trees and the guest runs under TCG emulation; "
+                     "the figures show the procedure works, not Kunpeng hardware performance.")
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def describe_device(device):
+    """One line for a device: a device_info dict or any other value as text."""
+    if not isinstance(device, dict):
+        return str(device)
+    details = ["%s:%s" % (device.get("vendor") or "?", device.get("device") or "?")]
+    for key, label in (("driver", "driver"), ("numa_node", "NUMA node"), ("revision", "rev")):
+        if device.get(key) is not None:
+            details.append("%s %s" % (label, device[key]))
+    if device.get("domain"):
+        details.append("assigned to %s" % device["domain"])
+    name = " ".join(str(device[key]).upper() for key in ("engine", "function") if device.get(key))
+    return "%s %s (%s)" % (name or "device", device.get("bdf") or "?", ", ".join(details))
+
+
+# ---------------------------------------------------------------- junit.xml
+
+def _xml_text(value):
+    """VALUE as text XML can carry: invalid control characters dropped (ElementTree escapes the rest)."""
+    return XML_INVALID_CHARS.sub("", str(value))
+
+
+def _element(parent, tag, **attrs):
+    # Keyword arguments spell XML's hyphenated attribute names with underscores (font_size=...).
+    attrs = dict((key.replace("_", "-"), _xml_text(value)) for key, value in attrs.items() if value is not None)
+    return ET.Element(tag, attrs) if parent is None else ET.SubElement(parent, tag, attrs)
+
+
+def _xml_document(root):
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def render_junit(report):
+    """junit.xml: one testsuite, one testcase per round; failure/error elements say why."""
+    summary = report["summary"]
+    total_time = "%.3f" % sum(item["duration_s"] or 0 for item in report["rounds"])
+    counts = dict(tests=str(summary["count"]), failures=str(summary["rounds_failed"]),
+                  errors=str(summary["rounds_errored"]), skipped="0", time=total_time)
+    suites = _element(None, "testsuites", name="openeuler.kae migration report", **counts)
+    suite = _element(suites, "testsuite", name="kae live migration %s" % report["run_id"],
+                     timestamp=report["generated_at"], **counts)
+    properties = _element(suite, "properties")
+    for name in ("run_id", "generated_at"):
+        _element(properties, "property", name=name, value=report[name])
+    _element(properties, "property", name="threshold_ms", value=fmt_ms(summary["threshold_ms"]))
+    _element(properties, "property", name="summary", value=summary_line(report))
+    for item in report["rounds"]:
+        _junit_case(suite, item)
+    return _xml_document(suites)
+
+
+def _junit_case(suite, item):
+    case = _element(suite, "testcase", classname="openeuler.kae.migration", name="round %s: %s" % (item["round"], direction(item)),
+                    time=None if item["duration_s"] is None else "%.3f" % item["duration_s"])
+    if item["status"] != "passed":
+        tag = "error" if item["status"] == "error" else "failure"
+        _element(case, tag, message=item["message"], type=item["status"]).text = _xml_text(item["message"])
+    out = _element(case, "system-out")
+    out.text = _xml_text("downtime_ms=%s libvirt_downtime_ms=%s clock_offset_ms=%s profile=%s" % (
+        fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), fmt_ms(item["clock_offset_ms"]), item["profile"] or "n/a"))
+
+
+# ---------------------------------------------------------------- downtime.svg
+
+SVG_NS = "http://www.w3.org/2000/svg"
+COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#9e9e9e", "threshold": "#d84315", "axis": "#333333", "grid": "#e0e0e0"}
+# Geometry in pixels: the plot area sits inside these margins; it widens with the number of rounds.
+PLOT_LEFT, PLOT_TOP, PLOT_HEIGHT, PLOT_BOTTOM_MARGIN, PLOT_RIGHT_MARGIN = 70, 80, 260, 60, 110
+PLOT_MIN_WIDTH, SLOT_MIN_WIDTH, BAR_MAX_WIDTH = 420, 28, 60
+
+
+def nice_ticks(top):
+    """Tick values from 0 to at least TOP, on a 1-2-5 step, about five of them."""
+    raw = top / 5.0
+    magnitude = 10 ** math.floor(math.log10(raw))
+    step = next(magnitude * factor for factor in (1, 2, 5, 10) if magnitude * factor >= raw)
+    count = int(math.ceil(top / step - 1e-9))
+    return [step * index for index in range(count + 1)]
+
+
+def render_svg(report):
+    """downtime.svg: one bar per round, a dashed threshold line, axis labels, values and a legend."""
+    rounds, threshold = report["rounds"], report["summary"]["threshold_ms"]
+    measured = [item["downtime_ms"] for item in rounds if item["downtime_ms"] is not None]
+    top = nice_ticks(max(measured + [threshold]) * 1.15)
+    plot_width = max(PLOT_MIN_WIDTH, SLOT_MIN_WIDTH * len(rounds))
+    slot = plot_width / float(len(rounds))
+    width, height = PLOT_LEFT + plot_width + PLOT_RIGHT_MARGIN, PLOT_TOP + PLOT_HEIGHT + PLOT_BOTTOM_MARGIN
+    svg = _element(None, "svg", xmlns=SVG_NS, width=str(width), height=str(height), viewBox="0 0 %d %d" % (width, height),
+                   role="img", font_family="sans-serif", font_size="12")
+    _element(svg, "title").text = _xml_text("Downtime per round, run %s: %s" % (report["run_id"], summary_line(report)))
+    _element(svg, "rect", x="0", y="0", width=str(width), height=str(height), fill="#ffffff")
+    _text(svg, PLOT_LEFT, 22, "KAE live migration downtime per round, run %s" % report["run_id"], size="15")
+    _text(svg, PLOT_LEFT, 42, summary_line(report), fill=COLOURS["passed" if report["summary"]["passed"] else "failed"])
+    _legend(svg, PLOT_LEFT, 62)
+    _axes(svg, top, plot_width)
+    for position, item in enumerate(rounds):
+        _bar(svg, PLOT_LEFT + slot * position, slot, item, top[-1])
+    _threshold_line(svg, threshold, top[-1], plot_width)
+    middle = PLOT_TOP + PLOT_HEIGHT / 2.0
+    _text(svg, 18, middle, "Downtime (ms)", anchor="middle", transform="rotate(-90 18 %s)" % _num(middle))
+    _text(svg, PLOT_LEFT + plot_width / 2.0, height - 14, "Round", anchor="middle")
+    return _xml_document(svg)
+
+
+def _num(value):
+    return ("%.1f" % value).rstrip("0").rstrip(".")
+
+
+def _y(value, top):
+    return PLOT_TOP + PLOT_HEIGHT - PLOT_HEIGHT * value / top
+
+
+def _text(parent, x, y, text, anchor="start", size=None, fill=None, transform=None):
+    node = _element(parent, "text", x=_num(x), y=_num(y), text_anchor=anchor, font_size=size, fill=fill, transform=transform)
+    node.text = _xml_text(text)
+    return node
+
+
+def _legend(svg, x, y):
+    for status, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored (no downtime)")):
+        _element(svg, "rect", x=_num(x), y=_num(y - 9), width="10", height="10", fill=COLOURS[status])
+        x += 14 + 7 * len(_text(svg, x + 14, y, label).text) + 16
+
+
+def _axes(svg, ticks, plot_width):
+    right, bottom = _num(PLOT_LEFT + plot_width), _num(PLOT_TOP + PLOT_HEIGHT)
+    for value in ticks:
+        y = _y(value, ticks[-1])
+        _element(svg, "line", x1=str(PLOT_LEFT), y1=_num(y), x2=right, y2=_num(y), stroke=COLOURS["grid"])
+        _text(svg, PLOT_LEFT - 6, y + 4, fmt_ms(value) if value else "0", anchor="end")
+    _element(svg, "line", x1=str(PLOT_LEFT), y1=str(PLOT_TOP), x2=str(PLOT_LEFT), y2=bottom, stroke=COLOURS["axis"])
+    _element(svg, "line", x1=str(PLOT_LEFT), y1=bottom, x2=right, y2=bottom, stroke=COLOURS["axis"])
+
+
+def _bar(svg, left, slot, item, top):
+    centre, bar_width = left + slot / 2.0, min(slot * 0.6, BAR_MAX_WIDTH)
+    base = PLOT_TOP + PLOT_HEIGHT
+    group = _element(svg, "g")
+    _element(group, "title").text = _xml_text("Round %s, %s: %s ms (%s)" % (
+        item["round"], direction(item), fmt_ms(item["downtime_ms"]), item["message"] or item["status"]))
+    value = item["downtime_ms"]
+    if value is None or value < 0:
+        # No bar to draw: an outlined stub marks the round so it is not mistaken for a zero downtime.
+        _element(group, "rect", x=_num(centre - bar_width / 2.0), y=_num(base - 14), width=_num(bar_width), height="14",
+                 fill="none", stroke=COLOURS["error"], stroke_dasharray="3 2")
+        label_y, label = base - 19, "error"
+    else:
+        y = _y(min(value, top), top)
+        _element(group, "rect", x=_num(centre - bar_width / 2.0), y=_num(y), width=_num(bar_width),
+                 height=_num(base - y), fill=COLOURS[item["status"]])
+        label_y, label = y - 5, fmt_ms(value)
+    size = "11" if slot >= 40 else "8"
+    _text(group, centre, label_y, label, anchor="middle", size=size, fill=COLOURS[item["status"]])
+    _text(group, centre, base + 18, item["round"], anchor="middle", size=size)
+
+
+def _threshold_line(svg, threshold, top, plot_width):
+    y = _y(threshold, top)
+    right = PLOT_LEFT + plot_width
+    _element(svg, "line", x1=str(PLOT_LEFT), y1=_num(y), x2=_num(right), y2=_num(y),
+             stroke=COLOURS["threshold"], stroke_width="2", stroke_dasharray="6 4")
+    _text(svg, right + 6, y - 3, "threshold", fill=COLOURS["threshold"])
+    _text(svg, right + 6, y + 12, "%s ms" % fmt_ms(threshold), fill=COLOURS["threshold"])
+
+
+# ---------------------------------------------------------------- all files
+
+def render_json(report):
+    return json.dumps(report, indent=2) + "\n"
+
+
+def render_all(report):
+    """Every report file's name and text."""
+    return {
+        "report.json": render_json(report),
+        "report.md": render_markdown(report),
+        "junit.xml": render_junit(report),
+        "downtime.svg": render_svg(report),
+    }

@@ -1,0 +1,241 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import copy
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _report
+
+SVG = "{http://www.w3.org/2000/svg}"
+GENERATED_AT = "2026-11-25T18:23:00Z"
+
+PASSED = {"round": 1, "source": "kae-lab-a", "destination": "kae-lab-b", "downtime_ms": 158.0, "libvirt_downtime_ms": 160.2,
+          "clock_offset_ms": 0.25, "profile": "upstream", "started_at": "2026-11-25T18:20:00Z", "duration_s": 1.25,
+          "paused_at": 1795629893.037357, "resumed_at": 1795629893.195357, "status": "passed", "error": None}
+OVER = dict(PASSED, round=2, source="kae-lab-b", destination="kae-lab-a", downtime_ms=247.5, libvirt_downtime_ms=250.0)
+ERRORED = {"round": 3, "source": "kae-lab-a", "destination": "kae-lab-b", "downtime_ms": None, "status": "error",
+           "error": "cannot connect to qemu+ssh://kae-lab-b/system: <EOF> & more | detail\x01"}
+ENVIRONMENT = {"hosts": ["kae-lab-a", "kae-lab-b"], "qemu_version": "7.2.19", "libvirt_version": "9.0.0",
+               "guest": {"name": "kae-guest", "vcpus": 2, "memory_mib": 256}, "lab": True,
+               "devices": [{"bdf": "0000:31:00.1", "engine": "zip", "function": "vf", "vendor": "0x19e5", "device": "0xa251",
+                            "numa_node": 0, "driver": "vfio-pci", "revision": "0x30", "domain": "kae-guest"}]}
+
+
+def build(rounds, environment=None, threshold_ms=200):
+    return _report.build_report(copy.deepcopy(rounds), environment if environment is not None else ENVIRONMENT,
+                                threshold_ms, "20261125T182300Z", GENERATED_AT)
+
+
+def table_rows(markdown_table):
+    """The body rows of a markdown table as lists of cell texts."""
+    lines = markdown_table.strip().splitlines()[2:]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in lines]
+
+
+# ---------------------------------------------------------------- report data
+
+def test_all_passed_summary_and_required_keys():
+    report = build([PASSED, dict(PASSED, round=2, downtime_ms=147.0), dict(PASSED, round=3, downtime_ms=152.0)])
+    assert set(report) >= {"run_id", "generated_at", "rounds", "summary", "environment"}
+    summary = report["summary"]
+    assert (summary["count"], summary["min_ms"], summary["median_ms"], summary["max_ms"]) == (3, 147.0, 152.0, 158.0)
+    assert summary["threshold_ms"] == 200.0
+    assert summary["passed"] is True
+    for item in report["rounds"]:
+        assert set(item) >= {"round", "source", "destination", "downtime_ms", "libvirt_downtime_ms", "clock_offset_ms",
+                             "profile", "started_at", "duration_s", "status", "error"}
+    assert _report.summary_line(report) == "max 158 ms <= 200 ms target: PASSED"
+
+
+def test_round_over_threshold_fails_even_when_marked_passed():
+    report = build([PASSED, OVER])
+    assert [item["status"] for item in report["rounds"]] == ["passed", "failed"]
+    assert report["rounds"][1]["message"] == "downtime 247.5 ms exceeds the 200 ms threshold"
+    assert report["summary"]["passed"] is False
+    assert report["summary"]["rounds_failed"] == 1
+    assert _report.summary_line(report) == "max 247.5 ms > 200 ms target: FAILED"
+
+
+def test_failed_round_under_threshold_keeps_its_error_and_fails_the_summary():
+    failed = dict(PASSED, round=2, status="failed", error="guest runs on both hosts")
+    report = build([PASSED, failed])
+    assert report["rounds"][1]["status"] == "failed"
+    assert report["rounds"][1]["message"] == "guest runs on both hosts"
+    assert report["summary"]["max_ms"] == 158.0
+    assert _report.summary_line(report) == "max 158 ms <= 200 ms target, 1 of 2 rounds failed or errored: FAILED"
+
+
+def test_errored_round_is_left_out_of_the_statistics():
+    report = build([PASSED, OVER, ERRORED])
+    summary = report["summary"]
+    assert (summary["count"], summary["measured"], summary["rounds_errored"]) == (3, 2, 1)
+    assert (summary["min_ms"], summary["max_ms"]) == (158.0, 247.5)
+    assert report["rounds"][2]["status"] == "error"
+    assert report["rounds"][2]["message"].startswith("cannot connect to qemu+ssh://kae-lab-b/system")
+
+
+def test_only_errored_rounds_give_a_summary_without_figures():
+    report = build([ERRORED])
+    summary = report["summary"]
+    assert (summary["min_ms"], summary["median_ms"], summary["max_ms"], summary["passed"]) == (None, None, None, False)
+    assert _report.summary_line(report) == "no round measured a downtime (1 of 1 rounds errored), 200 ms target: FAILED"
+
+
+def test_passed_round_without_downtime_is_an_error():
+    report = build([dict(PASSED, downtime_ms=None)])
+    assert report["rounds"][0]["status"] == "error"
+    assert report["rounds"][0]["message"] == "the round measured no downtime"
+
+
+def test_negative_downtime_is_an_error_naming_the_clocks():
+    report = build([PASSED, dict(PASSED, round=2, downtime_ms=-3.5)])
+    assert report["rounds"][1]["status"] == "error"
+    assert "clocks" in report["rounds"][1]["message"]
+    assert report["summary"]["measured"] == 1
+
+
+def test_missing_keys_are_tolerated_and_extra_keys_kept():
+    report = build([{"downtime_ms": "12.5", "job": {"data_total": 1}}], environment={})
+    item = report["rounds"][0]
+    assert (item["round"], item["downtime_ms"], item["status"], item["source"]) == (1, 12.5, "passed", None)
+    assert item["job"] == {"data_total": 1}
+    env = report["environment"]
+    assert env["hosts"] == [] and env["devices"] == [] and env["lab"] is False
+    assert env["guest"] == {"name": None, "vcpus": None, "memory_mib": None}
+
+
+@pytest.mark.parametrize("rounds, expected", [
+    ([], "rounds is empty"),
+    ("round 1", "rounds must be a list"),
+    ([PASSED, "oops"], "round 2 must be a dict"),
+    ([dict(PASSED, downtime_ms="fast")], "round 1: downtime_ms must be a number or null, got 'fast'"),
+    ([dict(PASSED, status="ok")], "round 1: status must be one of passed, failed, error, got 'ok'"),
+])
+def test_bad_rounds_raise_a_clear_error(rounds, expected):
+    with pytest.raises(_report.ReportError, match=expected.replace("(", r"\(")):
+        build(rounds)
+
+
+@pytest.mark.parametrize("run_id", ["", "latest", "../x", "a/b", ".hidden", None])
+def test_bad_run_id_is_refused(run_id):
+    with pytest.raises(_report.ReportError, match="cannot name a report directory"):
+        _report.check_run_id(run_id)
+
+
+@pytest.mark.parametrize("threshold", [0, -1, "x", None, float("nan")])
+def test_bad_threshold_is_refused(threshold):
+    with pytest.raises(_report.ReportError, match="threshold_ms must be a number of milliseconds above 0"):
+        build([PASSED], threshold_ms=threshold)
+
+
+def test_same_report_ignores_only_generated_at():
+    report = build([PASSED])
+    assert _report.same_report(dict(report, generated_at="2020-01-01T00:00:00Z"), report)
+    assert not _report.same_report(build([OVER]), report)
+    assert not _report.same_report(None, report)
+
+
+@pytest.mark.parametrize("value, text", [(None, "n/a"), (158.0, "158"), (127.518, "127.5"), (0.001, "0.001"), (1234.56, "1234.6")])
+def test_fmt_ms(value, text):
+    assert _report.fmt_ms(value) == text
+
+
+@pytest.mark.parametrize("top, expected", [(230.0, [0, 50, 100, 150, 200, 250]), (9.0, [0, 2, 4, 6, 8, 10]), (0.00115, None)])
+def test_nice_ticks_cover_the_top(top, expected):
+    ticks = _report.nice_ticks(top)
+    assert ticks[0] == 0 and ticks[-1] >= top
+    assert 3 <= len(ticks) <= 11
+    if expected:
+        assert ticks == pytest.approx(expected)
+
+
+# ---------------------------------------------------------------- report.md
+
+def test_markdown_table_has_one_row_per_round():
+    report = build([PASSED, OVER, ERRORED])
+    rows = table_rows(_report.render_table(report))
+    assert rows == [
+        ["1", "158", "160.2", "kae-lab-a -> kae-lab-b", "passed"],
+        ["2", "247.5", "250", "kae-lab-b -> kae-lab-a", "failed"],
+        ["3", "n/a", "n/a", "kae-lab-a -> kae-lab-b", "error"],
+    ]
+
+
+def test_markdown_report_holds_table_summary_and_environment():
+    report = build([PASSED, OVER, ERRORED])
+    text = _report.render_markdown(report)
+    assert _report.render_table(report) in text
+    assert "**max 247.5 ms > 200 ms target, 1 of 3 rounds failed or errored: FAILED**" in text
+    assert "- Hosts: kae-lab-a, kae-lab-b" in text
+    assert "- QEMU: 7.2.19; libvirt: 9.0.0" in text
+    assert "- Guest: kae-guest, 2 vCPU, 256 MiB" in text
+    assert "Devices (simulated in the lab)" in text
+    assert "ZIP VF 0000:31:00.1 (0x19e5:0xa251, driver vfio-pci, NUMA node 0, rev 0x30, assigned to kae-guest)" in text
+    assert "- Round 3 (error): cannot connect to qemu+ssh://kae-lab-b/system: \\<EOF> & more \\| detail" in text
+    assert "2026-11-25T18:04:53.037357Z" in text
+    assert "![Downtime per round against the threshold](downtime.svg)" in text
+
+
+def test_markdown_outside_the_lab_does_not_say_simulated():
+    text = _report.render_markdown(build([PASSED], environment=dict(ENVIRONMENT, lab=False)))
+    assert "simulated" not in text
+    assert "- Devices:\n  - ZIP VF 0000:31:00.1" in text
+
+
+# ---------------------------------------------------------------- junit.xml
+
+def test_junit_parses_with_one_case_per_round():
+    report = build([PASSED, OVER, ERRORED])
+    root = ET.fromstring(_report.render_junit(report).encode("utf-8"))
+    suite = root.find("testsuite")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("3", "1", "1")
+    cases = suite.findall("testcase")
+    assert [case.get("name") for case in cases] == [
+        "round 1: kae-lab-a -> kae-lab-b", "round 2: kae-lab-b -> kae-lab-a", "round 3: kae-lab-a -> kae-lab-b"]
+    assert cases[0].find("failure") is None and cases[0].find("error") is None
+    assert cases[1].find("failure").get("message") == "downtime 247.5 ms exceeds the 200 ms threshold"
+    error = cases[2].find("error").get("message")
+    assert error == "cannot connect to qemu+ssh://kae-lab-b/system: <EOF> & more | detail"
+    assert cases[0].get("time") == "1.250"
+    properties = dict((prop.get("name"), prop.get("value")) for prop in suite.find("properties"))
+    assert properties["threshold_ms"] == "200"
+
+
+# ---------------------------------------------------------------- downtime.svg
+
+def test_svg_parses_and_draws_bars_threshold_and_labels():
+    report = build([PASSED, OVER, ERRORED])
+    root = ET.fromstring(_report.render_svg(report).encode("utf-8"))
+    assert root.tag == SVG + "svg"
+    texts = [node.text for node in root.iter(SVG + "text")]
+    assert "Downtime (ms)" in texts and "Round" in texts
+    assert {"158", "247.5", "error", "200 ms"} <= set(texts)
+    bars = [group.find(SVG + "rect") for group in root.iter(SVG + "g")]
+    assert [bar.get("fill") for bar in bars] == ["#2e7d32", "#c62828", "none"]
+    threshold = [line for line in root.iter(SVG + "line") if line.get("stroke-dasharray")]
+    assert len(threshold) == 1
+    # The over-threshold bar reaches above the line, the passing one stays below (SVG y grows downwards).
+    line_y = float(threshold[0].get("y1"))
+    assert float(bars[1].get("y")) < line_y < float(bars[0].get("y"))
+    titles = [node.text for node in root.iter(SVG + "title")]
+    assert any("<EOF> & more" in title for title in titles)
+
+
+def test_svg_widens_for_many_rounds():
+    few = ET.fromstring(_report.render_svg(build([PASSED])).encode("utf-8"))
+    many = ET.fromstring(_report.render_svg(build([dict(PASSED, round=index) for index in range(1, 41)])).encode("utf-8"))
+    assert int(many.get("width")) > int(few.get("width"))
+    assert len(list(many.iter(SVG + "g"))) == 40
+
+
+def test_render_all_is_deterministic_and_json_round_trips():
+    report = build([PASSED, OVER, ERRORED])
+    files = _report.render_all(report)
+    assert sorted(files) == sorted(_report.REPORT_FILES)
+    assert files == _report.render_all(build([PASSED, OVER, ERRORED]))
+    assert json.loads(files["report.json"]) == report
