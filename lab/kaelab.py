@@ -1,0 +1,778 @@
+#!/usr/bin/env python3
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Local two-host KAE migration lab: ``kaelab.py up|status|down`` (run as root).
+
+Each lab host is a set of PID/mount/UTS/network namespaces whose PID 1 is this
+script's ``init`` sub-command; killing that one process makes the kernel end
+every process of the host and drop its mounts and network namespace. Hosts run
+the distribution's libvirtd, virtlogd and sshd with their own configuration and
+state, and talk to each other and to the controller over the bridge ``kaelab0``.
+There is no KAE hardware and no PCI passthrough in the lab: each host gets a
+simulated sysfs tree instead, and the guest runs under TCG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gzip
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+LAB_DIR = Path(__file__).resolve().parent
+STATE = Path("/var/lib/kae-lab")
+SSH_DIR = STATE / "ssh"
+LAB_KEY = SSH_DIR / "id_ed25519"
+KNOWN_HOSTS = SSH_DIR / "known_hosts"
+IMAGES = STATE / "images"
+KERNEL = IMAGES / "vmlinuz"
+INITRD = IMAGES / "kae-guest-initrd.img"
+CHRONY_DIR = STATE / "chrony"
+LOCK_FILE = STATE / "lock"
+
+BRIDGE = "kaelab0"
+PREFIX_LEN = 24
+CONTROLLER_ADDR = "10.77.231.1"
+CONTROLLER_NAME = "kae-lab-controller"
+GUEST = "kae-guest"
+GUEST_MEMORY_MIB = 192
+SERIAL_LOG = "/var/log/libvirt/qemu/%s-serial.log" % GUEST
+QEMU_LOG = "/var/log/libvirt/qemu/%s.log" % GUEST
+MIGRATION_PORTS = (49152, 49215)
+TRACE_PATTERNS = ("all_vcpus*", "vm_state_notify", "runstate_set")
+INIT_MARK = "kaelab-init"
+CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+UUID_NAMESPACE = uuid.UUID("5b0c1f4e-7a4e-4f0e-9d55-6b61652d6c61")
+
+# Debian packages the lab runs (commands on the controller, system Python libraries on the hosts).
+PACKAGES = (
+    "qemu-system-x86", "libvirt-daemon-system", "libvirt-clients", "openssh-server", "openssh-client",
+    "iproute2", "util-linux", "python3-libvirt", "python3-ntplib", "chrony", "busybox-static",
+)
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    addr: str
+    veth: str
+
+    @property
+    def dir(self) -> Path:
+        return STATE / "hosts" / self.name
+
+    @property
+    def sysfs(self) -> Path:
+        return self.dir / "sysfs"
+
+    @property
+    def peer_veth(self) -> str:
+        return self.veth + "-p"
+
+
+HOSTS = (Host("kae-lab-a", "10.77.231.11", "kaelab-a"), Host("kae-lab-b", "10.77.231.12", "kaelab-b"))
+GUEST_HOME = HOSTS[0]
+DAEMONS = ("virtlogd", "libvirtd", "sshd")
+
+
+class LabError(Exception):
+    """A step of the lab failed; the message says which and why."""
+
+
+def log(msg: str) -> None:
+    print("kaelab: " + msg, flush=True)
+
+
+def run(argv, check=True, env=None, timeout=120, cwd="/") -> subprocess.CompletedProcess:
+    """Run a command with a clean environment and captured output."""
+    proc = subprocess.run([str(a) for a in argv], env=env or CLEAN_ENV, cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check and proc.returncode != 0:
+        raise LabError("command failed (rc=%d): %s\n%s" % (proc.returncode, " ".join(map(str, argv)),
+                                                          (proc.stderr or proc.stdout).strip()))
+    return proc
+
+
+def in_host(pid: int, argv, check=True, timeout=120) -> subprocess.CompletedProcess:
+    """Run argv inside all namespaces of the host whose PID 1 is pid."""
+    return run(["nsenter", "-t", pid, "-m", "-u", "-n", "-p", "--"] + list(argv), check=check, timeout=timeout)
+
+
+def wait_for(what: str, predicate, timeout: float, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise LabError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------
+# Processes and namespaces, found through /proc so that a killed `up` leaves nothing unfindable.
+
+def _cmdline(pid: int) -> list:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _ns_inode(pid: int, kind: str):
+    try:
+        return os.stat("/proc/%d/ns/%s" % (pid, kind)).st_ino
+    except OSError:
+        return None
+
+
+def init_pid(host: Host):
+    """PID (as seen by the controller) of the host's namespace init, or None."""
+    for pid in _pids():
+        argv = _cmdline(pid)
+        if INIT_MARK in argv and argv[-1] == host.name and "unshare" not in os.path.basename(argv[0]) \
+                and _ns_inode(pid, "pid") != _ns_inode(os.getpid(), "pid") and _alive(pid):
+            return pid
+    return None
+
+
+def marked_pids():
+    """Every process that carries the lab marker: namespace inits and the unshare processes above them."""
+    return [pid for pid in _pids() if pid != os.getpid() and INIT_MARK in _cmdline(pid)]
+
+
+def host_processes(pid: int) -> dict:
+    """Map command name -> [pids] of the processes inside the host whose init is pid."""
+    ns = _ns_inode(pid, "pid")
+    procs = {}
+    for other in _pids():
+        if ns is None or _ns_inode(other, "pid") != ns or not _alive(other):
+            continue
+        try:
+            with open("/proc/%d/comm" % other) as f:
+                procs.setdefault(f.read().strip(), []).append(other)
+        except OSError:
+            continue
+    return procs
+
+
+def chrony_pids():
+    conf = str(CHRONY_DIR / "chrony.conf")
+    return [pid for pid in _pids() if conf in _cmdline(pid) and _alive(pid)]
+
+
+def ns_init(name: str) -> None:
+    """PID 1 of a lab host: reap orphans; exit on TERM/INT/HUP, which ends the whole host."""
+    def stop(signum, frame):
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+    socket.sethostname(name)
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            time.sleep(0.5)
+
+
+# ---------------------------------------------------------------------------
+# Packages and files shared by both hosts.
+
+def ensure_packages() -> None:
+    missing = []
+    for pkg in PACKAGES:
+        proc = run(["dpkg-query", "-W", "-f=${Status}", pkg], check=False)
+        if "install ok installed" not in proc.stdout:
+            missing.append(pkg)
+    if not missing:
+        return
+    log("installing Debian packages: " + " ".join(missing))
+    policy = Path("/usr/sbin/policy-rc.d")
+    own_policy = not policy.exists()
+    if own_policy:
+        # Package scripts must not start the distribution's daemons on the controller.
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+    try:
+        env = dict(CLEAN_ENV, DEBIAN_FRONTEND="noninteractive")
+        run(["apt-get", "update"], env=env, timeout=600)
+        run(["apt-get", "install", "-y", "--no-install-recommends"] + missing, env=env, timeout=1200)
+    finally:
+        if own_policy:
+            policy.unlink()
+
+
+def ensure_keys() -> None:
+    """Lab root key (controller and hosts) and one pinned host key per host; kept across up/down."""
+    SSH_DIR.mkdir(parents=True, exist_ok=True)
+    SSH_DIR.chmod(0o700)
+    if not LAB_KEY.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@kae-lab", "-f", LAB_KEY])
+    lines = []
+    for host in HOSTS:
+        key = SSH_DIR / ("%s_host_ed25519_key" % host.name)
+        if not key.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", key])
+        pub = Path(str(key) + ".pub").read_text().split()
+        lines.append("%s,%s %s %s\n" % (host.name, host.addr, pub[0], pub[1]))
+    KNOWN_HOSTS.write_text("".join(lines))
+
+
+def etc_hosts_text() -> str:
+    lines = ["127.0.0.1\tlocalhost", "%s\t%s" % (CONTROLLER_ADDR, CONTROLLER_NAME)]
+    lines += ["%s\t%s" % (h.addr, h.name) for h in HOSTS]
+    return "\n".join(lines) + "\n"
+
+
+def kernel_package() -> str:
+    """Name of the versioned cloud kernel package the installed distribution's meta-package points at."""
+    proc = run(["apt-cache", "depends", "linux-image-cloud-amd64"])
+    for line in proc.stdout.splitlines():
+        line = line.strip()
+        if line.startswith("Depends: linux-image-"):
+            return line.split()[1]
+    raise LabError("cannot resolve the cloud kernel package from `apt-cache depends linux-image-cloud-amd64`")
+
+
+def ensure_kernel() -> None:
+    if KERNEL.exists():
+        return
+    debs = IMAGES / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    pkg = kernel_package()
+    log("downloading guest kernel " + pkg)
+    # apt-get download writes into its working directory; stale package lists need an update first.
+    if run(["apt-get", "download", pkg], check=False, timeout=600, cwd=debs).returncode != 0:
+        run(["apt-get", "update"], timeout=600)
+        run(["apt-get", "download", pkg], timeout=600, cwd=debs)
+    deb = sorted(debs.glob(pkg + "_*.deb"))[-1]
+    with tempfile.TemporaryDirectory(dir=IMAGES) as tmp:
+        run(["dpkg-deb", "-x", deb, tmp])
+        vmlinuz = sorted(Path(tmp, "boot").glob("vmlinuz-*"))
+        if not vmlinuz:
+            raise LabError("%s holds no boot/vmlinuz-*" % deb)
+        part = KERNEL.with_suffix(".part")
+        shutil.copyfile(vmlinuz[0], part)
+        part.chmod(0o644)
+        part.rename(KERNEL)
+
+
+GUEST_INIT = r"""#!/bin/busybox sh
+# kae-guest /init: memory dirtier + compression load + heartbeat on the serial console.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t tmpfs -o size=64m tmpfs /tmp
+echo "4 4 1 7" > /proc/sys/kernel/printk
+hostname kae-guest
+dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
+# The two load loops run at a lower priority so that the heartbeat keeps its cadence.
+# Keeps rewriting 32 MiB of guest RAM (tmpfs pages) so that migration always has dirty pages.
+sh -c 'renice -n 10 $$ >/dev/null; i=0; while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
+# Stand-in for kaezip_perf: deflate in a loop.
+sh -c 'renice -n 10 $$ >/dev/null; while :; do gzip -c /tmp/seed > /dev/null; done' &
+n=0
+while :; do
+  n=$((n + 1))
+  read up idle < /proc/uptime
+  echo "kae-heartbeat seq=$n uptime=$up" > /dev/ttyS0
+  usleep 150000
+done
+"""
+
+
+def _cpio_newc(entries) -> bytes:
+    """A newc cpio archive from (name, mode, data, rdev_major, rdev_minor) tuples; no cpio tool or mknod needed."""
+    out = io.BytesIO()
+    for ino, (name, mode, data, major, minor) in enumerate(entries + [("TRAILER!!!", 0, b"", 0, 0)], start=1):
+        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, major, minor, len(name) + 1, 0)
+        out.write(b"070701" + b"".join(b"%08X" % v for v in fields) + name.encode() + b"\0")
+        out.write(b"\0" * (-out.tell() % 4))
+        out.write(data)
+        out.write(b"\0" * (-out.tell() % 4))
+    return out.getvalue()
+
+
+def ensure_initrd() -> None:
+    busybox = Path("/bin/busybox").read_bytes()
+    entries = [(d, 0o040755, b"", 0, 0) for d in ("bin", "dev", "proc", "sys", "tmp")]
+    entries += [
+        ("dev/console", 0o020600, b"", 5, 1),
+        ("dev/ttyS0", 0o020660, b"", 4, 64),
+        ("bin/busybox", 0o100755, busybox, 0, 0),
+        ("init", 0o100755, GUEST_INIT.encode(), 0, 0),
+    ]
+    data = gzip.compress(_cpio_newc(entries), mtime=0)
+    if INITRD.exists() and INITRD.read_bytes() == data:
+        return
+    part = INITRD.with_suffix(".part")
+    part.write_bytes(data)
+    part.chmod(0o644)
+    part.rename(INITRD)
+
+
+def guest_xml() -> str:
+    trace = "".join("\n    <qemu:arg value='--trace'/>\n    <qemu:arg value='%s'/>" % p for p in TRACE_PATTERNS)
+    return """<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+  <name>{name}</name>
+  <uuid>{uuid}</uuid>
+  <description>KAE lab guest (TCG): memory dirtier, gzip load, serial heartbeat. No KAE VF: passthrough cannot exist in the lab.</description>
+  <memory unit='MiB'>{mem}</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{kernel}</kernel>
+    <initrd>{initrd}</initrd>
+    <cmdline>console=ttyS0 quiet loglevel=3 panic=-1</cmdline>
+  </os>
+  <features><acpi/></features>
+  <cpu mode='custom' match='exact'><model fallback='allow'>qemu64</model></cpu>
+  <clock offset='utc'/>
+  <on_poweroff>destroy</on_poweroff>
+  <on_reboot>restart</on_reboot>
+  <on_crash>destroy</on_crash>
+  <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
+    <serial type='file'>
+      <source path='{serial}' append='on'/>
+      <target port='0'/>
+    </serial>
+    <controller type='usb' model='none'/>
+    <memballoon model='none'/>
+  </devices>
+  <qemu:commandline>{trace}
+  </qemu:commandline>
+</domain>
+""".format(name=GUEST, uuid=uuid.uuid5(UUID_NAMESPACE, GUEST), mem=GUEST_MEMORY_MIB, kernel=KERNEL,
+           initrd=INITRD, serial=SERIAL_LOG, trace=trace)
+
+
+# ---------------------------------------------------------------------------
+# One host.
+
+def libvirtd_conf(host: Host) -> str:
+    return """# kae-lab host {name}
+host_uuid = "{uuid}"
+unix_sock_group = "root"
+unix_sock_rw_perms = "0700"
+auth_unix_ro = "none"
+auth_unix_rw = "none"
+log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+""".format(name=host.name, uuid=uuid.uuid5(UUID_NAMESPACE, host.name))
+
+
+QEMU_CONF = """# kae-lab: no cgroups (both hosts share the machine's cgroup tree), no security driver,
+# QEMU runs as root (each host shares the machine's /dev and files), logs through virtlogd.
+user = "root"
+group = "root"
+dynamic_ownership = 0
+cgroup_controllers = [ ]
+security_driver = "none"
+migration_port_min = {0}
+migration_port_max = {1}
+stdio_handler = "logd"
+""".format(*MIGRATION_PORTS)
+
+
+def sshd_config(host: Host) -> str:
+    return """# kae-lab host {name}: key authentication only, on the lab address.
+ListenAddress {addr}
+HostKey {key}
+PidFile /run/sshd.pid
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AuthorizedKeysFile /root/.ssh/authorized_keys
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+""".format(name=host.name, addr=host.addr, key=SSH_DIR / ("%s_host_ed25519_key" % host.name))
+
+
+SSH_CLIENT_CONFIG = """Host *
+    BatchMode yes
+    StrictHostKeyChecking yes
+    UserKnownHostsFile /root/.ssh/known_hosts
+    IdentityFile /root/.ssh/id_ed25519
+"""
+
+# Per-host copies mounted over the machine's paths: (directory under the host dir, mount point).
+BIND_DIRS = (
+    ("etc-libvirt", "/etc/libvirt"),
+    ("lib-libvirt", "/var/lib/libvirt"),
+    ("log-libvirt", "/var/log/libvirt"),
+    ("cache-libvirt", "/var/cache/libvirt"),
+    ("root-ssh", "/root/.ssh"),
+)
+
+
+def prepare_host_dir(host: Host) -> None:
+    """Fresh per-host state: libvirt config and state copies, ssh client files, sshd config."""
+    if host.dir.exists():
+        shutil.rmtree(host.dir)
+    host.dir.mkdir(parents=True)
+    for sub, target in BIND_DIRS:
+        if sub == "root-ssh":
+            continue
+        shutil.copytree(target, host.dir / sub, symlinks=True)
+    etc = host.dir / "etc-libvirt"
+    for autostart in (etc / "qemu" / "networks" / "autostart").glob("*"):
+        autostart.unlink()  # no default network (dnsmasq) inside lab hosts
+    (etc / "libvirtd.conf").write_text(libvirtd_conf(host))
+    (etc / "qemu.conf").write_text(QEMU_CONF)
+    for stale in (host.dir / "log-libvirt" / "qemu").glob("*"):
+        stale.unlink()
+    ssh = host.dir / "root-ssh"
+    ssh.mkdir(mode=0o700)
+    shutil.copyfile(LAB_KEY, ssh / "id_ed25519")
+    (ssh / "id_ed25519").chmod(0o600)
+    shutil.copyfile(str(LAB_KEY) + ".pub", ssh / "id_ed25519.pub")
+    shutil.copyfile(str(LAB_KEY) + ".pub", ssh / "authorized_keys")
+    shutil.copyfile(KNOWN_HOSTS, ssh / "known_hosts")
+    (ssh / "config").write_text(SSH_CLIENT_CONFIG)
+    (host.dir / "hostname").write_text(host.name + "\n")
+    (host.dir / "sshd_config").write_text(sshd_config(host))
+    build_sysfs(host)
+
+
+def build_sysfs(host: Host) -> None:
+    """Simulated KAE sysfs tree of the host (lab/simsysfs.py, written by the device side)."""
+    sys.path.insert(0, str(LAB_DIR))
+    try:
+        import simsysfs  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        # CALL SITE: lab/simsysfs.py (build(root, layout=...)) does not exist yet; leave an empty tree.
+        host.sysfs.mkdir(parents=True, exist_ok=True)
+        return
+    finally:
+        sys.path.pop(0)
+    simsysfs.build(str(host.sysfs))
+
+
+def spawn_host(host: Host) -> int:
+    """Start the host's namespaces; return the PID of its init as seen from the controller."""
+    logf = open(host.dir / "init.log", "ab")  # pylint: disable=consider-using-with
+    proc = subprocess.Popen(  # pylint: disable=consider-using-with
+        ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts", "--net",
+         "--propagation", "private", sys.executable, str(Path(__file__).resolve()), "init", INIT_MARK, host.name],
+        stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=CLEAN_ENV, cwd="/",
+        start_new_session=True)
+    logf.close()
+    children = "/proc/%d/task/%d/children" % (proc.pid, proc.pid)
+
+    def child():
+        if proc.poll() is not None:
+            raise LabError("namespace init of %s exited with %s; see %s" % (host.name, proc.returncode,
+                                                                         host.dir / "init.log"))
+        try:
+            with open(children) as f:
+                pids = f.read().split()
+        except OSError:
+            return None
+        return int(pids[0]) if pids else None
+
+    pid = wait_for("the namespace init of " + host.name, child, 10)
+    # The init is only ready once it has execed into Python and set the hostname.
+    wait_for("init of %s to start" % host.name, lambda: INIT_MARK in _cmdline(pid), 10)
+    return pid
+
+
+def mount_host(host: Host, pid: int) -> None:
+    mnt = ["nsenter", "-t", pid, "-m", "--"]
+    run(mnt + ["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/run"])
+    run(mnt + ["mkdir", "-p", "/run/libvirt", "/run/lock", "/run/sshd"])
+    for sub, target in BIND_DIRS:
+        run(mnt + ["mount", "--bind", host.dir / sub, target])
+    run(mnt + ["mount", "--bind", host.dir / "hostname", "/etc/hostname"])
+    run(mnt + ["mount", "--bind", STATE / "etc-hosts", "/etc/hosts"])
+
+
+def network_host(host: Host, pid: int) -> None:
+    run(["ip", "link", "add", host.veth, "type", "veth", "peer", "name", host.peer_veth])
+    run(["ip", "link", "set", host.peer_veth, "netns", pid])
+    run(["ip", "link", "set", host.veth, "master", BRIDGE, "up"])
+    net = ["nsenter", "-t", pid, "-n", "--", "ip"]
+    run(net + ["link", "set", "lo", "up"])
+    run(net + ["link", "set", host.peer_veth, "name", "eth0"])
+    run(net + ["addr", "add", "%s/%d" % (host.addr, PREFIX_LEN), "dev", "eth0"])
+    run(net + ["link", "set", "eth0", "up"])
+
+
+def start_daemons(host: Host, pid: int) -> None:
+    """virtlogd, libvirtd and sshd, each started only if not already running in the host."""
+    running = host_processes(pid)
+    commands = {
+        "virtlogd": ["/usr/sbin/virtlogd", "-d"],
+        "libvirtd": ["/usr/sbin/libvirtd", "-d"],
+        "sshd": ["/usr/sbin/sshd", "-f", host.dir / "sshd_config"],
+    }
+    for name in DAEMONS:
+        if name not in running:
+            in_host(pid, commands[name])
+    sock = "/proc/%d/root/run/libvirt/libvirt-sock" % pid
+    wait_for("libvirtd of " + host.name, lambda: os.path.exists(sock), 30)
+    wait_for("sshd of " + host.name, lambda: _port_open(host.addr, 22), 30)
+
+
+def _port_open(addr: str, port: int) -> bool:
+    try:
+        with socket.create_connection((addr, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def virsh(pid: int, *args, check=True) -> subprocess.CompletedProcess:
+    return in_host(pid, ["virsh", "-q", "-c", "qemu:///system"] + list(args), check=check, timeout=60)
+
+
+def guest_state(pid: int) -> str:
+    proc = virsh(pid, "domstate", GUEST, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else "absent"
+
+
+# ---------------------------------------------------------------------------
+# Controller side: bridge and NTP server.
+
+def bridge_up() -> None:
+    if run(["ip", "link", "show", BRIDGE], check=False).returncode != 0:
+        run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    addrs = run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE]).stdout
+    if CONTROLLER_ADDR + "/" not in addrs:
+        run(["ip", "addr", "add", "%s/%d" % (CONTROLLER_ADDR, PREFIX_LEN), "dev", BRIDGE])
+    run(["ip", "link", "set", BRIDGE, "up"])
+
+
+CHRONY_CONF = """# kae-lab NTP server: answers on {addr} from the local clock and never adjusts the
+# machine clock (chronyd runs with -x; no makestep, no rtcsync).
+bindaddress {addr}
+allow {net}
+local stratum 8
+pidfile {dir}/chronyd.pid
+bindcmdaddress {dir}/chronyd.sock
+cmdport 0
+driftfile {dir}/chrony.drift
+"""
+
+
+def chrony_up() -> None:
+    if chrony_pids():
+        return
+    CHRONY_DIR.mkdir(parents=True, exist_ok=True)
+    CHRONY_DIR.chmod(0o750)
+    conf = CHRONY_DIR / "chrony.conf"
+    conf.write_text(CHRONY_CONF.format(addr=CONTROLLER_ADDR, net="10.77.231.0/%d" % PREFIX_LEN, dir=CHRONY_DIR))
+    run(["chronyd", "-x", "-u", "root", "-f", conf])
+    wait_for("chronyd", chrony_pids, 10)
+
+
+# ---------------------------------------------------------------------------
+# Sub-commands.
+
+def host_health(host: Host) -> dict:
+    pid = init_pid(host)
+    info = {"name": host.name, "addr": host.addr, "init": pid, "daemons": {}, "guest": "unknown", "ok": False}
+    if pid is None:
+        return info
+    procs = host_processes(pid)
+    info["daemons"] = {name: procs.get(name, []) for name in DAEMONS}
+    info["namespaces"] = {kind: _ns_inode(pid, kind) for kind in ("pid", "mnt", "uts", "net")}
+    addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
+    info["addr_ok"] = (host.addr + "/") in addr.stdout
+    info["ok"] = all(info["daemons"].values()) and info["addr_ok"]
+    if info["daemons"].get("libvirtd"):
+        info["guest"] = guest_state(pid)
+    return info
+
+
+def lab_health() -> dict:
+    bridge = run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE], check=False)
+    health = {
+        "bridge": bridge.returncode == 0 and (CONTROLLER_ADDR + "/") in bridge.stdout,
+        "chrony": chrony_pids(),
+        "hosts": [host_health(h) for h in HOSTS],
+    }
+    health["up"] = health["bridge"] and bool(health["chrony"]) and all(h["ok"] for h in health["hosts"])
+    health["anything"] = (health["bridge"] or bool(health["chrony"]) or bool(marked_pids())
+                          or any(_link_exists(h.veth) or _link_exists(h.peer_veth) for h in HOSTS))
+    return health
+
+
+def _link_exists(name: str) -> bool:
+    return os.path.exists("/sys/class/net/" + name)
+
+
+def ensure_guest(health: dict) -> bool:
+    """Start kae-guest on its home host unless it already runs on a lab host. Returns whether it changed."""
+    if any(h["guest"] == "running" for h in health["hosts"]):
+        return False
+    pid = init_pid(GUEST_HOME)
+    xml = STATE / ("%s.xml" % GUEST)
+    xml.write_text(guest_xml())
+    if guest_state(pid) == "absent":
+        virsh(pid, "define", xml)
+    virsh(pid, "start", GUEST)
+    serial = GUEST_HOME.dir / "log-libvirt" / "qemu" / os.path.basename(SERIAL_LOG)
+    wait_for("the first heartbeat of %s in %s" % (GUEST, serial),
+             lambda: serial.exists() and b"kae-heartbeat" in serial.read_bytes(), 60, 0.2)
+    return True
+
+
+def cmd_up(_args) -> int:
+    t0 = time.monotonic()
+    ensure_packages()
+    STATE.mkdir(parents=True, exist_ok=True)
+    health = lab_health()
+    if health["up"]:
+        if ensure_guest(health):
+            log("lab was up; started %s on %s (%.1f s)" % (GUEST, GUEST_HOME.name, time.monotonic() - t0))
+        else:
+            log("lab is already up; nothing changed")
+        return 0
+    if health["anything"]:
+        log("lab is partly up; tearing the rest down first")
+        teardown()
+    ensure_keys()
+    ensure_kernel()
+    ensure_initrd()
+    (STATE / "etc-hosts").write_text(etc_hosts_text())
+    bridge_up()
+    chrony_up()
+    for host in HOSTS:
+        prepare_host_dir(host)
+        pid = spawn_host(host)
+        mount_host(host, pid)
+        network_host(host, pid)
+        start_daemons(host, pid)
+        log("%s up: init pid %d, %s" % (host.name, pid, host.addr))
+    ensure_guest(lab_health())
+    log("lab up in %.1f s; %s running on %s" % (time.monotonic() - t0, GUEST, GUEST_HOME.name))
+    return 0
+
+
+def teardown() -> None:
+    """Kill every lab process (one SIGKILL per host init ends its namespaces), then the links."""
+    victims = marked_pids()
+    namespaces = {_ns_inode(pid, "pid") for pid in victims} - {_ns_inode(os.getpid(), "pid"), None}
+    for pid in victims + chrony_pids():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def gone():
+        left = [p for p in _pids() if _alive(p) and (p in victims or _ns_inode(p, "pid") in namespaces)]
+        return not left and not chrony_pids()
+
+    wait_for("lab processes to exit", gone, 30)
+    for host in HOSTS:
+        for link in (host.veth, host.peer_veth):
+            if _link_exists(link):
+                run(["ip", "link", "del", link], check=False)
+    if _link_exists(BRIDGE):
+        run(["ip", "link", "del", BRIDGE])
+
+
+def cmd_down(_args) -> int:
+    t0 = time.monotonic()
+    if not lab_health()["anything"]:
+        log("lab is already down; nothing changed")
+        return 0
+    teardown()
+    leftovers = lab_leftovers()
+    if leftovers:
+        log("teardown left: " + "; ".join(leftovers))
+        return 1
+    log("lab down in %.1f s" % (time.monotonic() - t0))
+    return 0
+
+
+def lab_leftovers() -> list:
+    """What of the lab still exists on the machine (processes, links, mounts)."""
+    found = ["process %d" % p for p in marked_pids() + chrony_pids()]
+    found += ["link " + n for n in [BRIDGE] + [h.veth for h in HOSTS] + [h.peer_veth for h in HOSTS]
+              if _link_exists(n)]
+    with open("/proc/self/mounts") as f:
+        found += ["mount " + line.split()[1] for line in f if str(STATE) in line]
+    return found
+
+
+def cmd_status(_args) -> int:
+    health = lab_health()
+    print("bridge %s %s: %s" % (BRIDGE, CONTROLLER_ADDR, "up" if health["bridge"] else "down"))
+    print("ntp server chronyd on %s: %s" % (CONTROLLER_ADDR, ("pid %s" % health["chrony"][0])
+                                            if health["chrony"] else "not running"))
+    for h in health["hosts"]:
+        if h["init"] is None:
+            print("%s (%s): down" % (h["name"], h["addr"]))
+            continue
+        print("%s (%s): %s, init pid %d" % (h["name"], h["addr"], "up" if h["ok"] else "DEGRADED", h["init"]))
+        print("  namespaces: " + " ".join("%s:[%s]" % kv for kv in h["namespaces"].items()))
+        print("  daemons: " + " ".join("%s=%s" % (n, ",".join(map(str, p)) or "missing")
+                                      for n, p in h["daemons"].items()))
+        print("  address eth0: %s" % ("%s/%d" % (h["addr"], PREFIX_LEN) if h["addr_ok"] else "missing"))
+        print("  guest %s: %s" % (GUEST, h["guest"]))
+    running = [h["name"] for h in health["hosts"] if h["guest"] == "running"]
+    print("lab: %s; %s running on: %s" % ("up" if health["up"] else "DOWN", GUEST, ", ".join(running) or "none"))
+    return 0 if health["up"] else 1
+
+
+def locked(func):
+    def wrapper(args):
+        STATE.mkdir(parents=True, exist_ok=True)
+        with open(LOCK_FILE, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            return func(args)
+    return wrapper
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="kaelab.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="bring the lab up (idempotent)").set_defaults(func=locked(cmd_up))
+    sub.add_parser("status", help="show the lab; exit 1 unless fully up").set_defaults(func=cmd_status)
+    sub.add_parser("down", help="tear the lab down (idempotent)").set_defaults(func=locked(cmd_down))
+    init = sub.add_parser("init")  # internal: PID 1 of a lab host
+    init.add_argument("mark", choices=[INIT_MARK])
+    init.add_argument("host")
+    args = parser.parse_args(argv)
+    if args.command == "init":
+        ns_init(args.host)
+        return 0
+    if os.geteuid() != 0:
+        parser.error("run as root: the lab creates namespaces, links and daemons")
+    try:
+        return args.func(args)
+    except (LabError, subprocess.TimeoutExpired) as exc:
+        log("error: %s" % exc)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
