@@ -211,6 +211,10 @@ FILE_KEYS = {"report.json": "json", "report.md": "markdown", "junit.xml": "junit
 LATEST = "latest"
 
 
+def utc_now():
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def read_text(path):
     """A file's text, or None when it does not exist."""
     try:
@@ -303,9 +307,8 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     try:
-        report, texts, changes, diffs = plan(params, now)
+        report, texts, changes, diffs = plan(params, utc_now())
     except (ValueError, OSError) as exc:  # bad rounds, a latest that is not a symlink, an unreadable report dir
         module.fail_json(msg="cannot write the migration report: %s" % to_native(exc))
     run_id = report["run_id"]

@@ -1,0 +1,190 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+import os
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.openeuler.kae.plugins.modules import migration_report
+
+ROUNDS = [
+    {"round": 1, "source": "kae-lab-a", "destination": "kae-lab-b", "downtime_ms": 21.4, "libvirt_downtime_ms": 23.0,
+     "clock_offset_ms": 0.0, "profile": "upstream", "started_at": "2026-11-25T18:20:00Z", "duration_s": 1.1, "status": "passed"},
+    {"round": 2, "source": "kae-lab-b", "destination": "kae-lab-a", "downtime_ms": 35.0, "libvirt_downtime_ms": 37.5,
+     "clock_offset_ms": 0.0, "profile": "upstream", "started_at": "2026-11-25T18:20:05Z", "duration_s": 1.2, "status": "passed"},
+]
+ENVIRONMENT = {"hosts": ["kae-lab-a", "kae-lab-b"], "guest": {"name": "kae-guest", "vcpus": 1, "memory_mib": 256}, "lab": True}
+FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
+
+
+class ModuleExit(Exception):
+    def __init__(self, result):
+        super().__init__(result)
+        self.result = result
+
+
+class ModuleFail(ModuleExit):
+    pass
+
+
+def exit_json(self, **result):
+    raise ModuleExit(result)
+
+
+def fail_json(self, **result):
+    raise ModuleFail(result)
+
+
+@pytest.fixture(autouse=True)
+def raising_module(monkeypatch):
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+
+
+def run(report_dir, check_mode=False, diff=False, **overrides):
+    """Run the module and return (failed, result)."""
+    args = {"rounds": ROUNDS, "environment": ENVIRONMENT, "report_dir": str(report_dir), "run_id": "run1",
+            "_ansible_check_mode": check_mode, "_ansible_diff": diff}
+    args.update(overrides)
+    with patch_module_args(args):
+        try:
+            migration_report.main()
+        except ModuleFail as exc:
+            return True, exc.result
+        except ModuleExit as exc:
+            return False, exc.result
+    raise AssertionError("the module returned without exit_json or fail_json")
+
+
+def snapshot(path):
+    """Every file and link below PATH with its content or target."""
+    found = {}
+    for parent, dirs, files in os.walk(str(path)):
+        for name in dirs + files:
+            full = os.path.join(parent, name)
+            if os.path.islink(full):
+                found[full] = "-> " + os.readlink(full)
+            elif os.path.isfile(full):
+                with open(full, encoding="utf-8") as handle:
+                    found[full] = handle.read()
+    return found
+
+
+def test_writes_every_file_and_latest(tmp_path):
+    failed, result = run(tmp_path / "reports")
+    assert not failed, result
+    assert result["changed"] is True
+    run_dir = tmp_path / "reports" / "run1"
+    assert result["run_dir"] == str(run_dir)
+    for name in FILES:
+        assert (run_dir / name).is_file(), name
+    assert result["files"]["svg"] == str(run_dir / "downtime.svg")
+    assert os.readlink(str(tmp_path / "reports" / "latest")) == "run1"
+    data = json.loads((run_dir / "report.json").read_text())
+    assert [item["downtime_ms"] for item in data["rounds"]] == [21.4, 35.0]
+    assert data["summary"]["max_ms"] == 35.0 and data["summary"]["passed"] is True
+    ET.parse(str(run_dir / "junit.xml"))
+    ET.parse(str(run_dir / "downtime.svg"))
+    assert result["table"] in (run_dir / "report.md").read_text()
+    assert result["summary_line"] == "max 35 ms <= 200 ms target: PASSED"
+    assert not [name for name in os.listdir(str(run_dir)) if name.startswith(".")], "temporary files left behind"
+
+
+def test_second_run_with_same_rounds_changes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(migration_report, "utc_now", lambda: "2026-11-25T18:00:00Z")
+    run(tmp_path)
+    before = snapshot(tmp_path)
+    # Later, the same run id and rounds: the report keeps the time it was first generated.
+    monkeypatch.setattr(migration_report, "utc_now", lambda: "2026-11-25T19:00:00Z")
+    failed, result = run(tmp_path)
+    assert not failed
+    assert result["changed"] is False
+    assert result["changed_files"] == []
+    assert snapshot(tmp_path) == before
+    assert json.loads((tmp_path / "run1" / "report.json").read_text())["generated_at"] == "2026-11-25T18:00:00Z"
+
+
+def test_changed_rounds_rewrite_the_report(tmp_path):
+    run(tmp_path)
+    failed, result = run(tmp_path, rounds=[dict(ROUNDS[0], downtime_ms=250.0)])
+    assert not failed
+    assert result["changed"] is True
+    assert set(result["changed_files"]) == set(FILES)
+    assert result["summary"]["passed"] is False
+    assert json.loads((tmp_path / "run1" / "report.json").read_text())["rounds"][0]["status"] == "failed"
+
+
+def test_check_mode_predicts_and_writes_nothing(tmp_path):
+    failed, result = run(tmp_path / "reports", check_mode=True)
+    assert not failed
+    assert result["changed"] is True
+    assert result["changed_files"] == list(FILES) + ["latest"]
+    assert not (tmp_path / "reports").exists()
+
+
+def test_check_mode_after_a_run_predicts_no_change(tmp_path):
+    run(tmp_path)
+    failed, result = run(tmp_path, check_mode=True)
+    assert not failed and result["changed"] is False
+
+
+def test_new_run_moves_latest_and_keeps_the_old_run(tmp_path):
+    run(tmp_path)
+    failed, result = run(tmp_path, run_id="run2", diff=True)
+    assert not failed
+    assert result["changed_files"] == list(FILES) + ["latest"]
+    assert os.readlink(str(tmp_path / "latest")) == "run2"
+    assert (tmp_path / "run1" / "report.json").is_file()
+    link_diff = result["diff"][-1]
+    assert link_diff["before"].endswith("latest -> run1\n") and link_diff["after"].endswith("latest -> run2\n")
+
+
+def test_latest_false_leaves_no_link(tmp_path):
+    failed, result = run(tmp_path, latest=False)
+    assert not failed
+    assert result["latest"] is None
+    assert not os.path.lexists(str(tmp_path / "latest"))
+
+
+def test_diff_shows_the_markdown_change(tmp_path):
+    failed, result = run(tmp_path, diff=True)
+    assert not failed
+    markdown = [item for item in result["diff"] if item["after_header"].endswith("report.md")]
+    assert markdown[0]["before"] == "" and "| 1 | 21.4 | 23 | kae-lab-a -> kae-lab-b | passed |" in markdown[0]["after"]
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"rounds": []}, "rounds is empty"),
+    ({"run_id": "../escape"}, "cannot name a report directory"),
+    ({"threshold_ms": 0}, "threshold_ms must be a number of milliseconds above 0"),
+    ({"rounds": [{"downtime_ms": "fast"}]}, "downtime_ms must be a number or null"),
+])
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, overrides, message):
+    failed, result = run(tmp_path / "reports", **overrides)
+    assert failed
+    assert result["msg"].startswith("cannot write the migration report: ")
+    assert message in result["msg"]
+    assert not (tmp_path / "reports").exists()
+
+
+def test_latest_that_is_not_a_link_is_refused(tmp_path):
+    (tmp_path / "latest").mkdir()
+    failed, result = run(tmp_path)
+    assert failed
+    assert "is not a symlink" in result["msg"]
+    assert not (tmp_path / "run1").exists()
+
+
+def test_unwritable_report_dir_fails_with_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    failed, result = run(blocker)
+    assert failed
+    assert str(blocker) in result["msg"]
