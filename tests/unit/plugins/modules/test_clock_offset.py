@@ -1,0 +1,130 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import json
+import socket
+import types
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.openeuler.kae.plugins.modules import clock_offset
+
+ntplib = pytest.importorskip("ntplib")
+
+
+class ModuleExit(Exception):
+    def __init__(self, result, failed):
+        super().__init__(result.get("msg"))
+        self.result = result
+        self.failed = failed
+
+
+def exit_json(module, **result):
+    raise ModuleExit(json.loads(json.dumps(result)), failed=False)
+
+
+def fail_json(module, **result):
+    raise ModuleExit(json.loads(json.dumps(result)), failed=True)
+
+
+class FakeClient:
+    """NTP client answering from a script: server -> list of (offset_s, delay_s) or exceptions, consumed in order."""
+
+    def __init__(self, script):
+        self.script = {server: list(answers) for server, answers in script.items()}
+        self.requests = []
+
+    def request(self, host, version=2, timeout=5):
+        self.requests.append((host, version, timeout))
+        answer = self.script[host].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return types.SimpleNamespace(offset=answer[0], delay=answer[1])
+
+
+@pytest.fixture
+def client(monkeypatch):
+    holder = {}
+
+    def install(script):
+        holder["client"] = FakeClient(script)
+        monkeypatch.setattr(clock_offset.ntplib, "NTPClient", lambda: holder["client"])
+        return holder["client"]
+
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    return install
+
+
+def run(**args):
+    with patch_module_args(args):
+        with pytest.raises(ModuleExit) as caught:
+            clock_offset.main()
+    return caught.value
+
+
+def test_smallest_delay_sample_and_server(client):
+    fake = client({
+        "ntp-far": [(0.0100, 0.0300), (0.0090, 0.0250)],
+        "ntp-near": [(0.0020, 0.0040), (-0.0004, 0.0005)],
+    })
+    outcome = run(servers=["ntp-far", "ntp-near"], samples=2, version=4, timeout_s=0.5)
+    assert not outcome.failed
+    result = outcome.result
+    assert result["changed"] is False
+    assert (result["server"], result["offset_ms"], result["delay_ms"]) == ("ntp-near", -0.4, 0.5)
+    assert result["results"][0] == {"server": "ntp-far", "answered": 2, "offset_ms": 9.0, "delay_ms": 25.0, "error": None}
+    assert fake.requests[0] == ("ntp-far", 4, 0.5)
+    assert len(fake.requests) == 4
+
+
+def test_silent_server_is_skipped(client):
+    client({
+        "ntp-down": [ntplib.NTPException("No response received from ntp-down.")],
+        "ntp-up": [(0.001, 0.002)],
+    })
+    result = run(servers=["ntp-down", "ntp-up"], samples=1).result
+    assert result["server"] == "ntp-up"
+    assert result["results"][0]["error"] == "No response received from ntp-down."
+
+
+def test_no_server_answers_names_them(client):
+    client({
+        "ntp1": [ntplib.NTPException("No response received from ntp1.")],
+        "nowhere": [socket.gaierror(-2, "Name or service not known")],
+    })
+    outcome = run(servers=["ntp1", "nowhere"], samples=1)
+    assert outcome.failed
+    assert outcome.result["msg"] == (
+        "no NTP server answered (ntp1: No response received from ntp1.; nowhere: [Errno -2] Name or service not known); "
+        "check that the servers are reachable on UDP port 123 from this host")
+
+
+def test_bad_arguments(client):
+    client({})
+    assert run(servers=[""]).result["msg"] == "servers must list at least one NTP server (host name or address), got ['']"
+    assert run(servers=["ntp1"], samples=0).failed
+
+
+def test_missing_ntplib(client, monkeypatch):
+    client({})
+    monkeypatch.setattr(clock_offset, "ntplib", None)
+    monkeypatch.setattr(clock_offset, "NTPLIB_IMPORT_ERROR", "No module named 'ntplib'")
+    outcome = run(servers=["ntp1"])
+    assert outcome.failed and "ntplib (python3-ntplib)" in outcome.result["msg"]
+
+
+def test_real_request_to_a_silent_port_fails(monkeypatch):
+    # A real ntplib request to loopback, where no NTP server runs: the failure path without fakes.
+    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
+    outcome = run(servers=["127.0.0.1"], samples=1, timeout_s=0.2)
+    if not outcome.failed:
+        pytest.skip("an NTP server answers on this machine's loopback")
+    assert outcome.result["msg"].startswith("no NTP server answered (127.0.0.1: ")
+    assert outcome.result["results"][0]["answered"] == 0
