@@ -1,0 +1,70 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+name: select_vfs
+short_description: Choose free KAE VFs, all on one NUMA node
+version_added: 0.1.0
+description:
+  - From the device list of M(openeuler.kae.device_info), choose the VFs a guest gets, all on one NUMA node.
+  - A VF qualifies when it is free (assigned to no libvirt domain), bound to a migration driver
+    (C(hisi_acc_vfio_pci) or C(vfio-pci)) and on migratable hardware (revision C(0x30) or later).
+  - Nodes are tried in the order O(prefer_node) first, then ascending; in a node the lowest addresses win.
+  - Fails with a sentence saying, for each node, which engines it lacks.
+author:
+  - openEuler KAE collection contributors
+options:
+  _input:
+    description: The RV(openeuler.kae.device_info#module:devices) list.
+    type: list
+    elements: dict
+    required: true
+  request:
+    description: How many VFs of each engine (V(zip), V(sec), V(hpre)) to choose.
+    type: dict
+    default: {"zip": 1, "hpre": 1, "sec": 1}
+  prefer_node:
+    description: NUMA node to try first (for example the node the guest's memory and vCPUs are pinned to).
+    type: int
+seealso:
+  - module: openeuler.kae.device_info
+"""
+
+EXAMPLES = r"""
+- name: One ZIP, one HPRE and one SEC VF on one node, node 0 preferred
+  ansible.builtin.set_fact:
+    guest_vfs: "{{ kae.devices | openeuler.kae.select_vfs(prefer_node=0) }}"
+
+- name: Two ZIP VFs only
+  ansible.builtin.set_fact:
+    zip_vfs: "{{ kae.devices | openeuler.kae.select_vfs(request={'zip': 2}) | map(attribute='bdf') }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The chosen VF device dicts, in the order of O(request)'s engines.
+  type: list
+  elements: dict
+"""
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices
+
+
+def select_vfs(devices, request=None, prefer_node=None):
+    if prefer_node is not None and (isinstance(prefer_node, bool) or not isinstance(prefer_node, int)):
+        raise AnsibleFilterError("openeuler.kae.select_vfs: prefer_node must be a NUMA node number such as 0, got %r; "
+                                 "pass an int (for example prefer_node=guest_node | int)" % (prefer_node,))
+    try:
+        return _devices.select_vfs(devices, request, prefer_node)
+    except _devices.DeviceError as exc:
+        raise AnsibleFilterError("openeuler.kae.select_vfs: %s" % exc) from exc
+
+
+class FilterModule:
+    def filters(self):
+        return {"select_vfs": select_vfs}

@@ -1,0 +1,186 @@
+#!/usr/bin/python
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: sriov
+short_description: Ensure a KAE PF has N VFs bound to the live-migration driver
+version_added: 0.1.0
+description:
+  - Sets the number of virtual functions of one KAE physical function (ZIP, SEC or HPRE) through its
+    C(sriov_numvfs) and binds every VF to the driver that supports live migration.
+  - Changing a non-zero count goes through V(0), as the driver requires. The module refuses to change the count
+    while any VF of the PF is assigned to a libvirt domain (the domain is named), or when libvirt cannot be asked.
+  - Binding writes the driver to the VF's C(driver_override) and the VF to C(bus/pci/drivers_probe), after
+    unbinding it from its current driver.
+  - The PF must stay bound to its host driver (C(hisi_zip), C(hisi_sec2), C(hisi_hpre)); otherwise its VFs silently
+    lose migration support, so the module fails and says how to fix it before changing anything.
+  - The kernel creates VFs and binds drivers; after every write the module waits, at most O(timeout_s) seconds,
+    until the tree shows the result.
+author:
+  - openEuler KAE collection contributors
+extends_documentation_fragment:
+  - openeuler.kae.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - New VF addresses are predicted from the PF's C(sriov_offset) and C(sriov_stride).
+  diff_mode:
+    support: full
+options:
+  pf:
+    description:
+      - PCI address of the PF, for example V(0000:75:00.0).
+    type: str
+    required: true
+  num_vfs:
+    description:
+      - Number of VFs the PF must have (V(0) removes them all). At most the PF's C(sriov_totalvfs).
+      - Source and destination hosts need the same count on matching PFs.
+    type: int
+    required: true
+  driver:
+    description:
+      - Driver the VFs must be bound to.
+      - V(hisi_acc_vfio_pci) is the openEuler 24.03 / upstream variant driver (it never binds by itself).
+      - V(vfio-pci) is the openEuler 22.03 way and needs the C(hisi_migration) module loaded.
+      - V(auto) picks V(hisi_acc_vfio_pci) when that driver is loaded, else V(vfio-pci).
+      - V(none) leaves the VFs bound to whatever the kernel chose.
+    type: str
+    choices: [auto, hisi_acc_vfio_pci, vfio-pci, none]
+    default: auto
+  sysfs_root:
+    description:
+      - Root of the sysfs tree (a sysfs-shaped copy for tests and the lab).
+    type: path
+    default: /sys
+  libvirt_uri:
+    description:
+      - libvirt connection used (read-only) to check that no domain holds a VF before the count changes.
+    type: str
+    default: qemu:///system
+  timeout_s:
+    description:
+      - Seconds to wait for the kernel after each write (VFs to appear or go, a driver to bind).
+    type: float
+    default: 10
+requirements:
+  - libvirt-python (python3-libvirt) on the managed host, when a non-zero VF count changes.
+seealso:
+  - module: openeuler.kae.device_info
+  - role: openeuler.kae.host
+"""
+
+EXAMPLES = r"""
+- name: Four VFs on the ZIP PF of node 0, bound for migration
+  openeuler.kae.sriov:
+    pf: "0000:75:00.0"
+    num_vfs: 4
+
+- name: openEuler 22.03 style binding
+  openeuler.kae.sriov:
+    pf: "0000:76:00.0"
+    num_vfs: 4
+    driver: vfio-pci
+
+- name: Every PF the host has
+  openeuler.kae.sriov:
+    pf: "{{ item.bdf }}"
+    num_vfs: 4
+  loop: "{{ kae.devices | selectattr('function', 'eq', 'pf') }}"
+  loop_control:
+    label: "{{ item.bdf }}"
+"""
+
+RETURN = r"""
+pf:
+  description: The PF.
+  returned: always
+  type: str
+  sample: "0000:75:00.0"
+engine:
+  description: The PF's engine.
+  returned: always
+  type: str
+  sample: zip
+driver:
+  description: The driver the VFs are bound to, V(null) for O(driver=none).
+  returned: always
+  type: str
+  sample: hisi_acc_vfio_pci
+num_vfs:
+  description: VFs the PF has now (in check mode, would have).
+  returned: always
+  type: int
+  sample: 4
+vfs:
+  description: Each VF and its driver now (in check mode, predicted).
+  returned: always
+  type: dict
+  sample: {"0000:75:00.1": hisi_acc_vfio_pci, "0000:75:00.2": hisi_acc_vfio_pci}
+diff:
+  description: Before and after states, with keys C(num_vfs) and C(vfs) (VF to driver).
+  returned: when O(ignore:diff) mode is on
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
+
+
+def ensure(sysfs, params, check_mode):
+    """(changed, before, after, pf, driver, warnings) for the module's parameters."""
+    num_vfs = params["num_vfs"]
+    if num_vfs < 0:
+        raise _devices.DeviceError("num_vfs must be 0 or more, got %d" % num_vfs)
+    pf = _devices.read_pf(sysfs, params["pf"])
+    _devices.check_pf_driver(pf)
+    driver = _devices.choose_driver(sysfs, params["driver"])
+    warnings = []
+    if driver and not pf["migratable_hw"]:
+        warnings.append("PF %s has revision %s: live migration needs revision 0x30 (QM v3) hardware, so its VFs will not migrate"
+                        % (pf["bdf"], pf["revision"]))
+    before = _devices.vf_state(sysfs, pf["bdf"])
+    if before["num_vfs"] != num_vfs:
+        owners, note = _devices.hostdev_owners(params["libvirt_uri"]) if pf["vfs"] else ({}, {"available": True})
+        _devices.check_count_change(pf, num_vfs, owners, note)
+    after = _devices.predict_state(sysfs, pf, before, num_vfs, driver)
+    changed = after != before
+    if changed and not check_mode:
+        after = _devices.apply_state(sysfs, pf, before, num_vfs, driver, params["timeout_s"])
+    return changed, before, after, pf, driver, warnings
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "pf": {"type": "str", "required": True},
+            "num_vfs": {"type": "int", "required": True},
+            "driver": {"type": "str", "default": "auto", "choices": ["auto", "hisi_acc_vfio_pci", "vfio-pci", "none"]},
+            "sysfs_root": {"type": "path", "default": "/sys"},
+            "libvirt_uri": {"type": "str", "default": "qemu:///system"},
+            "timeout_s": {"type": "float", "default": 10},
+        },
+        supports_check_mode=True,
+    )
+    try:
+        changed, before, after, pf, driver, warnings = ensure(Sysfs(module.params["sysfs_root"]), module.params, module.check_mode)
+    except (_devices.DeviceError, SysfsError) as exc:
+        module.fail_json(msg=str(exc), pf=module.params["pf"])
+    for warning in warnings:
+        module.warn(warning)
+    result = {"changed": changed, "pf": pf["bdf"], "engine": pf["engine"], "driver": driver,
+              "num_vfs": after["num_vfs"], "vfs": after["vfs"]}
+    if module._diff:
+        result["diff"] = {"before": before, "after": after}
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
