@@ -1,0 +1,159 @@
+#!/usr/bin/python
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: hostdev_remap
+short_description: Compute a migrating guest's XML for a destination whose free KAE VFs sit at other addresses
+version_added: 0.1.0
+description:
+  - Runs on the source hypervisor. Reads the running guest's migratable XML and maps each of its KAE VF hostdevs to
+    a free VF of the same engine on the destination, all on one NUMA node of the destination (the node the guest's
+    C(<numatune>) pins it to, if any; else the source VFs' node when it can, else the first node that can).
+  - When every VF address of the guest is a free VF of the same engine on the destination, the guest keeps its
+    addresses and RV(destination_xml) is null.
+  - Fails, naming what is missing on which node, when the destination cannot host the guest's VFs, or when the
+    guest holds a PCI hostdev that is not a KAE VF of the source.
+  - Pass RV(destination_xml) to M(openeuler.kae.live_migration)'s O(openeuler.kae.live_migration#module:destination_xml)
+    and RV(persistent_xml) to its O(openeuler.kae.live_migration#module:persistent_xml).
+author:
+  - openEuler KAE collection contributors
+requirements:
+  - libvirt-python (python3-libvirt) on the managed host
+extends_documentation_fragment:
+  - openeuler.kae.attributes
+  - openeuler.kae.attributes.INFO_MODULE
+options:
+  name:
+    description: Name of the running libvirt domain to migrate.
+    type: str
+    required: true
+  uri:
+    description: libvirt connection URI of the source hypervisor.
+    type: str
+    default: qemu:///system
+  src_devices:
+    description: The source host's RV(openeuler.kae.device_info#module:devices), to learn the engine of each of the guest's VFs.
+    type: list
+    elements: dict
+    required: true
+  dst_devices:
+    description:
+      - The destination host's RV(openeuler.kae.device_info#module:devices). A VF counts as free when no domain holds it
+        (or only this guest, whose definition may be left on the destination from an earlier round), it is bound to a
+        migration driver and its hardware supports migration.
+    type: list
+    elements: dict
+    required: true
+seealso:
+  - module: openeuler.kae.live_migration
+  - module: openeuler.kae.device_info
+"""
+
+EXAMPLES = r"""
+- name: Read the KAE devices of both hosts
+  openeuler.kae.device_info:
+  register: kae_facts
+  delegate_to: "{{ item }}"
+  loop: [hv-a, hv-b]
+
+- name: Give kae-guest free VFs of hv-b
+  openeuler.kae.hostdev_remap:
+    name: kae-guest
+    src_devices: "{{ kae_facts.results[0].devices }}"
+    dst_devices: "{{ kae_facts.results[1].devices }}"
+  register: remap
+  delegate_to: hv-a
+
+- name: Migrate with the remapped hostdevs
+  openeuler.kae.live_migration:
+    domain: kae-guest
+    destination_uri: qemu+ssh://hv-b/system
+    destination_xml: "{{ remap.destination_xml | default(omit, true) }}"
+  delegate_to: hv-a
+"""
+
+RETURN = r"""
+remapped:
+  description: Whether any VF address changes on the destination.
+  returned: success
+  type: bool
+  sample: true
+mapping:
+  description: Source VF address to destination VF address, for every KAE hostdev of the guest.
+  returned: success
+  type: dict
+  sample: {"0000:31:00.1": "0000:31:00.2", "0000:76:00.1": "0000:76:00.1"}
+numa_node:
+  description: The destination NUMA node of the guest's VFs; null when the guest has no KAE VF.
+  returned: success
+  type: int
+  sample: 0
+destination_xml:
+  description: The guest's migratable live XML with the hostdevs remapped; null when nothing is remapped.
+  returned: success
+  type: str
+persistent_xml:
+  description: The guest's migratable persistent XML with the hostdevs remapped; null when nothing is remapped.
+  returned: success
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
+from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
+from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, plan, remap_xml
+
+
+def guest_xmls(params):
+    """(live migratable XML, persistent migratable XML or None) of the running guest."""
+    # libvirt refuses VIR_DOMAIN_XML_MIGRATABLE on a read-only connection; nothing is written.
+    conn = _libvirt.connect(params["uri"])
+    try:
+        domain = _libvirt.lookup_domain(conn, params["name"])
+        if domain is None or not domain.isActive():
+            raise RemapError("domain %s is not running on %s; a destination remap is for a guest about to migrate from there"
+                             % (params["name"], params["uri"]))
+        flags = _libvirt.libvirt.VIR_DOMAIN_XML_MIGRATABLE
+        live = domain.XMLDesc(flags)
+        persistent = domain.XMLDesc(flags | _libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE) if domain.isPersistent() else None
+        return live, persistent
+    finally:
+        conn.close()
+
+
+def run(params):
+    live, persistent = guest_xmls(params)
+    result = plan(live, params["src_devices"], params["dst_devices"])
+    result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
+    result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            name=dict(type="str", required=True),
+            uri=dict(type="str", default="qemu:///system"),
+            src_devices=dict(type="list", elements="dict", required=True),
+            dst_devices=dict(type="list", elements="dict", required=True),
+        ),
+        supports_check_mode=True,
+    )
+    if not _libvirt.HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    try:
+        result = run(module.params)
+    except (RemapError, DomainXMLError, _libvirt.LibvirtFailure) as exc:
+        module.fail_json(msg=str(exc))
+    except _libvirt.libvirt.libvirtError as exc:
+        module.fail_json(msg="cannot read the XML of domain %s on %s: %s" % (module.params["name"], module.params["uri"], _libvirt.error_text(exc)))
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""hostdev_remap against libvirt's test driver: the running default domain given two KAE VFs."""
+
+from __future__ import annotations
+
+import pytest
+
+libvirt = pytest.importorskip("libvirt")
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx  # noqa: E402
+from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError  # noqa: E402
+from ansible_collections.openeuler.kae.plugins.modules import hostdev_remap  # noqa: E402
+
+URI = "test:///default"
+HOSTDEVS = "".join(
+    "<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source>"
+    "<address domain='0x0000' bus='0x%s' slot='0x00' function='0x1'/></source></hostdev>" % bus for bus in ("31", "76"))
+
+
+def vf(bdf, engine, node=0, domain=None):
+    return {"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
+            "migratable_hw": True, "domain": domain}
+
+
+SRC = [vf("0000:31:00.1", "zip", domain="test"), vf("0000:76:00.1", "sec", domain="test")]
+
+
+@pytest.fixture
+def running_guest():
+    """The test driver's running domain 'test', restarted with two KAE hostdevs; restored afterwards."""
+    conn = libvirt.open(URI)
+    original = conn.lookupByName("test").XMLDesc(0)
+    conn.defineXML(original.replace("<devices>", "<devices>" + HOSTDEVS))
+    domain = conn.lookupByName("test")
+    domain.destroy()
+    domain.create()
+    yield conn
+    conn.lookupByName("test").destroy()
+    conn.defineXML(original)
+    conn.lookupByName("test").create()
+    conn.close()
+
+
+def test_remaps_live_and_persistent_xml(running_guest):
+    dst = [vf("0000:31:00.1", "zip", domain="other"), vf("0000:31:00.2", "zip"), vf("0000:76:00.1", "sec")]
+    result = hostdev_remap.run({"name": "test", "uri": URI, "src_devices": SRC, "dst_devices": dst})
+    assert result["remapped"] is True and result["numa_node"] == 0
+    assert result["mapping"] == {"0000:31:00.1": "0000:31:00.2", "0000:76:00.1": "0000:76:00.1"}
+    for key in ("destination_xml", "persistent_xml"):
+        root = dx.parse_domain(result[key])
+        assert root.findtext("name") == "test"
+        assert [bdf for _e, bdf in dx.pci_hostdevs(root)] == ["0000:31:00.2", "0000:76:00.1"]
+    # Nothing changed on the source.
+    live = dx.parse_domain(running_guest.lookupByName("test").XMLDesc(0))
+    assert [bdf for _e, bdf in dx.pci_hostdevs(live)] == ["0000:31:00.1", "0000:76:00.1"]
+
+
+def test_free_addresses_need_no_destination_xml(running_guest):
+    dst = [vf("0000:31:00.1", "zip"), vf("0000:76:00.1", "sec")]
+    result = hostdev_remap.run({"name": "test", "uri": URI, "src_devices": SRC, "dst_devices": dst})
+    assert result["remapped"] is False and result["destination_xml"] is None and result["persistent_xml"] is None
+
+
+def test_refuses_a_destination_without_a_free_sec_vf(running_guest):
+    dst = [vf("0000:31:00.1", "zip"), vf("0000:76:00.1", "sec", domain="other")]
+    with pytest.raises(RemapError, match=r"cannot host guest test: it needs 1 sec, 1 zip free VFs on one NUMA node .*node 0 lacks sec"):
+        hostdev_remap.run({"name": "test", "uri": URI, "src_devices": SRC, "dst_devices": dst})
+
+
+def test_refuses_a_guest_that_does_not_run_here():
+    with pytest.raises(RemapError, match="domain absent is not running on test:///default"):
+        hostdev_remap.run({"name": "absent", "uri": URI, "src_devices": SRC, "dst_devices": []})
