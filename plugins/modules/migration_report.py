@@ -10,7 +10,7 @@ short_description: Write the live-migration downtime report (JSON, Markdown, JUn
 version_added: 0.1.0
 description:
   - Turns the measured live-migration rounds into a report an operator can hand in, written on the
-    host the module runs on (normally the controller, with C(delegate_to: localhost)).
+    host the module runs on (normally the controller, delegated to C(localhost)).
   - Writes C(report.json), C(report.md), C(junit.xml) and C(downtime.svg) into O(report_dir)/O(run_id)/,
     each file atomically, and points the symlink O(report_dir)/C(latest) at that directory.
   - The summary (count, min, median, max against the threshold) is computed over the rounds that measured
@@ -64,7 +64,8 @@ options:
   run_id:
     description:
       - Names this run's directory under O(report_dir), for example a UTC timestamp V(20261125T182300Z).
-      - Letters, digits and C(. _ : + -) only, starting with a letter or digit; V(latest) is reserved.
+      - Letters, digits, dots, underscores, colons, plus and minus signs only, starting with a letter or digit;
+        V(latest) is reserved.
     type: str
     required: true
   latest:
@@ -306,7 +307,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
+    params = dict(module.params, report_dir=os.path.abspath(module.params["report_dir"]))
     try:
         report, texts, changes, diffs = plan(params, utc_now())
     except (ValueError, OSError) as exc:  # bad rounds, a latest that is not a symlink, an unreadable report dir
