@@ -36,11 +36,16 @@ copy_collection() {
         | rsync -a --from0 --files-from=- "$ROOT/" "$dest/"
 }
 
-# A Python that really runs (a pyenv shim for an unselected version does not).
-python_available() {
+# Directory holding a working pythonX.Y (a pyenv shim for an unselected version does not count).
+python_dir() {
     local version="$1" exe
-    exe="$(command -v "python$version" 2>/dev/null)" || return 1
-    "$exe" -c 'import ensurepip' >/dev/null 2>&1
+    for exe in "$(command -v "python$version" 2>/dev/null || true)" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version".*/bin/python"$version"; do
+        if [ -x "$exe" ] && "$exe" -c 'import ensurepip' >/dev/null 2>&1; then
+            dirname "$exe"
+            return 0
+        fi
+    done
+    return 1
 }
 
 stage_sanity() {
@@ -50,16 +55,18 @@ stage_sanity() {
     copy_collection "$dest"
     (
         cd "$dest"
-        # ansible-test runs its tools from the venv; PATH lets it find them and the extra module Python.
-        export PATH="$VENV/bin:$PATH"
-        "$VENV/bin/ansible-test" sanity --color no --python 3.11 "$@" || exit $?
+        sanity_rc=0
+        "$VENV/bin/ansible-test" sanity --color no --python 3.11 "$@" || sanity_rc=$?
         if [ $# -eq 0 ]; then
-            if python_available "$MODULE_PYTHON_EXTRA"; then
-                "$VENV/bin/ansible-test" sanity --color no --python "$MODULE_PYTHON_EXTRA" --test compile --test import
+            if extra_dir="$(python_dir "$MODULE_PYTHON_EXTRA")"; then
+                log "compile and import on Python $MODULE_PYTHON_EXTRA ($extra_dir)"
+                PATH="$extra_dir:$PATH" "$VENV/bin/ansible-test" sanity --color no --python "$MODULE_PYTHON_EXTRA" \
+                    --test compile --test import || sanity_rc=$?
             else
                 log "python$MODULE_PYTHON_EXTRA not installed: compile and import checked on 3.11 only"
             fi
         fi
+        exit "$sanity_rc"
     ) || rc=$?
     # Keep the results where CI and developers look for them.
     if [ -d "$dest/tests/output" ]; then
@@ -72,7 +79,10 @@ stage_sanity() {
 }
 
 stage_lint() {
-    "$VENV/bin/ansible-lint" --profile production "$@"
+    # ansible-lint runs ansible-playbook --syntax-check and friends: they must come from the venv.
+    local -a color=()
+    [ -t 1 ] || color=(--nocolor)  # plain text in CI logs
+    PATH="$VENV/bin:$PATH" "$VENV/bin/ansible-lint" "${color[@]}" --profile production "$@"
 }
 
 stage_integration() {
@@ -113,6 +123,8 @@ main() {
     shift
     cd "$ROOT"
     [ -x "$VENV/bin/python" ] || die "$VENV is missing: run scripts/bootstrap.sh (or make bootstrap) first"
+    # The tools call each other by name (ansible-lint runs ansible-playbook, ansible-test its helpers).
+    export PATH="$VENV/bin:$PATH"
     case "$stage" in
         all) [ $# -eq 0 ] || die "'all' takes no extra arguments"; run_all ;;
         units | sanity | lint | integration) "stage_$stage" "$@" ;;
