@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 name: downtime_stats
 short_description: Summary of migration downtimes against a target
 version_added: 0.1.0
-author: openEuler KAE collection contributors
+author: openEuler KAE collection contributors (@openeuler)
 description:
   - Turns a list of downtimes in milliseconds (for example the C(downtime_ms) of each
     P(openeuler.kae.migration_downtime#filter) result) into count, minimum, median, mean, 95th percentile and maximum,

@@ -7,7 +7,7 @@ DOCUMENTATION = r"""
 name: migration_downtime
 short_description: Guest downtime of a live migration, from the QEMU trace events of both hosts
 version_added: 0.1.0
-author: openEuler KAE collection contributors
+author: openEuler KAE collection contributors (@openeuler)
 description:
   - Finds the source host's event marking the guest's vCPUs stopping for migration and the destination host's event
     marking them running again, and returns the time between them in milliseconds.

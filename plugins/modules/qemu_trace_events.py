@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: qemu_trace_events
 short_description: Read the QEMU trace events a domain's log gained since a byte offset
 version_added: 0.1.0
-author: openEuler KAE collection contributors
+author: openEuler KAE collection contributors (@openeuler)
 description:
   - Reads a domain's QEMU log on a hypervisor host (C(/var/log/libvirt/qemu/DOMAIN.log)) from a byte offset to its end
     and returns the trace events found there (lines C(TID@SECONDS.MICROSECONDS:event_name args)), so that the
