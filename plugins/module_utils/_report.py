@@ -51,7 +51,7 @@ def check_run_id(run_id):
 def check_threshold(threshold_ms):
     """Return the threshold as a float of milliseconds, or raise ReportError."""
     value = _number(threshold_ms)
-    if value is None or not value > 0:
+    if value is None or value <= 0:
         raise ReportError("threshold_ms must be a number of milliseconds above 0, got %r" % (threshold_ms,))
     return value
 
@@ -222,7 +222,7 @@ def _cell(value):
 
 
 def _md_table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     lines.extend("| " + " | ".join(_cell(value) for value in row) + " |" for row in rows)
     return "\n".join(lines) + "\n"
 

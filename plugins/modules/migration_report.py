@@ -19,7 +19,7 @@ description:
   - The module never fails because rounds failed; it reports RV(summary.passed) and the caller decides
     (the role C(openeuler.kae.report) fails the play after writing the report).
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 extends_documentation_fragment:
   - openeuler.kae.attributes
 attributes:

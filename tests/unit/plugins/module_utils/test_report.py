@@ -216,7 +216,7 @@ def test_svg_parses_and_draws_bars_threshold_and_labels():
     assert "Downtime (ms)" in texts and "Round" in texts
     assert {"158", "247.5", "error", "200 ms"} <= set(texts)
     bars = [group.find(SVG + "rect") for group in root.iter(SVG + "g")]
-    assert [bar.get("fill") for bar in bars] == ["#2e7d32", "#c62828", "none"]
+    assert [rect.get("fill") for rect in bars] == ["#2e7d32", "#c62828", "none"]
     threshold = [line for line in root.iter(SVG + "line") if line.get("stroke-dasharray")]
     assert len(threshold) == 1
     # The over-threshold bar reaches above the line, the passing one stays below (SVG y grows downwards).
