@@ -57,7 +57,7 @@ def device_parity(source, destination):
         return _devices.parity(source, destination)
     except _devices.DeviceError as exc:
         raise AnsibleFilterError("openeuler.kae.device_parity: %s; pass each host's registered device_info result "
-                                 "(or its devices list)" % exc) from exc
+                                 "(or its devices list)" % exc) from None
 
 
 class FilterModule:

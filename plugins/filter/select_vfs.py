@@ -62,7 +62,7 @@ def select_vfs(devices, request=None, prefer_node=None):
     try:
         return _devices.select_vfs(devices, request, prefer_node)
     except _devices.DeviceError as exc:
-        raise AnsibleFilterError("openeuler.kae.select_vfs: %s" % exc) from exc
+        raise AnsibleFilterError("openeuler.kae.select_vfs: %s" % exc) from None
 
 
 class FilterModule:

@@ -1,0 +1,262 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import DeviceError
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs
+
+
+def by_bdf(devices):
+    return {d["bdf"]: d for d in devices}
+
+
+def vf(bdf, engine, node, driver="hisi_acc_vfio_pci", domain=None, migratable=True):
+    return {"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": driver,
+            "domain": domain, "migratable_hw": migratable}
+
+
+# ---------------------------------------------------------------- discovery
+
+def test_scan_reads_a_kunpeng920_tree(kae_host):
+    devices = by_bdf(_devices.scan(Sysfs(kae_host(vfs=2))))
+    # 3 engines x 2 nodes x (PF + 2 VFs); the Huawei root ports are not accelerators.
+    assert len(devices) == 18
+    assert "0000:74:00.0" not in devices
+    pf = devices["0000:75:00.0"]
+    assert pf == {
+        "bdf": "0000:75:00.0", "engine": "zip", "function": "pf", "vendor": "0x19e5", "device": "0xa250",
+        "numa_node": 0, "iommu_group": pf["iommu_group"], "driver": "hisi_zip", "revision": "0x30",
+        "migratable_hw": True, "sriov_totalvfs": 63, "sriov_numvfs": 2, "vfs": ["0000:75:00.1", "0000:75:00.2"],
+    }
+    assert isinstance(pf["iommu_group"], int)
+    assert devices["0000:75:00.2"] == {
+        "bdf": "0000:75:00.2", "engine": "zip", "function": "vf", "vendor": "0x19e5", "device": "0xa251",
+        "numa_node": 0, "iommu_group": devices["0000:75:00.2"]["iommu_group"], "driver": "hisi_acc_vfio_pci",
+        "revision": "0x30", "migratable_hw": True, "pf": "0000:75:00.0", "domain": None,
+    }
+    assert {d["engine"] for d in devices.values() if d["numa_node"] == 2} == {"zip", "sec", "hpre"}
+    assert devices["0000:b9:00.0"]["engine"] == "hpre" and devices["0000:b6:00.1"]["device"] == "0xa256"
+    assert len({d["iommu_group"] for d in devices.values()}) == 18
+
+
+def test_scan_variants_old_hardware_missing_engine_unbound_pf(kae_host):
+    root = kae_host(revision="0x21", vfs=1, without=[("hpre", 2)], pf_drivers={("sec", 0): None})
+    devices = by_bdf(_devices.scan(Sysfs(root)))
+    assert "0000:b9:00.0" not in devices
+    assert devices["0000:76:00.0"]["driver"] is None
+    assert {d["revision"] for d in devices.values()} == {"0x21"}
+    assert not any(d["migratable_hw"] for d in devices.values())
+
+
+def test_scan_missing_numa_and_iommu_and_driver(kae_host):
+    root = kae_host(vfs=1)
+    ddir = os.path.realpath(os.path.join(root, "bus/pci/devices/0000:75:00.1"))
+    for name in ("numa_node", "iommu_group", "driver"):
+        os.unlink(os.path.join(ddir, name))
+    device = _devices.read_device(Sysfs(root), "0000:75:00.1")
+    assert (device["numa_node"], device["iommu_group"], device["driver"]) == (-1, None, None)
+
+
+def test_device_vanishing_while_read_is_skipped(kae_host, monkeypatch):
+    root = kae_host(vfs=2)
+    sysfs = Sysfs(root)
+    victim = os.path.realpath(os.path.join(root, "bus/pci/devices/0000:75:00.2"))
+    real_link_name = Sysfs.link_name
+
+    def link_name_then_vanish(self, rel):
+        # The device is hot-removed just after its listing was taken, mid-read.
+        if rel.endswith("0000:75:00.2/iommu_group") and os.path.isdir(victim):
+            shutil.rmtree(victim)
+        return real_link_name(self, rel)
+
+    monkeypatch.setattr(Sysfs, "link_name", link_name_then_vanish)
+    devices = by_bdf(_devices.scan(sysfs))
+    assert "0000:75:00.2" not in devices and "0000:75:00.1" in devices
+    # A dangling bus link (the device directory already gone) is skipped too.
+    assert _devices.read_device(sysfs, "0000:75:00.2") is None
+
+
+def test_scan_refuses_a_tree_that_is_not_sysfs(tmp_path):
+    with pytest.raises(DeviceError, match="bus/pci/devices does not exist: .* is not a sysfs tree; point sysfs_root at /sys"):
+        _devices.scan(Sysfs(str(tmp_path)))
+
+
+def test_identify_and_summary(kae_host):
+    assert _devices.identify("0x19E5", "0xA259") == ("hpre", "vf")
+    assert _devices.identify("0x8086", "0xa250") is None
+    assert _devices.identify("0x19e5", "0xa121") is None
+    devices = _devices.scan(Sysfs(kae_host(vfs=2, without=[("hpre", 2)])))
+    _devices.assign_domains(devices, {"0000:75:00.1": "guest1"})
+    summary = _devices.engine_summary(devices)
+    assert summary["zip"] == {"pfs": 2, "vfs": 4, "free_vfs": 3, "numa_nodes": [0, 2]}
+    assert summary["hpre"] == {"pfs": 1, "vfs": 2, "free_vfs": 2, "numa_nodes": [0]}
+
+
+def test_pf_q_num_and_migration_drivers(kae_host):
+    root = kae_host(vfs=0, pf_q_num=256)
+    sysfs = Sysfs(root)
+    assert _devices.read_pf_q_num(sysfs) == {"zip": 256, "sec": 256, "hpre": 256}
+    assert _devices.migration_drivers(sysfs) == ["hisi_acc_vfio_pci"]
+    shutil.rmtree(os.path.join(root, "module/hisi_hpre/parameters"))
+    assert "hpre" not in _devices.read_pf_q_num(sysfs)
+    old = Sysfs(kae_host(vfs=0, migration_driver="vfio-pci"))
+    assert _devices.migration_drivers(old) == ["vfio-pci"]
+    shutil.rmtree(old.path("module/hisi_migration"))
+    assert _devices.migration_drivers(old) == []
+
+
+# ---------------------------------------------------------------- libvirt
+
+def test_hostdev_bdfs_reads_pci_hostdevs_only():
+    xml = """<domain><devices>
+      <hostdev mode='subsystem' type='pci' migration='on'><driver name='vfio'/>
+        <source><address bus='0x31' slot='0x00' function='0x1'/></source></hostdev>
+      <hostdev mode='subsystem' type='pci'><source><address domain='0x0002' bus='0xb5' slot='0x07' function='0x7'/></source></hostdev>
+      <hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/></source></hostdev>
+      <hostdev mode='subsystem' type='pci'><source/></hostdev>
+    </devices></domain>"""
+    assert _devices.hostdev_bdfs(xml) == ["0000:31:00.1", "0002:b5:07.7"]
+
+
+def test_hostdev_owners_from_libvirt(guest_uri, empty_uri):
+    owners, note = _devices.hostdev_owners(guest_uri)
+    assert owners == {"0000:75:00.2": "guest1"}
+    assert note == {"available": True, "uri": guest_uri}
+    assert _devices.hostdev_owners(empty_uri) == ({}, {"available": True, "uri": empty_uri})
+
+
+def test_hostdev_owners_unreachable_says_why(unreachable_uri):
+    owners, note = _devices.hostdev_owners(unreachable_uri)
+    assert owners == {}
+    assert note["available"] is False
+    assert "cannot connect to libvirt at %s" % unreachable_uri in note["reason"]
+
+
+def test_hostdev_owners_listing_failure(monkeypatch):
+    class BrokenConn:
+        def listAllDomains(self, _flags):
+            raise RuntimeError("connection reset")
+
+        def close(self):
+            self.closed = True
+
+    conn = BrokenConn()
+    monkeypatch.setattr(_devices._libvirt, "connect", lambda uri, read_only: conn)
+    owners, note = _devices.hostdev_owners("qemu:///system")
+    assert owners == {} and conn.closed
+    assert note == {"available": False, "uri": "qemu:///system",
+                    "reason": "cannot list the domains on qemu:///system: connection reset"}
+
+
+# ---------------------------------------------------------------- selection
+
+NODE0_FULL = [vf("0000:75:00.2", "zip", 0), vf("0000:75:00.1", "zip", 0), vf("0000:76:00.1", "sec", 0),
+              vf("0000:79:00.1", "hpre", 0)]
+NODE2_FULL = [vf("0000:b5:00.1", "zip", 2), vf("0000:b6:00.1", "sec", 2), vf("0000:b9:00.1", "hpre", 2)]
+
+
+def test_select_default_request_lowest_bdfs_in_request_order():
+    chosen = _devices.select_vfs(NODE0_FULL + NODE2_FULL)
+    assert [d["bdf"] for d in chosen] == ["0000:75:00.1", "0000:79:00.1", "0000:76:00.1"]
+
+
+def test_select_prefers_node_and_falls_back():
+    assert {d["numa_node"] for d in _devices.select_vfs(NODE0_FULL + NODE2_FULL, prefer_node=2)} == {2}
+    node2_without_hpre = [d for d in NODE2_FULL if d["engine"] != "hpre"]
+    assert {d["numa_node"] for d in _devices.select_vfs(NODE0_FULL + node2_without_hpre, prefer_node=2)} == {0}
+    # An unknown preferred node is ignored.
+    assert {d["numa_node"] for d in _devices.select_vfs(NODE0_FULL, prefer_node=5)} == {0}
+
+
+def test_select_skips_busy_unbound_and_old_vfs():
+    devices = [vf("0000:75:00.1", "zip", 0, domain="guest1"), vf("0000:75:00.2", "zip", 0, driver="hisi_zip"),
+               vf("0000:75:00.3", "zip", 0, migratable=False), vf("0000:75:00.4", "zip", 0, driver="vfio-pci")]
+    assert [d["bdf"] for d in _devices.select_vfs(devices, {"zip": 1})] == ["0000:75:00.4"]
+    assert _devices.select_vfs(devices, {"zip": 0}) == []
+
+
+def test_select_failure_names_engine_and_node():
+    devices = [d for d in NODE0_FULL if d["engine"] != "hpre"] + [d for d in NODE2_FULL if d["engine"] != "sec"]
+    with pytest.raises(DeviceError) as err:
+        _devices.select_vfs(devices, prefer_node=2)
+    assert str(err.value) == (
+        "no NUMA node has 1 zip, 1 hpre, 1 sec free VFs (unassigned, on hisi_acc_vfio_pci or vfio-pci, migratable hardware): "
+        "node 2 lacks sec (0 free of 1 wanted); node 0 lacks hpre (0 free of 1 wanted)")
+    busy = [vf("0000:75:00.1", "zip", 0, domain="g")]
+    with pytest.raises(DeviceError, match=r"node 0 lacks zip \(0 free of 2 wanted\)$"):
+        _devices.select_vfs(busy, {"zip": 2})
+
+
+def test_select_without_any_vf():
+    with pytest.raises(DeviceError, match="the host has no KAE VFs at all; create them with openeuler.kae.sriov"):
+        _devices.select_vfs([])
+
+
+@pytest.mark.parametrize("request_, message", [
+    ({}, "request must be a non-empty mapping of engine to VF count"),
+    (["zip"], "request must be a non-empty mapping"),
+    ({"rsa": 1}, "request names engine 'rsa'; known engines are zip, sec, hpre"),
+    ({"zip": -1}, "request asks for -1 zip VFs; a count must be a whole number >= 0"),
+    ({"zip": "1"}, "request asks for '1' zip VFs"),
+    ({"zip": True}, "request asks for True zip VFs"),
+])
+def test_select_bad_request(request_, message):
+    with pytest.raises(DeviceError, match=message):
+        _devices.select_vfs(NODE0_FULL, request_)
+
+
+def test_select_bad_devices():
+    with pytest.raises(DeviceError, match="expected the device list of openeuler.kae.device_info \\(its 'devices'\\), got dict"):
+        _devices.select_vfs({"devices": []})
+    with pytest.raises(DeviceError, match="got list"):
+        _devices.select_vfs([{"bdf": "x"}])
+
+
+# ---------------------------------------------------------------- parity
+
+def facts(root):
+    sysfs = Sysfs(root)
+    return {"devices": _devices.scan(sysfs), "pf_q_num": _devices.read_pf_q_num(sysfs)}
+
+
+def test_parity_identical_hosts(kae_host):
+    assert _devices.parity(facts(kae_host()), facts(kae_host())) == []
+    assert _devices.parity(facts(kae_host())["devices"], facts(kae_host())["devices"]) == []
+
+
+def test_parity_names_each_mismatch(kae_host):
+    src = facts(kae_host(vfs=4, pf_q_num=64))
+    dst = facts(kae_host(vfs=2, pf_q_num=256, revision="0x21", without=[("hpre", 0), ("hpre", 2)], pf_drivers={("sec", 0): None}))
+    problems = _devices.parity(src, dst)
+    assert "engine hpre is present on the source but not on the destination" in problems
+    assert "pf_q_num of zip differs: source 64, destination 256 (load hisi_zip with the same pf_q_num on both)" in problems
+    assert "PF 0000:75:00.0: revision differs: source 0x30, destination 0x21" in problems
+    assert "PF 0000:b6:00.0: sriov_numvfs differs: source 4, destination 2" in problems
+    assert "PF 0000:79:00.0 (hpre, node 0) exists on the source but not on the destination" in problems
+    # 4 matching PFs x (revision, sriov_numvfs), 2 PFs missing, 3 pf_q_num, 1 engine.
+    assert len(problems) == 4 + 4 + 2 + 3 + 1
+    reverse = _devices.parity(dst, src)
+    assert "engine hpre is present on the destination but not on the source" in reverse
+    assert "PF 0000:79:00.0 (hpre, node 0) exists on the destination but not on the source" in reverse
+
+
+def test_parity_pf_q_num_only_when_both_readable(kae_host):
+    src = facts(kae_host(pf_q_num=64))
+    dst = facts(kae_host(pf_q_num=256))
+    assert _devices.parity(src, dst["devices"]) == []
+    del dst["pf_q_num"]["zip"]
+    assert len(_devices.parity(src, dst)) == 2
+
+
+def test_parity_bad_input():
+    with pytest.raises(DeviceError, match="the destination facts: expected the device list .* got str"):
+        _devices.parity([], "kae-lab-b")
+    with pytest.raises(DeviceError, match="the source facts: expected the device list"):
+        _devices.parity(None, [])
