@@ -9,9 +9,6 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.openeuler.kae.plugins.modules import migration_report
 
 ROUNDS = [
@@ -24,43 +21,8 @@ ENVIRONMENT = {"hosts": ["kae-lab-a", "kae-lab-b"], "guest": {"name": "kae-guest
 FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
 
 
-class ModuleExit(Exception):
-    def __init__(self, result):
-        super().__init__(result)
-        self.result = result
-
-
-class ModuleFail(ModuleExit):
-    pass
-
-
-def exit_json(self, **result):
-    raise ModuleExit(result)
-
-
-def fail_json(self, **result):
-    raise ModuleFail(result)
-
-
-@pytest.fixture(autouse=True)
-def raising_module(monkeypatch):
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-
-
-def run(report_dir, check_mode=False, diff=False, **overrides):
-    """Run the module and return (failed, result)."""
-    args = {"rounds": ROUNDS, "environment": ENVIRONMENT, "report_dir": str(report_dir), "run_id": "run1",
-            "_ansible_check_mode": check_mode, "_ansible_diff": diff}
-    args.update(overrides)
-    with patch_module_args(args):
-        try:
-            migration_report.main()
-        except ModuleFail as exc:
-            return True, exc.result
-        except ModuleExit as exc:
-            return False, exc.result
-    raise AssertionError("the module returned without exit_json or fail_json")
+def args(report_dir, **overrides):
+    return dict({"rounds": ROUNDS, "environment": ENVIRONMENT, "report_dir": str(report_dir), "run_id": "run1"}, **overrides)
 
 
 def snapshot(path):
@@ -77,9 +39,8 @@ def snapshot(path):
     return found
 
 
-def test_writes_every_file_and_latest(tmp_path):
-    failed, result = run(tmp_path / "reports")
-    assert not failed, result
+def test_writes_every_file_and_latest(tmp_path, run_module):
+    result = run_module(migration_report, args(tmp_path / "reports"))
     assert result["changed"] is True
     run_dir = tmp_path / "reports" / "run1"
     assert result["run_dir"] == str(run_dir)
@@ -97,48 +58,43 @@ def test_writes_every_file_and_latest(tmp_path):
     assert not [name for name in os.listdir(str(run_dir)) if name.startswith(".")], "temporary files left behind"
 
 
-def test_second_run_with_same_rounds_changes_nothing(tmp_path, monkeypatch):
+def test_second_run_with_same_rounds_changes_nothing(tmp_path, monkeypatch, run_module):
     monkeypatch.setattr(migration_report, "utc_now", lambda: "2026-11-25T18:00:00Z")
-    run(tmp_path)
+    run_module(migration_report, args(tmp_path))
     before = snapshot(tmp_path)
     # Later, the same run id and rounds: the report keeps the time it was first generated.
     monkeypatch.setattr(migration_report, "utc_now", lambda: "2026-11-25T19:00:00Z")
-    failed, result = run(tmp_path)
-    assert not failed
+    result = run_module(migration_report, args(tmp_path))
     assert result["changed"] is False
     assert result["changed_files"] == []
     assert snapshot(tmp_path) == before
     assert json.loads((tmp_path / "run1" / "report.json").read_text())["generated_at"] == "2026-11-25T18:00:00Z"
 
 
-def test_changed_rounds_rewrite_the_report(tmp_path):
-    run(tmp_path)
-    failed, result = run(tmp_path, rounds=[dict(ROUNDS[0], downtime_ms=250.0)])
-    assert not failed
+def test_changed_rounds_rewrite_the_report(tmp_path, run_module):
+    run_module(migration_report, args(tmp_path))
+    result = run_module(migration_report, args(tmp_path, rounds=[dict(ROUNDS[0], downtime_ms=250.0)]))
     assert result["changed"] is True
     assert set(result["changed_files"]) == set(FILES)
     assert result["summary"]["passed"] is False
     assert json.loads((tmp_path / "run1" / "report.json").read_text())["rounds"][0]["status"] == "failed"
 
 
-def test_check_mode_predicts_and_writes_nothing(tmp_path):
-    failed, result = run(tmp_path / "reports", check_mode=True)
-    assert not failed
+def test_check_mode_predicts_and_writes_nothing(tmp_path, run_module):
+    result = run_module(migration_report, args(tmp_path / "reports"), check_mode=True)
     assert result["changed"] is True
     assert result["changed_files"] == list(FILES) + ["latest"]
     assert not (tmp_path / "reports").exists()
 
 
-def test_check_mode_after_a_run_predicts_no_change(tmp_path):
-    run(tmp_path)
-    failed, result = run(tmp_path, check_mode=True)
-    assert not failed and result["changed"] is False
+def test_check_mode_after_a_run_predicts_no_change(tmp_path, run_module):
+    run_module(migration_report, args(tmp_path))
+    assert run_module(migration_report, args(tmp_path), check_mode=True)["changed"] is False
 
 
-def test_new_run_moves_latest_and_keeps_the_old_run(tmp_path):
-    run(tmp_path)
-    failed, result = run(tmp_path, run_id="run2", diff=True)
-    assert not failed
+def test_new_run_moves_latest_and_keeps_the_old_run(tmp_path, run_module):
+    run_module(migration_report, args(tmp_path))
+    result = run_module(migration_report, args(tmp_path, run_id="run2"), diff=True)
     assert result["changed_files"] == list(FILES) + ["latest"]
     assert os.readlink(str(tmp_path / "latest")) == "run2"
     assert (tmp_path / "run1" / "report.json").is_file()
@@ -146,16 +102,14 @@ def test_new_run_moves_latest_and_keeps_the_old_run(tmp_path):
     assert link_diff["before"].endswith("latest -> run1\n") and link_diff["after"].endswith("latest -> run2\n")
 
 
-def test_latest_false_leaves_no_link(tmp_path):
-    failed, result = run(tmp_path, latest=False)
-    assert not failed
+def test_latest_false_leaves_no_link(tmp_path, run_module):
+    result = run_module(migration_report, args(tmp_path, latest=False))
     assert result["latest"] is None
     assert not os.path.lexists(str(tmp_path / "latest"))
 
 
-def test_diff_shows_the_markdown_change(tmp_path):
-    failed, result = run(tmp_path, diff=True)
-    assert not failed
+def test_diff_shows_the_markdown_change(tmp_path, run_module):
+    result = run_module(migration_report, args(tmp_path), diff=True)
     markdown = [item for item in result["diff"] if item["after_header"].endswith("report.md")]
     assert markdown[0]["before"] == "" and "| 1 | 21.4 | 23 | kae-lab-a -> kae-lab-b | passed |" in markdown[0]["after"]
 
@@ -166,25 +120,22 @@ def test_diff_shows_the_markdown_change(tmp_path):
     ({"threshold_ms": 0}, "threshold_ms must be a number of milliseconds above 0"),
     ({"rounds": [{"downtime_ms": "fast"}]}, "downtime_ms must be a number or null"),
 ])
-def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, overrides, message):
-    failed, result = run(tmp_path / "reports", **overrides)
-    assert failed
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, fail_module, overrides, message):
+    result = fail_module(migration_report, args(tmp_path / "reports", **overrides))
     assert result["msg"].startswith("cannot write the migration report: ")
     assert message in result["msg"]
     assert not (tmp_path / "reports").exists()
 
 
-def test_latest_that_is_not_a_link_is_refused(tmp_path):
+def test_latest_that_is_not_a_link_is_refused(tmp_path, fail_module):
     (tmp_path / "latest").mkdir()
-    failed, result = run(tmp_path)
-    assert failed
+    result = fail_module(migration_report, args(tmp_path))
     assert "is not a symlink" in result["msg"]
     assert not (tmp_path / "run1").exists()
 
 
-def test_unwritable_report_dir_fails_with_the_path(tmp_path):
+def test_unwritable_report_dir_fails_with_the_path(tmp_path, fail_module):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    failed, result = run(blocker)
-    assert failed
+    result = fail_module(migration_report, args(blocker))
     assert str(blocker) in result["msg"]
