@@ -144,6 +144,10 @@ def parse_hostdev_fragments(text):
     seen = set()
     for element in wrapper:
         bdf = hostdev_bdf(element) if element.tag == "hostdev" else None
+        address = element.find("source/address")
+        if bdf is None and element.tag == "hostdev" and address is not None:
+            raise DomainXMLError("the hostdev XML holds a <hostdev> whose source address %s is not a PCI address; "
+                                 "give VF addresses like 0000:31:00.1" % " ".join("%s='%s'" % i for i in sorted(address.items())))
         if bdf is None:
             raise DomainXMLError(
                 "the hostdev XML holds %s, which is not a <hostdev mode='subsystem' type='pci'> with a "
