@@ -62,14 +62,15 @@ def _events_of(block, keep):
     return events
 
 
-def read_events(path, offset=0, inode=None, names=None, max_bytes=None, chunk_size=CHUNK_SIZE):
+def read_events(path, offset=0, inode=None, names=None, max_bytes=None, allow_missing=False, chunk_size=CHUNK_SIZE):
     """Trace events of PATH from byte OFFSET to its current end (or MAX_BYTES further).
 
     NAMES are shell-style patterns of event names to keep (all when None). Only complete lines are
     consumed: a last line without its newline yet is left for the next call, whose offset is the
-    returned next_offset. Returns {events, next_offset, size, inode, rotated, more}; rotated is true
+    returned next_offset. Returns {events, next_offset, size, inode, rotated, more, exists}; rotated is true
     when the file was read from its start because it is a new file (INODE differs), shorter than
     OFFSET, or no longer has a line boundary at OFFSET; more is true when MAX_BYTES stopped the read.
+    A missing PATH is an error unless ALLOW_MISSING, which reads it as empty (exists false, inode None).
     """
     if offset < 0:
         raise LogReadError("offset must be 0 or a next_offset returned by an earlier read, got %d" % offset)
@@ -85,6 +86,8 @@ def read_events(path, offset=0, inode=None, names=None, max_bytes=None, chunk_si
             handle.seek(start)
             events, consumed = _read_lines(handle, start, end, keep, chunk_size)
     except FileNotFoundError:
+        if allow_missing:
+            return {"events": [], "next_offset": 0, "size": 0, "inode": None, "rotated": False, "more": False, "exists": False}
         raise LogReadError("the QEMU log %s does not exist: check the domain name or path (libvirt creates the log when the "
                            "domain first starts on this host)" % path) from None
     except OSError as exc:
@@ -98,6 +101,7 @@ def read_events(path, offset=0, inode=None, names=None, max_bytes=None, chunk_si
         "inode": status.st_ino,
         "rotated": rotated,
         "more": end < status.st_size,
+        "exists": True,
     }
 
 

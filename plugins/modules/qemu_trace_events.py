@@ -56,6 +56,12 @@ options:
         V(*) keeps every event.
     type: list
     elements: str
+  allow_missing:
+    description:
+      - When the log does not exist, return no events, RV(next_offset=0) and RV(exists=false) instead of failing.
+      - Use it to record positions before a migration, since the destination host has no log until the domain first runs there.
+    type: bool
+    default: false
   max_bytes:
     description:
       - Read at most this many bytes after O(offset); RV(more) then says whether the log goes on, and the next call
@@ -74,16 +80,17 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Remember where each host's log ends before migrating
+- name: Remember where each host's log ends before migrating (the destination may have none yet)
   openeuler.kae.qemu_trace_events:
     domain: kae-guest
+    allow_missing: true
   register: trace_before
 
 - name: After the migration, read only what the logs gained
   openeuler.kae.qemu_trace_events:
     domain: kae-guest
     offset: "{{ trace_before.next_offset }}"
-    inode: "{{ trace_before.inode }}"
+    inode: "{{ trace_before.inode | default(omit, true) }}"
   register: trace_after
 
 - name: Every event of the openEuler QEMU's pause/resume pair in a log, from its start
@@ -127,7 +134,7 @@ size:
   type: int
   sample: 1049000
 inode:
-  description: Inode of the log; pass it as O(inode) next time to detect rotation.
+  description: Inode of the log; pass it as O(inode) next time to detect rotation. V(null) when the log does not exist.
   returned: success
   type: int
   sample: 393231
@@ -141,6 +148,11 @@ more:
   returned: success
   type: bool
   sample: false
+exists:
+  description: Whether the log exists; V(false) only with O(allow_missing=true).
+  returned: success
+  type: bool
+  sample: true
 log_path:
   description: The log that was read (O(path), or the one derived from O(domain)).
   returned: success
@@ -172,7 +184,8 @@ def run(params):
     """The module's result for PARAMS, or LogReadError."""
     path = log_path(params)
     names = params["events"] if params["events"] is not None else profile_event_names(params["profile"])
-    result = read_events(path, offset=params["offset"], inode=params["inode"], names=names, max_bytes=params["max_bytes"])
+    result = read_events(path, offset=params["offset"], inode=params["inode"], names=names, max_bytes=params["max_bytes"],
+                         allow_missing=params["allow_missing"])
     result["log_path"] = path
     return result
 
@@ -187,6 +200,7 @@ def main():
             profile=dict(type="str", default="auto", choices=list(PROFILE_CHOICES)),
             events=dict(type="list", elements="str"),
             max_bytes=dict(type="int"),
+            allow_missing=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("path", "domain")],
         required_one_of=[("path", "domain")],

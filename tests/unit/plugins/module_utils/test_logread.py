@@ -131,6 +131,12 @@ def test_a_missing_log_names_the_path(tmp_path):
         read_events(str(tmp_path / "nothere.log"))
 
 
+def test_a_missing_log_may_be_read_as_empty(tmp_path):
+    assert read_events(str(tmp_path / "nothere.log"), allow_missing=True) == {
+        "events": [], "next_offset": 0, "size": 0, "inode": None, "rotated": False, "more": False, "exists": False}
+    assert read_events(_log(tmp_path, BOOT), allow_missing=True)["exists"] is True
+
+
 def test_a_directory_is_not_a_log(tmp_path):
     with pytest.raises(LogReadError, match="^cannot read the QEMU log"):
         read_events(str(tmp_path))

@@ -33,7 +33,7 @@ def test_default_profile_keeps_the_openeuler_and_upstream_events(run_module, log
     assert result["next_offset"] == result["size"] == len(LOG)
     assert result["inode"] == os.stat(str(log)).st_ino
     assert result["rotated"] is False and result["more"] is False
-    assert result["log_path"] == str(log)
+    assert result["log_path"] == str(log) and result["exists"] is True
 
 
 @pytest.mark.parametrize("args, names", [
@@ -69,6 +69,11 @@ def test_offset_inode_partial_line_and_rotation_round_trip(run_module, log):
 def test_domain_derives_libvirts_log_path(run_module, monkeypatch, tmp_path, log):
     monkeypatch.setattr(qemu_trace_events, "LIBVIRT_QEMU_LOG_DIR", str(tmp_path))
     assert run_module(qemu_trace_events, {"domain": "kae-guest"})["log_path"] == str(log)
+
+
+def test_a_destination_without_a_log_yet_gives_a_starting_position(run_module, tmp_path):
+    result = run_module(qemu_trace_events, {"path": str(tmp_path / "new.log"), "allow_missing": True})
+    assert (result["events"], result["next_offset"], result["inode"], result["exists"]) == ([], 0, None, False)
 
 
 def test_max_bytes_reads_in_steps(run_module, log):
