@@ -189,10 +189,14 @@ def fmt_ms(value):
 
 def fmt_time(value):
     """An epoch time as ISO 8601 UTC with microseconds (as QEMU traces them); any other value as given."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        moment = datetime.datetime.fromtimestamp(value, tz=datetime.timezone.utc)
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return "n/a" if value in (None, "") else str(value)
+    seconds = _number(value)
+    if seconds is None:
+        return "n/a" if value in (None, "") else str(value)
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return str(value)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def direction(item):
@@ -217,8 +221,10 @@ def summary_line(report):
 
 
 def _cell(value):
-    """Text that stays inside one markdown table cell and starts no HTML tag."""
-    return " ".join(str(value).split()).replace("|", "\\|").replace("<", "\\<")
+    """Text that stays inside one markdown table cell or list item and starts no HTML tag; n/a when empty."""
+    if value in (None, ""):
+        return "n/a"
+    return " ".join(_xml_text(value).split()).replace("|", "\\|").replace("<", "\\<")
 
 
 def _md_table(header, rows):
@@ -242,7 +248,7 @@ def render_markdown(report):
     parts = [
         "# KAE live migration report %s\n" % report["run_id"],
         "Generated at %s: %d round(s) of live migration of guest %s, downtime threshold %s ms.\n" % (
-            fmt_time(report["generated_at"]), summary["count"], _cell(report["environment"]["guest"]["name"] or "(unnamed)"),
+            fmt_time(report["generated_at"]), summary["count"], _cell(report["environment"]["guest"]["name"]),
             fmt_ms(summary["threshold_ms"])),
         "## Downtime\n",
         render_table(report),
@@ -258,7 +264,7 @@ def render_markdown(report):
         "![Downtime per round against the threshold](downtime.svg)\n",
         "## Rounds in detail\n",
         _md_table(("Round", "Profile", "Clock offset (ms)", "Started at", "Duration (s)", "Paused at", "Resumed at"),
-                  [(item["round"], item["profile"] or "n/a", fmt_ms(item["clock_offset_ms"]), fmt_time(item["started_at"]),
+                  [(item["round"], item["profile"], fmt_ms(item["clock_offset_ms"]), fmt_time(item["started_at"]),
                     "n/a" if item["duration_s"] is None else "%.2f" % item["duration_s"],
                     fmt_time(item["paused_at"]), fmt_time(item["resumed_at"])) for item in report["rounds"]]),
         "## Environment\n",
@@ -271,9 +277,9 @@ def render_environment(env):
     """The environment as a markdown list; in the lab it says what is simulated."""
     guest = env["guest"]
     lines = [
-        "- Hosts: %s" % (", ".join(str(host) for host in env["hosts"]) or "n/a"),
-        "- QEMU: %s; libvirt: %s" % (env["qemu_version"] or "n/a", env["libvirt_version"] or "n/a"),
-        "- Guest: %s, %s vCPU, %s MiB" % (guest["name"] or "n/a", guest["vcpus"] or "n/a", guest["memory_mib"] or "n/a"),
+        "- Hosts: %s" % _cell(", ".join(str(host) for host in env["hosts"])),
+        "- QEMU: %s; libvirt: %s" % (_cell(env["qemu_version"]), _cell(env["libvirt_version"])),
+        "- Guest: %s, %s vCPU, %s MiB" % (_cell(guest["name"]), _cell(guest["vcpus"]), _cell(guest["memory_mib"])),
     ]
     devices = [describe_device(device) for device in env["devices"]]
     label = "Devices (simulated in the lab)" if env["lab"] else "Devices"

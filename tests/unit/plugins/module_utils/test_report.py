@@ -145,6 +145,14 @@ def test_fmt_ms(value, text):
     assert _report.fmt_ms(value) == text
 
 
+@pytest.mark.parametrize("value, text", [
+    (1795629893.037357, "2026-11-25T18:04:53.037357Z"), ("1795629893.5", "2026-11-25T18:04:53.500000Z"),
+    ("2026-11-25T18:20:00Z", "2026-11-25T18:20:00Z"), (None, "n/a"), (1e300, "1e+300"),
+])
+def test_fmt_time(value, text):
+    assert _report.fmt_time(value) == text
+
+
 @pytest.mark.parametrize("top, expected", [(230.0, [0, 50, 100, 150, 200, 250]), (9.0, [0, 2, 4, 6, 8, 10]), (0.00115, None)])
 def test_nice_ticks_cover_the_top(top, expected):
     ticks = _report.nice_ticks(top)
