@@ -99,7 +99,8 @@ def parse_line(line):
     if match is None:
         return None
     return {
-        "ts": int(match.group("sec")) + int(match.group("usec")) / float(_MICROS_PER_SECOND),
+        # One correctly rounded conversion, whose repr() is the logged text again.
+        "ts": float(match.group("sec") + "." + match.group("usec")),
         "tid": int(match.group("tid")),
         "name": match.group("name"),
         "args": match.group("args") or "",
@@ -108,11 +109,11 @@ def parse_line(line):
 
 def _event_from_dict(item, what):
     """Check and normalise an already-parsed event, e.g. one returned by the qemu_trace_events module."""
-    if not isinstance(item.get("name"), str) or "ts" not in item:
-        raise TraceError("expected each event of the %s to be a dict with at least 'ts' (epoch seconds) and 'name', got %s"
-                         % (what, _describe(item)))
-    _micros(item["ts"])
-    return {"ts": float(item["ts"]), "tid": int(item.get("tid") or 0), "name": item["name"], "args": str(item.get("args") or "")}
+    tid = item.get("tid") or 0
+    if not isinstance(item.get("name"), str) or _decimal(item.get("ts")) is None or not str(tid).isdigit():
+        raise TraceError("expected each event of the %s to be a dict with 'ts' (epoch seconds), 'name' and optionally 'tid' "
+                         "(a number) and 'args', got %s" % (what, _describe(item)))
+    return {"ts": float(item["ts"]), "tid": int(tid), "name": item["name"], "args": str(item.get("args") or "")}
 
 
 def parse_events(log, what="log"):
@@ -146,18 +147,21 @@ def _describe(value):
     return "%s %s" % (type(value).__name__, text if len(text) <= 60 else text[:57] + "...")
 
 
-def _micros(ts):
-    """Exact integer microseconds of an epoch time given as float, int or decimal text."""
-    if isinstance(ts, bool) or not isinstance(ts, (int, float, str)):
-        raise TraceError("an event time must be epoch seconds, got %s" % _describe(ts))
+def _decimal(value):
+    """VALUE (int, float or decimal text) as an exact finite Decimal, or None when it is no such number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
     try:
         # repr() of a float is its shortest round-trip text, which keeps the six logged decimals.
-        value = Decimal(ts if isinstance(ts, str) else repr(ts))
+        number = Decimal(value.strip() if isinstance(value, str) else repr(value))
     except InvalidOperation:
-        raise TraceError("an event time must be epoch seconds, got %s" % _describe(ts)) from None
-    if not value.is_finite():
-        raise TraceError("an event time must be a finite number of epoch seconds, got %s" % _describe(ts))
-    return int((value * _MICROS_PER_SECOND).to_integral_value())
+        return None
+    return number if number.is_finite() else None
+
+
+def _micros(ts):
+    """Integer microseconds of an event time already checked by parse_events."""
+    return int((_decimal(ts) * _MICROS_PER_SECOND).to_integral_value())
 
 
 def _profile(name):
@@ -167,14 +171,8 @@ def _profile(name):
 
 
 def _offset_micros(clock_offset_ms):
-    if isinstance(clock_offset_ms, bool) or not isinstance(clock_offset_ms, (int, float, str)):
-        raise TraceError("clock_offset_ms must be a number of milliseconds (destination clock minus source clock), got %s"
-                         % _describe(clock_offset_ms))
-    try:
-        value = Decimal(clock_offset_ms if isinstance(clock_offset_ms, str) else repr(clock_offset_ms))
-    except InvalidOperation:
-        value = Decimal("NaN")
-    if not value.is_finite():
+    value = _decimal(clock_offset_ms)
+    if value is None:
         raise TraceError("clock_offset_ms must be a finite number of milliseconds (destination clock minus source clock), got %s"
                          % _describe(clock_offset_ms))
     return value * _MICROS_PER_MS
