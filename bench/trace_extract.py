@@ -36,35 +36,31 @@ BOOT_LINES = (
     "char device redirected to /dev/pts/3 (label charserial1)\n"
     "100@1795626000.100000:vm_state_notify running 1 reason 9 (running)\n"
 )
-MIGRATION_LINES = (
-    "2026-11-25 17:10:00.400+0000: initiating migration\n"
-    "219@1795626600.401141:migration_thread_setup_complete\n"
-    + "".join("219@1795626600.%06d:migration_bitmap_sync_end dirty_pages %d\n" % (402000 + step, 900 - step) for step in range(40))
-    + "219@1795626600.507357:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)\n"
-    "219@1795626600.510000:vm_state_notify running 0 reason 7 (finish-migrate)\n"
-    "219@1795626600.510100:all_vcpus_paused \n"
-    "219@1795626600.511332:migration_completion_vm_stop ret 0\n"
-    "219@1795626600.519619:migrate_set_state new state completed\n"
-    "2026-11-25 17:10:00.563+0000: shutting down, reason=migrated\n"
-)
+
+
+def migration_lines(second, wall_clock):
+    """One source-side migration as logged: libvirt's lines around the trace events, at epoch SECOND."""
+    return (
+        "%s.027+0000: initiating migration\n" % wall_clock
+        + "219@%d.031141:migration_thread_setup_complete\n" % second
+        + "".join("219@%d.%06d:migration_bitmap_sync_end dirty_pages %d\n" % (second, 32000 + step, 500 - step) for step in range(40))
+        + "219@%d.037357:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)\n" % second
+        + "219@%d.041251:vm_state_notify running 0 reason 7 (finish-migrate)\n" % second
+        + "219@%d.041300:all_vcpus_paused \n" % second
+        + "219@%d.041332:migration_completion_vm_stop ret 0\n" % second
+        + "219@%d.049619:migrate_set_state new state completed\n" % second
+        + "219@%d.049753:runstate_set current_run_state 7 (finish-migrate) new_state 5 (postmigrate)\n" % second
+        + "%s.063+0000: shutting down, reason=migrated\n" % wall_clock
+    )
+
+
 # The tail both logs end with: the migration being measured.
-TAIL = (
-    "2026-11-25 18:04:53.027+0000: initiating migration\n"
-    "219@1795629893.031141:migration_thread_setup_complete\n"
-    + "".join("219@1795629893.%06d:migration_bitmap_sync_end dirty_pages %d\n" % (32000 + step, 500 - step) for step in range(40))
-    + "219@1795629893.037357:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)\n"
-    "219@1795629893.041251:vm_state_notify running 0 reason 7 (finish-migrate)\n"
-    "219@1795629893.041300:all_vcpus_paused \n"
-    "219@1795629893.041332:migration_completion_vm_stop ret 0\n"
-    "219@1795629893.049619:migrate_set_state new state completed\n"
-    "219@1795629893.049753:runstate_set current_run_state 7 (finish-migrate) new_state 5 (postmigrate)\n"
-    "2026-11-25 18:04:53.063+0000: shutting down, reason=migrated\n"
-).encode()
+TAIL = migration_lines(1795629893, "2026-11-25 18:04:53").encode()
 
 
 def _block(size):
     """About SIZE bytes of whole log lines: boots and migrations, repeated."""
-    unit = (BOOT_LINES + MIGRATION_LINES * 4).encode()
+    unit = (BOOT_LINES + "".join(migration_lines(1795626600 + 60 * index, "2026-11-25 17:10:00") for index in range(4))).encode()
     return unit * max(1, size // len(unit))
 
 
