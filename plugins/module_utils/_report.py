@@ -358,7 +358,7 @@ def _junit_case(suite, item):
 SVG_NS = "http://www.w3.org/2000/svg"
 COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#9e9e9e", "threshold": "#d84315", "axis": "#333333", "grid": "#e0e0e0"}
 # Geometry in pixels: the plot area sits inside these margins; it widens with the number of rounds.
-PLOT_LEFT, PLOT_TOP, PLOT_HEIGHT, PLOT_BOTTOM_MARGIN, PLOT_RIGHT_MARGIN = 70, 80, 260, 60, 110
+PLOT_LEFT, PLOT_TOP, PLOT_HEIGHT, PLOT_BOTTOM_MARGIN, PLOT_RIGHT_MARGIN = 70, 80, 260, 70, 110
 PLOT_MIN_WIDTH, SLOT_MIN_WIDTH, BAR_MAX_WIDTH = 420, 28, 60
 
 
@@ -446,6 +446,9 @@ def _bar(svg, left, slot, item, top):
     size = "11" if slot >= 40 else "8"
     _text(group, centre, label_y, label, anchor="middle", size=size, fill=COLOURS[item["status"]])
     _text(group, centre, base + 18, item["round"], anchor="middle", size=size)
+    # The direction goes under the round number when it fits (about 6 px a character at 10 px).
+    if slot >= 6 * len(direction(item)) + 8:
+        _text(group, centre, base + 33, direction(item), anchor="middle", size="10", fill="#555555")
 
 
 def _threshold_line(svg, threshold, top, plot_width):
