@@ -34,6 +34,22 @@ LAB_DST = """\
 301@1795629893.054982:vm_state_notify running 1 reason 9 (running)
 """
 
+# QEMU 7.2 migrating between two processes on one machine (QMP migrate, then cont on the destination).
+QEMU72_SRC = """\
+28770@1795632038.438890:runstate_set current_run_state 6 (prelaunch) new_state 9 (running)
+28770@1795632038.440284:vm_state_notify running 1 reason 9 (running)
+28894@1795632039.373787:runstate_set current_run_state 9 (running) new_state 7 (finish-migrate)
+28894@1795632039.373880:vm_state_notify running 0 reason 7 (finish-migrate)
+28894@1795632039.375504:runstate_set current_run_state 7 (finish-migrate) new_state 5 (postmigrate)
+"""
+QEMU72_DST = """\
+28776@1795632039.388619:runstate_set current_run_state 1 (inmigrate) new_state 4 (paused)
+28776@1795632039.420672:runstate_set current_run_state 4 (paused) new_state 9 (running)
+28776@1795632039.420702:vm_state_notify running 1 reason 9 (running)
+28776@1795632039.723049:runstate_set current_run_state 9 (running) new_state 11 (shutdown)
+28776@1795632039.723139:vm_state_notify running 0 reason 11 (shutdown)
+"""
+
 # Host A: boot, migration 1 to B, back from B (migration 2), a suspend/resume, migration 3 to B.
 HOST_A = """\
 2026-11-25 17:00:00.000+0000: starting up libvirt version: 9.0.0, qemu version: 7.2.0
@@ -140,6 +156,11 @@ def test_lab_upstream_sample_pairs_vm_state_notify_events():
     assert result["downtime_ms"] == 13.731
     assert result["src_event"]["args"] == "running 0 reason 7 (finish-migrate)"
     assert result["dst_event"]["ts"] == 1795629893.054982
+
+
+def test_real_qemu_output_ignores_the_destinations_later_shutdown():
+    result = latest_migration(QEMU72_SRC, QEMU72_DST)
+    assert (result["profile"], result["downtime_ms"]) == ("upstream", 46.822)
 
 
 def test_auto_prefers_openeuler_when_both_vocabularies_are_in_the_source_log():
