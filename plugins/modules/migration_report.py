@@ -59,6 +59,7 @@ options:
   report_dir:
     description:
       - The directory holding one sub-directory per run and the C(latest) symlink. Created when missing.
+      - Give an absolute path; a relative one is taken from the directory the module runs in.
     type: path
     required: true
   run_id:

@@ -74,11 +74,12 @@ def test_errored_round_fails_the_play(report_play, ansible_playbook):
     errored = {"round": 4, "source": "kae-lab-b", "destination": "kae-lab-a", "downtime_ms": None,
                "status": "error", "error": "migration timed out after 60 s"}
     playbook, reports = report_play(ROUNDS + [errored])
-    result = ansible_playbook(playbook, "-e", "report_run_id=errored")
+    # A relative report_dir is taken from the playbook directory.
+    result = ansible_playbook(playbook, "-e", "report_run_id=errored", "-e", "report_dir=../other-reports")
     assert result.returncode != 0
     assert "| 4 | n/a | n/a | kae-lab-b -> kae-lab-a | error |" in result.stdout
     assert "1 of 4 rounds failed or errored: FAILED" in result.stdout
-    assert "migration timed out after 60 s" in (reports / "errored" / "report.md").read_text()
+    assert "migration timed out after 60 s" in (reports.parent / "other-reports" / "errored" / "report.md").read_text()
 
 
 def test_no_rounds_fails_clearly_and_writes_nothing(report_play, ansible_playbook):
