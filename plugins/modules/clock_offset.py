@@ -16,7 +16,7 @@ description:
     is C(offset_source - offset_destination).
   - Only reads the clock; it never sets it (unlike C(ntpdate SERVER)).
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 requirements:
   - ntplib (python3-ntplib) on the managed host
 extends_documentation_fragment:

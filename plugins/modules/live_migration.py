@@ -18,7 +18,8 @@ description:
     the trace events of this migration can be read from that offset on (see M(openeuler.kae.qemu_trace_events)).
   - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
     the domain is still defined there (a persistent domain without O(undefine_source=true)), otherwise on the
-    destination, which libvirt 9.0 also fills in from the migration's statistics cookie; RV(job.read_from) says which.
+    destination, where libvirt (checked with 9.0) keeps the same figures for the incoming job; RV(job.read_from)
+    says which. They are read without being cleared, so C(virsh domjobinfo --completed) still shows them.
   - Idempotent. When the domain already runs on the destination and not on the source, nothing happens and the
     result is C(changed=false).
   - Pre-flight checks, which are all that check mode does, verify that the options are consistent, the domain exists and runs on the
@@ -26,7 +27,7 @@ description:
     (for example another migration) is running on the domain.
   - libvirt is used through its Python binding only; no command line is built.
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 requirements:
   - libvirt-python (python3-libvirt) on the source host
 extends_documentation_fragment:
@@ -231,7 +232,7 @@ log_inode:
   type: int
   sample: 1311234
 versions:
-  description: libvirt and hypervisor (QEMU) versions of the host the domain was found running on.
+  description: libvirt and hypervisor (QEMU) versions of the host the module runs on (O(source_uri)).
   returned: always
   type: dict
   contains:
@@ -244,7 +245,7 @@ versions:
       type: str
       sample: 7.2.0
 guest:
-  description: Size of the domain.
+  description: Size of the domain, read on the host where it runs.
   returned: always
   type: dict
   contains:
@@ -422,14 +423,17 @@ def log_position(path):
     return info.st_size, info.st_ino
 
 
-def describe_host(conn, host, dom, name):
-    """Versions of HOST's libvirt/QEMU and the size of the domain DOM there."""
-    versions = {
+def host_versions(conn, host):
+    """libvirt and hypervisor (QEMU) versions of HOST."""
+    return {
         "libvirt": _migration.version_text(libvirt_call("reading the libvirt version", host, conn.getLibVersion)),
         "qemu": _migration.version_text(libvirt_call("reading the hypervisor version", host, conn.getVersion)),
     }
-    guest = _migration.guest_summary(name, libvirt_call("reading the size of %s" % name, host, dom.info))
-    return versions, guest
+
+
+def guest_size(host, dom, name):
+    """vCPUs and memory of the domain DOM on HOST."""
+    return _migration.guest_summary(name, libvirt_call("reading the size of %s" % name, host, dom.info))
 
 
 class Migration:
@@ -483,10 +487,11 @@ class Migration:
             self.name, self.src_host, placement[self.src_host], self.dst_host, placement[self.dst_host])
         if decision == "error":
             self.fail(message)
+        self.result["versions"] = host_versions(self.src_conn, self.src_host)
         if decision == "done":
-            self.result["versions"], self.result["guest"] = describe_host(self.dst_conn, self.dst_host, dst_dom, self.name)
+            self.result["guest"] = guest_size(self.dst_host, dst_dom, self.name)
             self.module.exit_json(msg=message, **self.result)
-        self.result["versions"], self.result["guest"] = describe_host(self.src_conn, self.src_host, src_dom, self.name)
+        self.result["guest"] = guest_size(self.src_host, src_dom, self.name)
         job_type = libvirt_call("reading the job of %s" % self.name, self.src_host, src_dom.jobInfo)[0]
         if job_type != _migration.JOB_NONE:
             self.fail("%s already has a job running on %s (job type %s), perhaps another migration; "
@@ -555,17 +560,17 @@ class Migration:
 
     def completed_job(self, src_dom):
         """libvirt's completed-job statistics: from the source while the domain is defined there, else the destination."""
-        stats = None
+        # KEEP_COMPLETED leaves the figures in place for virsh domjobinfo --completed.
+        flags = _libvirt.libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | _libvirt.libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED
         try:
-            stats = src_dom.jobStats(_libvirt.libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            stats = src_dom.jobStats(flags)
         except _libvirt.libvirt.libvirtError:
             stats = None
         if _migration.is_completed_job(stats):
             return _migration.shape_job(stats, "source")
         dst_dom = _libvirt.lookup_domain(self.dst_conn, self.name)
         if dst_dom is not None:
-            stats = libvirt_call("reading the completed job of %s" % self.name, self.dst_host,
-                                 dst_dom.jobStats, _libvirt.libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED)
+            stats = libvirt_call("reading the completed job of %s" % self.name, self.dst_host, dst_dom.jobStats, flags)
             if _migration.is_completed_job(stats):
                 return _migration.shape_job(stats, "destination")
         self.module.warn("libvirt kept no completed-job statistics for %s on %s nor on %s" % (self.name, self.src_host, self.dst_host))
