@@ -3,33 +3,15 @@
 
 from __future__ import annotations
 
-import json
 import socket
 import types
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.openeuler.kae.plugins.modules import clock_offset
+from ansible_collections.openeuler.kae.tests.unit.plugins.modules.utils import fail_module, run_module
 
 ntplib = pytest.importorskip("ntplib")
-
-
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result = result
-        self.failed = failed
-
-
-def exit_json(module, **result):
-    raise ModuleExit(json.loads(json.dumps(result)), failed=False)
-
-
-def fail_json(module, **result):
-    raise ModuleExit(json.loads(json.dumps(result)), failed=True)
 
 
 class FakeClient:
@@ -48,7 +30,7 @@ class FakeClient:
 
 
 @pytest.fixture
-def client(monkeypatch):
+def client(monkeypatch, module_exits):
     holder = {}
 
     def install(script):
@@ -56,16 +38,15 @@ def client(monkeypatch):
         monkeypatch.setattr(clock_offset.ntplib, "NTPClient", lambda: holder["client"])
         return holder["client"]
 
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     return install
 
 
 def run(**args):
-    with patch_module_args(args):
-        with pytest.raises(ModuleExit) as caught:
-            clock_offset.main()
-    return caught.value
+    return run_module(clock_offset, args)
+
+
+def fail(**args):
+    return fail_module(clock_offset, args)
 
 
 def test_smallest_delay_sample_and_server(client):
@@ -73,9 +54,7 @@ def test_smallest_delay_sample_and_server(client):
         "ntp-far": [(0.0100, 0.0300), (0.0090, 0.0250)],
         "ntp-near": [(0.0020, 0.0040), (-0.0004, 0.0005)],
     })
-    outcome = run(servers=["ntp-far", "ntp-near"], samples=2, version=4, timeout_s=0.5)
-    assert not outcome.failed
-    result = outcome.result
+    result = run(servers=["ntp-far", "ntp-near"], samples=2, version=4, timeout_s=0.5)
     assert result["changed"] is False
     assert (result["server"], result["offset_ms"], result["delay_ms"]) == ("ntp-near", -0.4, 0.5)
     assert result["results"][0] == {"server": "ntp-far", "answered": 2, "offset_ms": 9.0, "delay_ms": 25.0, "error": None}
@@ -88,7 +67,7 @@ def test_silent_server_is_skipped(client):
         "ntp-down": [ntplib.NTPException("No response received from ntp-down.")],
         "ntp-up": [(0.001, 0.002)],
     })
-    result = run(servers=["ntp-down", "ntp-up"], samples=1).result
+    result = run(servers=["ntp-down", "ntp-up"], samples=1)
     assert result["server"] == "ntp-up"
     assert result["results"][0]["error"] == "No response received from ntp-down."
 
@@ -98,33 +77,27 @@ def test_no_server_answers_names_them(client):
         "ntp1": [ntplib.NTPException("No response received from ntp1.")],
         "nowhere": [socket.gaierror(-2, "Name or service not known")],
     })
-    outcome = run(servers=["ntp1", "nowhere"], samples=1)
-    assert outcome.failed
-    assert outcome.result["msg"] == (
+    result = fail(servers=["ntp1", "nowhere"], samples=1)
+    assert result["msg"] == (
         "no NTP server answered (ntp1: No response received from ntp1.; nowhere: [Errno -2] Name or service not known); "
         "check that the servers are reachable on UDP port 123 from this host")
 
 
 def test_bad_arguments(client):
     client({})
-    assert run(servers=[""]).result["msg"] == "servers must list at least one NTP server (host name or address), got ['']"
-    assert run(servers=["ntp1"], samples=0).failed
+    assert fail(servers=[""])["msg"] == "servers must list at least one NTP server (host name or address), got ['']"
+    assert fail(servers=["ntp1"], samples=0)["msg"] == "samples must be at least 1 and timeout_s greater than 0, got samples=0, timeout_s=2.0"
 
 
 def test_missing_ntplib(client, monkeypatch):
     client({})
     monkeypatch.setattr(clock_offset, "ntplib", None)
     monkeypatch.setattr(clock_offset, "NTPLIB_IMPORT_ERROR", "No module named 'ntplib'")
-    outcome = run(servers=["ntp1"])
-    assert outcome.failed and "ntplib (python3-ntplib)" in outcome.result["msg"]
+    assert "ntplib (python3-ntplib)" in fail(servers=["ntp1"])["msg"]
 
 
-def test_real_request_to_a_silent_port_fails(monkeypatch):
+def test_real_request_to_a_silent_port_fails(module_exits):
     # A real ntplib request to loopback, where no NTP server runs: the failure path without fakes.
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
-    outcome = run(servers=["127.0.0.1"], samples=1, timeout_s=0.2)
-    if not outcome.failed:
-        pytest.skip("an NTP server answers on this machine's loopback")
-    assert outcome.result["msg"].startswith("no NTP server answered (127.0.0.1: ")
-    assert outcome.result["results"][0]["answered"] == 0
+    result = fail(servers=["127.0.0.1"], samples=1, timeout_s=0.2)
+    assert result["msg"].startswith("no NTP server answered (127.0.0.1: ")
+    assert result["results"][0]["answered"] == 0

@@ -3,37 +3,21 @@
 
 from __future__ import annotations
 
-import json
 import threading
 
 import pytest
 
 from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
 from ansible_collections.openeuler.kae.plugins.modules import live_migration
+from ansible_collections.openeuler.kae.tests.unit.plugins.modules.utils import fail_module, run_module
 
 libvirt = pytest.importorskip("libvirt")
 
 RUNNING, SHUTOFF = 1, 5
 COMPLETED_STATS = {"type": 3, "operation": 5, "downtime": 21, "downtime_net": 20, "time_elapsed": 1003,
                    "data_total": 1000, "data_processed": 1000, "data_remaining": 0}
-
-
-class ModuleExit(Exception):
-    def __init__(self, result, failed):
-        super().__init__(result.get("msg"))
-        self.result = result
-        self.failed = failed
-
-
-def exit_json(module, **result):
-    raise ModuleExit(json.loads(json.dumps(result)), failed=False)
-
-
-def fail_json(module, **result):
-    raise ModuleExit(json.loads(json.dumps(result)), failed=True)
 
 
 class FakeDomain:
@@ -54,7 +38,7 @@ class FakeDomain:
         return [self.world.job_type] + [0] * 11
 
     def jobStats(self, flags=0):
-        if flags == libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED:
+        if flags == libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED:
             return dict(self.world.completed.get(self.host, {"type": 0}))
         return {"type": 2, "data_total": 256 * 1048576, "data_processed": 3 * 1048576}
 
@@ -132,12 +116,10 @@ class World:
 
 
 @pytest.fixture
-def world(monkeypatch, tmp_path):
+def world(monkeypatch, tmp_path, module_exits):
     world = World({"kae-lab-a": RUNNING, "kae-lab-b": None})
     monkeypatch.setattr(_libvirt, "connect", world.connect)
     monkeypatch.setattr(_libvirt, "lookup_domain", world.lookup)
-    monkeypatch.setattr(basic.AnsibleModule, "exit_json", exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, "fail_json", fail_json)
     monkeypatch.setattr(live_migration, "POLL_INTERVAL_S", 0.02)
     log = tmp_path / "kae-guest.log"
     log.write_text("123@1795629893.031141:migration_thread_setup_complete\n")
@@ -145,20 +127,24 @@ def world(monkeypatch, tmp_path):
     return world
 
 
+def module_args(world, args):
+    merged = {"domain": "kae-guest", "destination_uri": "qemu+ssh://kae-lab-b/system", "log_path": str(world.log)}
+    merged.update(args)
+    return merged
+
+
 def run(world, check_mode=False, diff=False, **args):
-    module_args = {"domain": "kae-guest", "destination_uri": "qemu+ssh://kae-lab-b/system", "log_path": str(world.log)}
-    module_args.update(args)
-    module_args.update(_ansible_check_mode=check_mode, _ansible_diff=diff)
-    with patch_module_args(module_args):
-        with pytest.raises(ModuleExit) as caught:
-            live_migration.main()
-    return caught.value
+    """Run the module expecting success; return its result."""
+    return run_module(live_migration, module_args(world, args), check_mode=check_mode, diff=diff)
+
+
+def fail(world, **args):
+    """Run the module expecting failure; return its result."""
+    return fail_module(live_migration, module_args(world, args))
 
 
 def test_migrates_like_the_procedure(world):
-    outcome = run(world, unsafe=True, migrate_uri="tcp://kae-lab-b", max_downtime_ms=80)
-    result = outcome.result
-    assert not outcome.failed, result
+    result = run(world, unsafe=True, migrate_uri="tcp://kae-lab-b", max_downtime_ms=80)
     assert result["changed"] is True
     src = world.domains["kae-lab-a"]
     assert src.calls[0] == ("migrateSetMaxDowntime", 80, 0)
@@ -177,8 +163,7 @@ def test_migrates_like_the_procedure(world):
 
 
 def test_peer2peer_uses_migrate_to_uri3(world):
-    outcome = run(world, peer2peer=True, bandwidth_mib_s=512)
-    assert not outcome.failed, outcome.result
+    result = run(world, peer2peer=True, bandwidth_mib_s=512)
     how, target, params, flags = world.domains["kae-lab-a"].calls[1]
     assert (how, target, params) == ("migrateToURI3", "qemu+ssh://kae-lab-b/system", {"bandwidth": 512})
     assert flags == libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
@@ -186,7 +171,7 @@ def test_peer2peer_uses_migrate_to_uri3(world):
 
 def test_job_read_on_destination_when_source_kept_nothing(world):
     world.completed_after = {"kae-lab-b": COMPLETED_STATS}
-    result = run(world, undefine_source=True).result
+    result = run(world, undefine_source=True)
     assert result["job"]["read_from"] == "destination"
     assert result["job"]["total_time_ms"] == 1003
 
@@ -195,84 +180,75 @@ def test_no_completed_job_warns(world, monkeypatch):
     warnings = []
     monkeypatch.setattr(basic.AnsibleModule, "warn", lambda module, text: warnings.append(text))
     world.completed_after = {}
-    result = run(world).result
+    result = run(world)
     assert result["job"]["read_from"] == "none" and result["job"]["downtime_ms"] is None
     assert warnings == ["libvirt kept no completed-job statistics for kae-guest on kae-lab-a nor on kae-lab-b"]
 
 
 def test_already_on_destination_is_unchanged(world):
     world.states = {"kae-lab-a": SHUTOFF, "kae-lab-b": RUNNING}
-    outcome = run(world)
-    assert not outcome.failed
-    assert outcome.result["changed"] is False
-    assert outcome.result["msg"] == "kae-guest already runs on kae-lab-b and not on kae-lab-a: nothing to migrate"
+    result = run(world)
+    assert result["changed"] is False
+    assert result["msg"] == "kae-guest already runs on kae-lab-b and not on kae-lab-a: nothing to migrate"
     assert world.domains["kae-lab-a"].calls == [] and world.domains["kae-lab-b"].calls == []
 
 
 def test_check_mode_predicts_and_touches_nothing(world):
-    outcome = run(world, check_mode=True, diff=True)
-    assert not outcome.failed
-    assert outcome.result["changed"] is True
-    assert outcome.result["msg"] == "would migrate kae-guest from kae-lab-a to kae-lab-b"
-    assert outcome.result["diff"] == {"before": {"running_on": "kae-lab-a"}, "after": {"running_on": "kae-lab-b"}}
+    result = run(world, check_mode=True, diff=True)
+    assert result["changed"] is True
+    assert result["msg"] == "would migrate kae-guest from kae-lab-a to kae-lab-b"
+    assert result["diff"] == {"before": {"running_on": "kae-lab-a"}, "after": {"running_on": "kae-lab-b"}}
     assert world.domains["kae-lab-a"].calls == []
     assert world.states == {"kae-lab-a": RUNNING, "kae-lab-b": None}
 
 
 def test_destination_down_fails_before_anything(world):
     world.unreachable.add("kae-lab-b")
-    outcome = run(world)
-    assert outcome.failed
-    assert outcome.result["msg"].startswith("cannot connect to libvirt at qemu+ssh://kae-lab-b/system")
+    result = fail(world)
+    assert result["msg"].startswith("cannot connect to libvirt at qemu+ssh://kae-lab-b/system")
     assert world.domains["kae-lab-a"].calls == []
 
 
 def test_domain_missing_everywhere(world):
     world.states = {"kae-lab-a": None, "kae-lab-b": None}
-    outcome = run(world)
-    assert outcome.failed
-    assert outcome.result["msg"] == ("kae-guest is not running on kae-lab-a (not defined) nor on kae-lab-b (not defined): "
+    result = fail(world)
+    assert result["msg"] == ("kae-guest is not running on kae-lab-a (not defined) nor on kae-lab-b (not defined): "
                                      "start it on the source first")
 
 
 def test_running_job_refused(world):
     world.job_type = 2
-    outcome = run(world)
-    assert outcome.failed
-    assert "already has a job running on kae-lab-a" in outcome.result["msg"]
+    result = fail(world)
+    assert "already has a job running on kae-lab-a" in result["msg"]
     assert world.domains["kae-lab-a"].calls == []
 
 
 def test_bad_options_change_nothing(world):
-    outcome = run(world, parallel_connections=4)
-    assert outcome.failed
-    assert outcome.result["msg"].startswith("parallel_connections needs parallel=true")
+    result = fail(world, parallel_connections=4)
+    assert result["msg"].startswith("parallel_connections needs parallel=true")
     assert world.conns == {}
 
 
 def test_libvirt_error_names_operation_and_hosts(world):
     world.migration_error = "internal error: unable to execute QEMU command 'migrate': device is not migratable"
-    outcome = run(world)
-    assert outcome.failed
-    assert outcome.result["msg"] == (
+    result = fail(world)
+    assert result["msg"] == (
         "migration of kae-guest from kae-lab-a to kae-lab-b failed: internal error: unable to execute QEMU command "
         "'migrate': device is not migratable; the domain is now kae-lab-a: running, kae-lab-b: not defined")
 
 
 def test_timeout_aborts_and_reports_guest_on_source(world):
     world.hang = True
-    outcome = run(world, timeout_s=0.1)
-    assert outcome.failed
-    assert outcome.result["aborted"] is True
+    result = fail(world, timeout_s=0.1)
+    assert result["aborted"] is True
     assert ("abortJob",) in world.domains["kae-lab-a"].calls
-    assert outcome.result["msg"] == ("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s "
+    assert result["msg"] == ("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s "
                                      "(3.0 of 256.0 MiB sent); the job was aborted and kae-guest is still running on kae-lab-a")
-    assert outcome.result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "not defined"}
+    assert result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "not defined"}
 
 
 def test_missing_libvirt(world, monkeypatch):
     monkeypatch.setattr(_libvirt, "HAS_LIBVIRT", False)
     monkeypatch.setattr(_libvirt, "LIBVIRT_IMPORT_ERROR", "Traceback: No module named 'libvirt'")
-    outcome = run(world)
-    assert outcome.failed
-    assert "libvirt-python (python3-libvirt)" in outcome.result["msg"]
+    result = fail(world)
+    assert "libvirt-python (python3-libvirt)" in result["msg"]
