@@ -52,7 +52,11 @@ stage_sanity() {
     local work dest rc=0
     work="$(mktemp -d /tmp/kae-sanity.XXXXXX)"
     dest="$work/ansible_collections/openeuler/kae"
-    copy_collection "$dest"
+    if ! copy_collection "$dest"; then
+        log "sanity FAILED: could not copy the collection to $dest"
+        rm -rf "$work"
+        return 1
+    fi
     (
         cd "$dest"
         sanity_rc=0
