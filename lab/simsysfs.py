@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: openEuler KAE collection contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
@@ -16,7 +15,7 @@ VF entries and moving driver links. Unit tests call play() right after each writ
 ``simsysfs.py play ROOT...`` in the background, which polls (the modules wait, bounded, for the kernel's
 effect after every write, as they must on a real host anyway).
 
-CLI: ``simsysfs.py build ROOT [--vfs N] [--migration-driver D] [--revision 0x30]``,
+CLI (run with python3): ``simsysfs.py build ROOT [--vfs N] [--migration-driver D] [--revision 0x30]``,
 ``simsysfs.py play ROOT... [--interval S] [--once]``.
 """
 

@@ -17,7 +17,7 @@ description:
     C(sriov_numvfs).
   - PFs are matched by PCI address, because a migrating guest keeps its hostdev addresses.
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 options:
   _input:
     description: The source host's M(openeuler.kae.device_info) result, or its RV(openeuler.kae.device_info#module:devices) list.

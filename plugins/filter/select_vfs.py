@@ -15,7 +15,7 @@ description:
   - Nodes are tried in the order O(prefer_node) first, then ascending; in a node the lowest addresses win.
   - Fails with a sentence saying, for each node, which engines it lacks.
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 options:
   _input:
     description: The RV(openeuler.kae.device_info#module:devices) list.

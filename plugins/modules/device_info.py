@@ -17,7 +17,7 @@ description:
     asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows RV(devices[].domain=None).
   - A device that disappears while it is read is left out rather than failing the module.
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE

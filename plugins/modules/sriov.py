@@ -20,8 +20,9 @@ description:
     lose migration support, so the module fails and says how to fix it before changing anything.
   - The kernel creates VFs and binds drivers; after every write the module waits, at most O(timeout_s) seconds,
     until the tree shows the result.
+  - The role P(openeuler.kae.host#role) runs this module on every PF of a hypervisor.
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 extends_documentation_fragment:
   - openeuler.kae.attributes
 attributes:
@@ -72,7 +73,6 @@ requirements:
   - libvirt-python (python3-libvirt) on the managed host, when a non-zero VF count changes.
 seealso:
   - module: openeuler.kae.device_info
-  - role: openeuler.kae.host
 """
 
 EXAMPLES = r"""
