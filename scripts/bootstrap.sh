@@ -57,16 +57,18 @@ controller_python() {
     printf '%s\n' "$python"
 }
 
+venv_works() {
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null
+}
+
 install_venv() {
-    local wanted
+    local wanted python
     wanted="$(sha256sum "$PYTHON_LIST" | cut -d' ' -f1)"
-    if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null \
-        && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$wanted" ]; then
+    if venv_works && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$wanted" ]; then
         return 0
     fi
-    local python
-    python="$(controller_python)"
-    if ! { [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null; }; then
+    if ! venv_works; then
+        python="$(controller_python)"
         log "creating $VENV with $python ($("$python" --version 2>&1))"
         rm -rf "$VENV"
         "$python" -m venv "$VENV"
@@ -89,15 +91,7 @@ link_collection() {
 # unless ~/.ansible/test/cache/get_pip_<VERSION>.py exists. This stand-in uses ensurepip instead, then
 # installs the requested packages (pip==VERSION) from the package index.
 install_pip_bootstrap() {
-    local version cache
-    version="$("$VENV/bin/python" - <<'PY'
-import types
-from ansible_test._internal.python_requirements import get_venv_packages
-print(get_venv_packages(types.SimpleNamespace(version='3.11'))['pip'])
-PY
-)"
-    cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
-    local script
+    local script version cache
     script="$(cat <<'PY'
 """Offline stand-in for get-pip.py, written by scripts/bootstrap.sh: ensurepip, then pip install ARGS."""
 import subprocess
@@ -112,10 +106,20 @@ if any(not arg.startswith('-') for arg in args):
     subprocess.check_call([sys.executable, '-m', 'pip', 'install'] + args)
 PY
 )"
-    [ "$(cat "$cache" 2>/dev/null || true)" = "$script" ] && return 0
-    mkdir -p "$(dirname "$cache")"
-    printf '%s\n' "$script" >"$cache"
-    log "wrote offline pip $version bootstrap $cache"
+    # The pip versions ansible-test asks for, over every Python it supports (one today).
+    for version in $("$VENV/bin/python" - <<'PY'
+import types
+from ansible_test._internal.constants import SUPPORTED_PYTHON_VERSIONS
+from ansible_test._internal.python_requirements import get_venv_packages
+print(' '.join(sorted({get_venv_packages(types.SimpleNamespace(version=v))['pip'] for v in SUPPORTED_PYTHON_VERSIONS})))
+PY
+); do
+        cache="$HOME/.ansible/test/cache/get_pip_${version//./_}.py"
+        [ "$(cat "$cache" 2>/dev/null || true)" = "$script" ] && continue
+        mkdir -p "$(dirname "$cache")"
+        printf '%s\n' "$script" >"$cache"
+        log "wrote offline pip $version bootstrap $cache"
+    done
 }
 
 main() {
