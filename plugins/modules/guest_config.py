@@ -171,6 +171,10 @@ removed_foreign_passthrough:
   type: list
   elements: str
   sample: ["<hostdev mode='subsystem' type='pci'> (host PCI 0000:41:00.0)"]
+xml:
+  description: The inactive domain XML after the change (in check mode, the prediction), as ElementTree writes it.
+  returned: always
+  type: str
 msg:
   description: What was done, and whether the guest must restart.
   returned: always
@@ -304,6 +308,7 @@ def run(params, check_mode, is_kae=None):
             defined = inactive_xml(domain)
             result["warnings"] = dropped_by_libvirt(defined, params, is_kae, capabilities)
             after = dx.to_string(dx.parse_domain(defined))
+        result["xml"] = after
         result["diff"] = {"before": before_text, "after": after}
         running = bool(domain.isActive())
         if changed and running:
