@@ -481,6 +481,9 @@ class Migration:
         log_offset, log_inode = log_position(log_path)
         self.result.update(flags=flag_names, log_path=log_path, log_offset=log_offset, log_inode=log_inode)
         self.connect()
+        if self.src_host == self.dst_host:
+            self.fail("%s and %s both lead to %s: a domain cannot migrate to the host it runs on; check destination_uri"
+                      % (params["source_uri"], params["destination_uri"], self.src_host))
         placement, src_dom, dst_dom = self.placement()
         self.result["placement"] = placement
         decision, message = _migration.placement_decision(

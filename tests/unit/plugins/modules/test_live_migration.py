@@ -209,6 +209,13 @@ def test_destination_down_fails_before_anything(world):
     assert world.domains["kae-lab-a"].calls == []
 
 
+def test_destination_on_the_source_host(world):
+    result = fail(world, destination_uri="qemu+ssh://kae-lab-a/system")
+    assert result["msg"] == ("qemu:///system and qemu+ssh://kae-lab-a/system both lead to kae-lab-a: "
+                             "a domain cannot migrate to the host it runs on; check destination_uri")
+    assert world.domains["kae-lab-a"].calls == []
+
+
 def test_domain_missing_everywhere(world):
     world.states = {"kae-lab-a": None, "kae-lab-b": None}
     result = fail(world)
