@@ -191,11 +191,11 @@ def hostdev_owners(uri):
         for dom in conn.listAllDomains(0):
             try:
                 xml = dom.XMLDesc(0)
-            except Exception:  # pylint: disable=broad-except  # a domain undefined meanwhile holds nothing
-                continue
+            except _libvirt.libvirt.libvirtError:
+                continue  # undefined since the listing: it holds nothing any more
             for bdf in hostdev_bdfs(xml):
                 owners[bdf] = dom.name()
-    except Exception as exc:  # pylint: disable=broad-except  # libvirtError without importing libvirt here
+    except _libvirt.libvirt.libvirtError as exc:
         note["reason"] = "cannot list the domains on %s: %s" % (uri, _libvirt.error_text(exc))
         return {}, note
     finally:
@@ -413,20 +413,21 @@ def predict_state(sysfs, pf, before, num_vfs, driver):
     return {"num_vfs": num_vfs, "vfs": vfs}
 
 
-def check_count_change(pf, num_vfs, owners, libvirt_note):
+def check_count_change(pf, num_vfs, libvirt_uri):
     """DeviceError when changing PF's VF count would pull a VF from a domain (or that cannot be ruled out)."""
     if num_vfs > pf["sriov_totalvfs"]:
         raise DeviceError("PF %s supports at most %d VFs (sriov_totalvfs), %d requested" % (pf["bdf"], pf["sriov_totalvfs"], num_vfs))
     if len(pf["vfs"]) == num_vfs or not pf["vfs"]:
         return
+    owners, note = hostdev_owners(libvirt_uri)
     assigned = ["%s (domain %s)" % (vf, owners[vf]) for vf in pf["vfs"] if vf in owners]
     if assigned:
         raise DeviceError("cannot change the VF count of PF %s from %d to %d: its VFs %s are assigned to libvirt domains; "
                           "detach them or move those guests first" % (pf["bdf"], len(pf["vfs"]), num_vfs, ", ".join(assigned)))
-    if not libvirt_note.get("available"):
+    if not note["available"]:
         raise DeviceError("cannot change the VF count of PF %s from %d to %d: removing its VFs needs proof that no domain "
                           "holds one, and libvirt could not be asked (%s); start libvirtd or set libvirt_uri"
-                          % (pf["bdf"], len(pf["vfs"]), num_vfs, libvirt_note.get("reason")))
+                          % (pf["bdf"], len(pf["vfs"]), num_vfs, note["reason"]))
 
 
 def _count_vfs(sysfs, pf_bdf):

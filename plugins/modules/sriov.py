@@ -148,8 +148,7 @@ def ensure(sysfs, params, check_mode):
                         % (pf["bdf"], pf["revision"]))
     before = _devices.vf_state(sysfs, pf["bdf"])
     if before["num_vfs"] != num_vfs:
-        owners, note = _devices.hostdev_owners(params["libvirt_uri"]) if pf["vfs"] else ({}, {"available": True})
-        _devices.check_count_change(pf, num_vfs, owners, note)
+        _devices.check_count_change(pf, num_vfs, params["libvirt_uri"])
     after = _devices.predict_state(sysfs, pf, before, num_vfs, driver)
     changed = after != before
     if changed and not check_mode:

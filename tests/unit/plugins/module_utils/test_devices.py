@@ -140,9 +140,15 @@ def test_hostdev_owners_unreachable_says_why(unreachable_uri):
 
 
 def test_hostdev_owners_listing_failure(monkeypatch):
+    libvirt = pytest.importorskip("libvirt")
+
+    class ConnectionReset(libvirt.libvirtError):
+        def get_error_message(self):
+            return "connection reset"
+
     class BrokenConn:
         def listAllDomains(self, _flags):
-            raise RuntimeError("connection reset")
+            raise ConnectionReset("connection reset")
 
         def close(self):
             self.closed = True
@@ -153,6 +159,33 @@ def test_hostdev_owners_listing_failure(monkeypatch):
     assert owners == {} and conn.closed
     assert note == {"available": False, "uri": "qemu:///system",
                     "reason": "cannot list the domains on qemu:///system: connection reset"}
+
+
+def test_hostdev_owners_skips_a_domain_undefined_meanwhile(monkeypatch):
+    libvirt = pytest.importorskip("libvirt")
+    xml = "<domain><devices><hostdev type='pci'><source><address bus='0x75' slot='0' function='1'/></source></hostdev></devices></domain>"
+
+    class Domain:
+        def __init__(self, name, xml):
+            self._name, self._xml = name, xml
+
+        def name(self):
+            return self._name
+
+        def XMLDesc(self, _flags):
+            if self._xml is None:
+                raise libvirt.libvirtError("Domain not found")
+            return self._xml
+
+    class Conn:
+        def listAllDomains(self, _flags):
+            return [Domain("gone", None), Domain("guest1", xml)]
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(_devices._libvirt, "connect", lambda uri, read_only: Conn())
+    assert _devices.hostdev_owners("qemu:///system") == ({"0000:75:00.1": "guest1"}, {"available": True, "uri": "qemu:///system"})
 
 
 # ---------------------------------------------------------------- selection
@@ -260,3 +293,4 @@ def test_parity_bad_input():
         _devices.parity([], "kae-lab-b")
     with pytest.raises(DeviceError, match="the source facts: expected the device list"):
         _devices.parity(None, [])
+

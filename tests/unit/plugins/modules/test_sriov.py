@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _devices
-from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 from ansible_collections.openeuler.kae.plugins.modules import sriov
 
 ZIP0 = "0000:75:00.0"
@@ -188,13 +188,17 @@ def test_kernel_refusing_the_count_times_out(fail_module, kae_host, empty_uri, m
     assert result["msg"] == ("PF 0000:75:00.0 still has 4 VFs 0.1 s after writing 0 to sriov_numvfs; check the kernel log (dmesg)")
 
 
+def refuse_writes(monkeypatch, reason):
+    """Every sysfs write fails as the kernel would fail it, with REASON."""
+    def refuse(self, rel, value):
+        raise SysfsError("cannot write %r to %s: %s" % (str(value), self.path(rel), reason))
+
+    monkeypatch.setattr(Sysfs, "write", refuse)
+
+
 def test_write_error_is_reported(fail_module, kae_host, empty_uri, monkeypatch):
     root = kae_host(vfs=4)
-
-    def busy(self, rel, value):
-        raise _devices.SysfsError("cannot write %r to %s: Device or resource busy" % (str(value), self.path(rel)))
-
-    monkeypatch.setattr(Sysfs, "write", busy)
+    refuse_writes(monkeypatch, "Device or resource busy")
     result = fail_module(sriov, args(root, empty_uri, num_vfs=2))
     assert result["msg"] == ("setting 0 VFs on PF 0000:75:00.0 failed: cannot write '0' to %s/bus/pci/devices/0000:75:00.0/sriov_numvfs: "
                              "Device or resource busy" % root)
@@ -223,11 +227,7 @@ def test_driver_that_does_not_unbind_times_out(fail_module, kae_host, empty_uri,
 
 def test_binding_write_error(fail_module, kae_host, empty_uri, monkeypatch):
     root = kae_host(vfs=1, vf_driver="hisi_zip")
-
-    def denied(self, rel, value):
-        raise _devices.SysfsError("cannot write %r to %s: Permission denied" % (str(value), self.path(rel)))
-
-    monkeypatch.setattr(Sysfs, "write", denied)
+    refuse_writes(monkeypatch, "Permission denied")
     result = fail_module(sriov, args(root, empty_uri, num_vfs=1))
     assert result["msg"] == ("binding VF 0000:75:00.1 to hisi_acc_vfio_pci failed: cannot write '0000:75:00.1' to "
                              "%s/bus/pci/drivers/hisi_zip/unbind: Permission denied" % root)
