@@ -333,12 +333,15 @@ def _play_numvfs(root, actions):
 
 
 def _play_binding(root, actions):
+    # Unbinds first: a program that unbinds then binds elsewhere between two passes means that order.
     drivers_dir = _path(root, "bus/pci/drivers")
-    for driver in sorted(os.listdir(drivers_dir)):
+    drivers = sorted(os.listdir(drivers_dir))
+    for driver in drivers:
         bdf = _take(os.path.join(drivers_dir, driver, "unbind"))
         if bdf and _driver_of(root, bdf) == driver:
             _unbind(root, bdf)
             actions.append("%s: unbound from %s" % (bdf, driver))
+    for driver in drivers:
         bdf = _take(os.path.join(drivers_dir, driver, "bind"))
         if bdf and _device_dir(root, bdf) and not _driver_of(root, bdf):
             override = _read(os.path.join(_device_dir(root, bdf), "driver_override"))
