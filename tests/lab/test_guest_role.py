@@ -1,0 +1,140 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The guest role in the lab, against real libvirt and QEMU on kae-lab-a.
+
+A throwaway domain (defined, never started) takes the role's changes, so the lab guest keeps
+running for the other tests. The KAE VFs are the lab's simulated ones: their hostdevs are
+rendered and validated against libvirt's domain schema (virt-xml-validate); they are put into
+the probe's definition only where a test asks for it, since the lab has no device to attach.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import xml.etree.ElementTree as ET
+
+import pytest
+
+HOST = "kae-lab-a"
+PROBE = "kae-role-probe"
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+PROBE_XML = """<domain type='qemu' xmlns:qemu='%s'>
+  <name>%s</name>
+  <memory unit='MiB'>64</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
+  <devices><emulator>/usr/bin/qemu-system-x86_64</emulator></devices>
+  <qemu:commandline>
+    <qemu:arg value='-msg'/>
+    <qemu:arg value='timestamp=on'/>
+    <qemu:arg value='--trace'/>
+    <qemu:arg value='runstate_set'/>
+  </qemu:commandline>
+</domain>
+""" % (QEMU_NS, PROBE)
+
+
+def recap_changed(output, host=HOST):
+    match = re.search(r"^%s\s+: ok=\d+\s+changed=(\d+)" % re.escape(host), output, re.M)
+    assert match, "no PLAY RECAP line for %s in:\n%s" % (host, output)
+    return int(match.group(1))
+
+
+def role_playbook(tmp_path, domain=PROBE, host=HOST):
+    path = tmp_path / "guest_role.yml"
+    path.write_text(textwrap.dedent("""\
+        - name: Guest definition for KAE live migration
+          hosts: %s
+          gather_facts: false
+          roles:
+            - role: openeuler.kae.guest
+              vars:
+                guest_domains:
+                  - name: %s
+        """ % (host, domain)))
+    return str(path)
+
+
+@pytest.fixture
+def probe(ansible_adhoc, tmp_path):
+    """Define the probe domain on kae-lab-a (and undefine it afterwards); returns a reader of its inactive XML."""
+    xml_path = "/tmp/%s.xml" % PROBE
+    copied = ansible_adhoc(HOST, "ansible.builtin.copy", "dest=%s mode=0644 content=%s" % (xml_path, _quoted(PROBE_XML)))
+    assert copied.returncode == 0, copied.stdout + copied.stderr
+    defined = ansible_adhoc(HOST, "ansible.builtin.command", "virsh define %s" % xml_path)
+    assert defined.returncode == 0, defined.stdout + defined.stderr
+
+    def read():
+        dumped = ansible_adhoc(HOST, "ansible.builtin.command", "virsh dumpxml --inactive %s" % PROBE)
+        assert dumped.returncode == 0, dumped.stdout + dumped.stderr
+        return ET.fromstring(dumped.stdout[dumped.stdout.index("<domain"):])
+
+    yield read
+    ansible_adhoc(HOST, "ansible.builtin.command", "virsh undefine %s" % PROBE)
+
+
+def _quoted(text):
+    return "'%s'" % text.replace("'", "\\'").replace("\n", "\\n")
+
+
+def trace_patterns(root):
+    args = [arg.get("value") for arg in root.iter("{%s}arg" % QEMU_NS)]
+    return [args[i + 1] for i in range(len(args) - 1) if args[i] == "--trace"]
+
+
+def hostdev_sources(root):
+    return [hostdev.find("source/address").attrib for hostdev in root.iter("hostdev")]
+
+
+def test_role_sets_trace_arguments_then_changes_nothing(probe, ansible_playbook, tmp_path):
+    playbook = role_playbook(tmp_path)
+    first = ansible_playbook(playbook, "--diff")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert recap_changed(first.stdout) == 1
+    assert '+    <qemu:arg value="all_vcpus*" />' in first.stdout, "the diff shows the trace arguments added"
+    assert "Validate the predicted definition against libvirt's domain schema" in first.stdout
+    assert re.search(r"KAE VFs: 0000:\S+ zip, 0000:\S+ hpre, 0000:\S+ sec on NUMA node \d", first.stdout)
+    assert "there is no device to pass through" in first.stdout
+    root = probe()
+    # Other arguments stay; the role's patterns come after them.
+    assert trace_patterns(root) == ["runstate_set", "all_vcpus*", "vm_state_notify"]
+    assert [arg.get("value") for arg in root.iter("{%s}arg" % QEMU_NS)][:2] == ["-msg", "timestamp=on"]
+    assert hostdev_sources(root) == [], "the lab's simulated VFs are not put into the definition by default"
+
+    second = ansible_playbook(playbook, "--diff")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap_changed(second.stdout) == 0
+    assert "definition already as requested" in second.stdout
+
+
+def test_role_defines_hostdevs_and_placement_idempotently_when_asked(probe, ansible_playbook, tmp_path):
+    playbook = role_playbook(tmp_path)
+    extra = ["-e", '{"guest_define_hostdevs": true, "guest_placement": "cputune"}']
+    first = ansible_playbook(playbook, *extra)
+    assert first.returncode == 0, first.stdout + first.stderr
+    root = probe()
+    sources = hostdev_sources(root)
+    assert len(sources) == 3 and all(source["domain"] == "0x0000" for source in sources)
+    assert root.find("numatune/memory").get("mode") == "strict" and root.find("cputune/vcpupin") is not None
+    second = ansible_playbook(playbook, *extra)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap_changed(second.stdout) == 0, "the guest keeps the VFs it holds"
+    assert hostdev_sources(probe()) == sources
+
+
+def test_upstream_schema_rejects_the_openeuler_migration_attribute(probe, ansible_playbook, tmp_path):
+    # The lab runs upstream libvirt: its schema has no migration='on', so the check must fail before any change.
+    failed = ansible_playbook(role_playbook(tmp_path), "-e", '{"guest_hostdev_migration_attr": true}')
+    assert failed.returncode != 0
+    assert "Validate the predicted definition" in failed.stdout and "fails to validate" in failed.stdout
+    assert trace_patterns(probe()) == ["runstate_set"], "nothing was defined"
+
+
+def test_lab_guest_already_carries_the_role_trace_arguments(lab, ansible_adhoc, ansible_playbook, tmp_path):
+    located = ansible_adhoc("kae_hypervisors", "ansible.builtin.command", "virsh domstate %s" % lab.guest)
+    running = [host for host in lab.hosts if re.search(r"^%s \| CHANGED.*\n\s*running" % re.escape(host), located.stdout, re.M)]
+    assert len(running) == 1, located.stdout
+    checked = ansible_playbook(role_playbook(tmp_path, domain=lab.guest, host=running[0]), "--check")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert recap_changed(checked.stdout, running[0]) == 0
