@@ -220,7 +220,7 @@ def test_domain_missing_everywhere(world):
     world.states = {"kae-lab-a": None, "kae-lab-b": None}
     result = fail(world)
     assert result["msg"] == ("kae-guest is not running on kae-lab-a (not defined) nor on kae-lab-b (not defined): "
-                                     "start it on the source first")
+                             "start it on the source first")
 
 
 def test_running_job_refused(world):
@@ -250,7 +250,7 @@ def test_timeout_aborts_and_reports_guest_on_source(world):
     assert result["aborted"] is True
     assert ("abortJob",) in world.domains["kae-lab-a"].calls
     assert result["msg"] == ("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s "
-                                     "(3.0 of 256.0 MiB sent); the job was aborted and kae-guest is still running on kae-lab-a")
+                             "(3.0 of 256.0 MiB sent); the job was aborted and kae-guest is still running on kae-lab-a")
     assert result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "not defined"}
 
 
