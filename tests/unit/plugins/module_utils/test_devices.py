@@ -293,4 +293,3 @@ def test_parity_bad_input():
         _devices.parity([], "kae-lab-b")
     with pytest.raises(DeviceError, match="the source facts: expected the device list"):
         _devices.parity(None, [])
-
