@@ -20,10 +20,10 @@ description:
   - Idempotent by comparing the inactive XML (C(VIR_DOMAIN_XML_INACTIVE)) before and after.
   - A running guest sees the new definition only after it restarts (QEMU reads trace arguments and hostdevs at
     start). The module says so in RV(restart_required) or restarts it with O(restart=true).
-  - The C(<hostdev>) elements are rendered by the template C(hostdev.xml.j2) of the role M(openeuler.kae.guest)
-    role (see EXAMPLES), which is the one place that knows the element's shape for each release.
+  - The C(<hostdev>) elements are rendered by the template C(hostdev.xml.j2) of the role C(openeuler.kae.guest),
+    the one place that knows the element's shape for each release (see EXAMPLES).
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 requirements:
   - libvirt-python (python3-libvirt) on the managed host
 extends_documentation_fragment:
@@ -101,8 +101,7 @@ options:
     default: 60
 seealso:
   - module: openeuler.kae.device_info
-  - role: openeuler.kae.guest
-    description: Chooses NUMA-local VFs, renders the hostdevs and runs this module for a list of guests.
+  - module: openeuler.kae.hostdev_remap
 """
 
 EXAMPLES = r"""

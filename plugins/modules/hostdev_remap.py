@@ -20,7 +20,7 @@ description:
   - Pass RV(destination_xml) to M(openeuler.kae.live_migration)'s O(openeuler.kae.live_migration#module:destination_xml)
     and RV(persistent_xml) to its O(openeuler.kae.live_migration#module:persistent_xml).
 author:
-  - openEuler KAE collection contributors
+  - openEuler KAE collection contributors (@openeuler)
 requirements:
   - libvirt-python (python3-libvirt) on the managed host
 extends_documentation_fragment:

@@ -96,9 +96,9 @@ def test_fragments_accept_several_and_refuse_other_elements():
 
 
 def test_foreign_passthrough_names_non_kae_devices():
-    root = dx.parse_domain(DOMAIN.replace("</devices>", "<interface type='hostdev'><source><address type='pci' domain='0x0000' "
-                                           "bus='0x05' slot='0x00' function='0x1'/></source></interface>"
-                                           "<hostdev mode='subsystem' type='usb'><source><vendor id='0x1'/></source></hostdev></devices>"))
+    extra = ("<interface type='hostdev'><source><address type='pci' domain='0x0000' bus='0x05' slot='0x00' function='0x1'/>"
+             "</source></interface><hostdev mode='subsystem' type='usb'><source><vendor id='0x1'/></source></hostdev></devices>")
+    root = dx.parse_domain(DOMAIN.replace("</devices>", extra))
     described = [dx.describe_element(elem) for elem in dx.foreign_passthrough(root, is_kae)]
     assert described == [
         "<hostdev managed='yes' mode='subsystem' type='pci'> (host PCI 0000:41:00.0)",
