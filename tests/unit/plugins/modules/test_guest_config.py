@@ -200,3 +200,51 @@ def test_wanted_patterns_follow_the_trace_profiles():
     assert guest_config.wanted_patterns("none") == []
     assert guest_config.wanted_patterns("both") == ["all_vcpus*", "vm_state_notify"]
     assert guest_config.wanted_patterns("downtime_checkpoint") == ["vmstate_downtime_checkpoint"]
+
+
+# Through main(), with the sysfs tree of a simulated Kunpeng 920 host telling KAE VFs from other devices.
+
+@pytest.fixture
+def sysfs_tree(tmp_path):
+    from ansible_collections.openeuler.kae.lab import simsysfs  # pylint: disable=import-outside-toplevel
+    root = str(tmp_path / "sysfs")
+    pfs = simsysfs.build(root, vfs=2)
+    return root, pfs
+
+
+@pytest.fixture
+def default_domain():
+    """test:///default's running domain 'test', restored after the test (the open connection keeps the node alive)."""
+    conn = libvirt.open("test:///default")
+    original = conn.lookupByName("test").XMLDesc(0)
+    yield conn
+    conn.defineXML(original)
+    conn.close()
+
+
+def test_main_refuses_a_non_kae_hostdev_named_by_sysfs(fail_module, sysfs_tree, default_domain):
+    root, pfs = sysfs_tree
+    zip_vf = pfs[("zip", 0)][:-1] + "1"
+    xml = default_domain.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    default_domain.defineXML(xml.replace("<devices>", "<devices>" + hostdevs(zip_vf.split(":")[1], "41")))
+    before = default_domain.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    result = fail_module(guest_config, {"name": "test", "uri": "test:///default", "sysfs_root": root,
+                                        "hostdev_xml": hostdevs(zip_vf.split(":")[1])})
+    assert "not KAE VFs: <hostdev managed='no' mode='subsystem' type='pci'> (host PCI 0000:41:00.1)" in result["msg"]
+    assert zip_vf not in result["msg"], "the simulated ZIP VF is recognised as a KAE VF"
+    assert default_domain.lookupByName("test").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) == before, "nothing changed"
+
+
+def test_main_check_mode_diff_only_when_asked(run_module, sysfs_tree, default_domain):
+    root, pfs = sysfs_tree
+    bus = pfs[("sec", 0)].split(":")[1]
+    args = {"name": "test", "uri": "test:///default", "sysfs_root": root, "hostdev_xml": hostdevs(bus)}
+    quiet = run_module(guest_config, args, check_mode=True)
+    assert quiet["changed"] is True and "diff" not in quiet and "0x%s" % bus in quiet["xml"]
+    shown = run_module(guest_config, args, check_mode=True, diff=True)
+    assert "0x%s" % bus in shown["diff"]["after"] and "0x%s" % bus not in shown["diff"]["before"]
+
+
+def test_main_requires_a_node_for_placement(fail_module):
+    result = fail_module(guest_config, {"name": "test", "uri": "test:///default", "placement": "cputune"})
+    assert "placement is cputune but all of the following are missing: numa_node" in result["msg"]
