@@ -15,6 +15,8 @@ description:
     C(<numatune>) pins it to, if any; else the source VFs' node when it can, else the first node that can).
   - When every VF address of the guest is a free VF of the same engine on the destination, the guest keeps its
     addresses and RV(destination_xml) is null.
+  - With O(domain_xml) instead of O(name), works on that XML alone (no libvirt needed), for example to check before
+    a migration, or in a lab without passthrough, whether a destination can host a definition's VFs.
   - Fails, naming what is missing on which node, when the destination cannot host the guest's VFs, or when the
     guest holds a PCI hostdev that is not a KAE VF of the source.
   - Pass RV(destination_xml) to M(openeuler.kae.live_migration)'s O(openeuler.kae.live_migration#module:destination_xml)
@@ -28,9 +30,13 @@ extends_documentation_fragment:
   - openeuler.kae.attributes.INFO_MODULE
 options:
   name:
-    description: Name of the running libvirt domain to migrate.
+    description: Name of the running libvirt domain to migrate. One of O(name) and O(domain_xml) is required.
     type: str
-    required: true
+  domain_xml:
+    description:
+      - A domain XML to remap instead of the running domain's. RV(destination_xml) is then this XML remapped and
+        RV(persistent_xml) is null.
+    type: str
   uri:
     description: libvirt connection URI of the source hypervisor.
     type: str
@@ -54,6 +60,13 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: Can hv-b host the VFs of this definition? (no libvirt call)
+  openeuler.kae.hostdev_remap:
+    domain_xml: "{{ lookup('ansible.builtin.file', 'vm1.xml') }}"
+    src_devices: "{{ hostvars['hv-a'].kae_devices.devices }}"
+    dst_devices: "{{ hostvars['hv-b'].kae_devices.devices }}"
+  register: remap_check
+
 - name: Read the KAE devices of both hosts
   openeuler.kae.device_info:
   register: kae_facts
@@ -127,7 +140,10 @@ def guest_xmls(params):
 
 
 def run(params):
-    live, persistent = guest_xmls(params)
+    if params["domain_xml"] is not None:
+        live, persistent = params["domain_xml"], None
+    else:
+        live, persistent = guest_xmls(params)
     result = plan(live, params["src_devices"], params["dst_devices"])
     result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
     result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
@@ -137,21 +153,25 @@ def run(params):
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            name=dict(type="str", required=True),
+            name=dict(type="str"),
+            domain_xml=dict(type="str"),
             uri=dict(type="str", default="qemu:///system"),
             src_devices=dict(type="list", elements="dict", required=True),
             dst_devices=dict(type="list", elements="dict", required=True),
         ),
+        required_one_of=[("name", "domain_xml")],
+        mutually_exclusive=[("name", "domain_xml")],
         supports_check_mode=True,
     )
-    if not _libvirt.HAS_LIBVIRT:
+    if not _libvirt.HAS_LIBVIRT and module.params["domain_xml"] is None:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     try:
         result = run(module.params)
     except (RemapError, DomainXMLError, _libvirt.LibvirtFailure) as exc:
         module.fail_json(msg=str(exc))
     except _libvirt.libvirt.libvirtError as exc:
-        module.fail_json(msg="cannot read the XML of domain %s on %s: %s" % (module.params["name"], module.params["uri"], _libvirt.error_text(exc)))
+        module.fail_json(msg="cannot read the XML of domain %s on %s: %s"
+                         % (module.params["name"], module.params["uri"], _libvirt.error_text(exc)))
     module.exit_json(changed=False, **result)
 
 

@@ -45,7 +45,7 @@ def running_guest():
 
 def test_remaps_live_and_persistent_xml(running_guest):
     dst = [vf("0000:31:00.1", "zip", domain="other"), vf("0000:31:00.2", "zip"), vf("0000:76:00.1", "sec")]
-    result = hostdev_remap.run({"name": "test", "uri": URI, "src_devices": SRC, "dst_devices": dst})
+    result = hostdev_remap.run({"name": "test", "domain_xml": None, "uri": URI, "src_devices": SRC, "dst_devices": dst})
     assert result["remapped"] is True and result["numa_node"] == 0
     assert result["mapping"] == {"0000:31:00.1": "0000:31:00.2", "0000:76:00.1": "0000:76:00.1"}
     for key in ("destination_xml", "persistent_xml"):
@@ -59,16 +59,38 @@ def test_remaps_live_and_persistent_xml(running_guest):
 
 def test_free_addresses_need_no_destination_xml(running_guest):
     dst = [vf("0000:31:00.1", "zip"), vf("0000:76:00.1", "sec")]
-    result = hostdev_remap.run({"name": "test", "uri": URI, "src_devices": SRC, "dst_devices": dst})
+    result = hostdev_remap.run({"name": "test", "domain_xml": None, "uri": URI, "src_devices": SRC, "dst_devices": dst})
     assert result["remapped"] is False and result["destination_xml"] is None and result["persistent_xml"] is None
 
 
 def test_refuses_a_destination_without_a_free_sec_vf(running_guest):
     dst = [vf("0000:31:00.1", "zip"), vf("0000:76:00.1", "sec", domain="other")]
     with pytest.raises(RemapError, match=r"cannot host guest test: it needs 1 sec, 1 zip free VFs on one NUMA node .*node 0 lacks sec"):
-        hostdev_remap.run({"name": "test", "uri": URI, "src_devices": SRC, "dst_devices": dst})
+        hostdev_remap.run({"name": "test", "domain_xml": None, "uri": URI, "src_devices": SRC, "dst_devices": dst})
 
 
 def test_refuses_a_guest_that_does_not_run_here():
     with pytest.raises(RemapError, match="domain absent is not running on test:///default"):
-        hostdev_remap.run({"name": "absent", "uri": URI, "src_devices": SRC, "dst_devices": []})
+        hostdev_remap.run({"name": "absent", "domain_xml": None, "uri": URI, "src_devices": SRC, "dst_devices": []})
+
+
+def test_main_remaps_a_given_xml_without_libvirt(run_module):
+    xml = "<domain type='kvm'><name>vm1</name><devices>%s</devices></domain>" % HOSTDEVS
+    dst = [vf("0000:31:00.2", "zip"), vf("0000:76:00.1", "sec")]
+    src = [dict(device, domain="vm1") for device in SRC]
+    result = run_module(hostdev_remap, {"domain_xml": xml, "src_devices": src, "dst_devices": dst})
+    assert result["changed"] is False and result["mapping"]["0000:31:00.1"] == "0000:31:00.2"
+    assert result["persistent_xml"] is None
+    assert [bdf for _e, bdf in dx.pci_hostdevs(dx.parse_domain(result["destination_xml"]))] == ["0000:31:00.2", "0000:76:00.1"]
+
+
+def test_main_refusal_is_a_failure_with_the_reason(fail_module):
+    xml = "<domain type='kvm'><name>vm1</name><devices>%s</devices></domain>" % HOSTDEVS
+    result = fail_module(hostdev_remap, {"domain_xml": xml, "src_devices": SRC, "dst_devices": [vf("0000:31:00.1", "zip")]})
+    assert result["msg"].startswith("the destination cannot host guest vm1: it needs 1 sec, 1 zip free VFs")
+    assert "node 0 lacks sec (0 free of 1 wanted)" in result["msg"]
+
+
+def test_main_needs_a_domain(fail_module):
+    result = fail_module(hostdev_remap, {"src_devices": [], "dst_devices": []})
+    assert "one of the following is required: name, domain_xml" in result["msg"]
