@@ -364,10 +364,10 @@ def play(root):
     return actions
 
 
-def serve(roots, interval=0.05, passes=None):
-    """Play the kernel on every tree in ROOTS every INTERVAL seconds (forever, or PASSES times)."""
+def serve(roots, interval=0.05, passes=None, stop=None):
+    """Play the kernel on every tree in ROOTS every INTERVAL seconds: forever, PASSES times, or until STOP is set."""
     done = 0
-    while passes is None or done < passes:
+    while (passes is None or done < passes) and not (stop is not None and stop.is_set()):
         for root in roots:
             if os.path.isdir(_path(root, "bus/pci/devices")):
                 play(root)

@@ -5,10 +5,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import threading
 
 import pytest
 
+from ansible_collections.openeuler.kae.lab import simsysfs
 from ansible_collections.openeuler.kae.plugins.module_utils import _devices
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs
 
@@ -80,3 +83,38 @@ def test_host_role_reports_the_simulated_inventory_and_is_idempotent(lab, ansibl
         assert "options hisi_zip uacce_mode=1 pf_q_num=64 vfs_num=0" in (etc / "modprobe.d" / "kae.conf").read_text()
         assert "kernel.printk = 4 4 1 7" in (etc / "sysctl.d" / "90-kae-printk.conf").read_text()
     assert json.loads((tmp_path / "parity.json").read_text()) == []
+
+
+@pytest.fixture
+def fresh_trees(lab, tmp_path):
+    """A new simulated tree per lab host (openEuler 22.03 style, 2 VFs per PF), with a kernel player running."""
+    trees = {}
+    for host in lab.hosts:
+        trees[host] = str(tmp_path / host / "sysfs")
+        simsysfs.build(trees[host], vfs=2, migration_driver="vfio-pci", vf_driver="hisi_zip")
+    stop = threading.Event()
+    player = threading.Thread(target=simsysfs.serve, args=(list(trees.values()), 0.02), kwargs={"stop": stop}, daemon=True)
+    player.start()
+    yield trees
+    stop.set()
+    player.join(timeout=5)
+
+
+def test_host_role_provisions_and_rebinds_vfs(lab, ansible_playbook, host_play, fresh_trees):
+    # Each host gets its own tree; the lab's shared trees stay as they are.
+    vars_file = os.path.join(os.path.dirname(host_play), "trees.yml")
+    with open(vars_file, "w") as handle:
+        json.dump({"test_trees": fresh_trees, "host_sysfs_root": "{{ test_trees[inventory_hostname] }}", "host_num_vfs": 3}, handle)
+    first = ansible_playbook(host_play, "-e", "@" + vars_file)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert {host: counts["changed"] > 0 for host, counts in recap(first.stdout).items()} == {"kae-lab-a": True, "kae-lab-b": True}
+    for tree in fresh_trees.values():
+        devices = _devices.scan(Sysfs(tree))
+        vfs = [d for d in devices if d["function"] == "vf"]
+        assert len(vfs) == 18 and {d["driver"] for d in vfs} == {"vfio-pci"}
+        assert all(d["sriov_numvfs"] == 3 for d in devices if d["function"] == "pf")
+        log = open(os.path.join(tree, "dmesg")).read()
+        assert "0000:75:00.0: disabled 2 VFs" in log and "0000:75:00.0: enabled 3 VFs" in log
+    second = ansible_playbook(host_play, "-e", "@" + vars_file)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert {host: counts["changed"] for host, counts in recap(second.stdout).items()} == {"kae-lab-a": 0, "kae-lab-b": 0}
