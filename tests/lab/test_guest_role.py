@@ -10,6 +10,7 @@ the probe's definition only where a test asks for it, since the lab has no devic
 
 from __future__ import annotations
 
+import json
 import re
 import textwrap
 import xml.etree.ElementTree as ET
@@ -138,3 +139,45 @@ def test_lab_guest_already_carries_the_role_trace_arguments(lab, ansible_adhoc, 
     checked = ansible_playbook(role_playbook(tmp_path, domain=lab.guest, host=running[0]), "--check")
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert recap_changed(checked.stdout, running[0]) == 0
+
+
+def _module_json(completed, host):
+    assert completed.returncode in (0, 2), completed.stdout + completed.stderr
+    text = completed.stdout
+    start = text.index("%s | " % host)
+    return json.loads(text[text.index("{", start):])
+
+
+def test_remap_between_the_lab_hosts_simulated_vfs(lab, ansible_adhoc):
+    facts = {}
+    for host in ("kae-lab-a", "kae-lab-b"):
+        read = ansible_adhoc(host, "openeuler.kae.device_info", json.dumps({"sysfs_root": "/var/lib/kae-lab/hosts/%s/sysfs" % host}))
+        facts[host] = _module_json(read, host)["devices"]
+    free = [d for d in facts["kae-lab-a"] if d["function"] == "vf" and d["domain"] is None]
+    chosen = [min((d for d in free if d["engine"] == engine and d["numa_node"] == free[0]["numa_node"]), key=lambda d: d["bdf"])
+              for engine in ("zip", "hpre", "sec")]
+    hostdevs = "".join("<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source><address domain='0x%s' "
+                       "bus='0x%s' slot='0x%s' function='0x%s'/></source></hostdev>"
+                       % tuple(re.split("[:.]", d["bdf"])) for d in chosen)
+    guest_xml = "<domain type='qemu'><name>remap-probe</name><devices>%s</devices></domain>" % hostdevs
+    src = [dict(d, domain="remap-probe") if d in chosen else d for d in facts["kae-lab-a"]]
+
+    def remap(dst):
+        args = json.dumps({"domain_xml": guest_xml, "src_devices": src, "dst_devices": dst})
+        completed = ansible_adhoc("kae-lab-a", "openeuler.kae.hostdev_remap", args)
+        return dict(_module_json(completed, "kae-lab-a"), failed="kae-lab-a | FAILED!" in completed.stdout)
+
+    # The lab's hosts are identical: the same addresses are free on the destination.
+    same = remap(facts["kae-lab-b"])
+    assert same["failed"] is False and same["remapped"] is False and sorted(same["mapping"]) == sorted(d["bdf"] for d in chosen)
+    # Another domain holds those addresses on the destination: free VFs of the same engines are used instead.
+    taken = [dict(d, domain="other") if d["bdf"] in same["mapping"] else d for d in facts["kae-lab-b"]]
+    moved = remap(taken)
+    assert moved["remapped"] is True
+    engine_of = dict((d["bdf"], d["engine"]) for d in facts["kae-lab-b"])
+    assert all(engine_of[new] == engine_of[old] and new != old for old, new in moved["mapping"].items())
+    # No free SEC VF anywhere on the destination: refused, naming what each node lacks.
+    no_sec = [dict(d, domain="other") if d["engine"] == "sec" and d["function"] == "vf" else d for d in facts["kae-lab-b"]]
+    refused = remap(no_sec)
+    assert refused.get("failed") is True
+    assert "the destination cannot host guest remap-probe" in refused["msg"] and "lacks sec (0 free of 1 wanted)" in refused["msg"]
