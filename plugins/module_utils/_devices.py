@@ -34,7 +34,6 @@ MIGRATABLE_REVISION = 0x30
 DEFAULT_REQUEST = {"zip": 1, "hpre": 1, "sec": 1}
 PCI_DEVICES = "bus/pci/devices"
 PCI_DRIVERS = "bus/pci/drivers"
-NO_OVERRIDE = "(null)"
 
 
 class DeviceError(Exception):
@@ -233,7 +232,8 @@ def _check_request(request):
 
 
 def _check_devices(devices):
-    if not isinstance(devices, list) or not all(isinstance(d, dict) and "engine" in d and "function" in d for d in devices):
+    keys = ("bdf", "engine", "function", "numa_node")
+    if not isinstance(devices, list) or not all(isinstance(d, dict) and all(k in d for k in keys) for d in devices):
         raise DeviceError("expected the device list of openeuler.kae.device_info (its 'devices'), got %s" % type(devices).__name__)
     return devices
 
@@ -263,10 +263,6 @@ def select_vfs(devices, request=None, prefer_node=None):
         shortages.append("node %d lacks %s" % (node, ", ".join(lacking)))
     if not shortages:
         raise DeviceError("the host has no KAE VFs at all; create them with openeuler.kae.sriov (or the openeuler.kae.host role)")
-    return _raise_shortage(request, shortages)
-
-
-def _raise_shortage(request, shortages):
     wanted = ", ".join("%d %s" % (count, engine) for engine, count in request.items())
     raise DeviceError("no NUMA node has %s free VFs (unassigned, on %s, migratable hardware): %s"
                       % (wanted, " or ".join(MIGRATION_DRIVERS), "; ".join(shortages)))
