@@ -155,6 +155,8 @@ def parse_hostdev_fragments(text):
         if bdf in seen:
             raise DomainXMLError("the hostdev XML names %s twice; each VF can be given to a guest once" % bdf)
         seen.add(bdf)
+        # libvirt writes its default back; stating it keeps the comparison with the definition exact.
+        element.attrib.setdefault("managed", "no")
         wanted.append((element, bdf))
     return wanted
 
@@ -196,12 +198,18 @@ def remove_elements(root, elements):
 
 
 def _merge_hostdev(current, wanted):
-    """Make CURRENT say what WANTED says, keeping what libvirt added (guest address, alias)."""
+    """Make CURRENT say what WANTED says, keeping what libvirt added (guest address, alias).
+
+    The host address in <source> is the key both were matched by, so it is not rewritten
+    (the same address may be spelt 0x0 or 0x00).
+    """
     changed = dict(current.items()) != dict(wanted.items())
     if changed:
         current.attrib.clear()
         current.attrib.update(wanted.attrib)
     for child in wanted:
+        if child.tag == "source":
+            continue
         existing = current.find(child.tag)
         if existing is not None and canonical(ET.tostring(existing, encoding="unicode")) == canonical(
                 ET.tostring(child, encoding="unicode")):

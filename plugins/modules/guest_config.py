@@ -298,6 +298,9 @@ def run(params, check_mode, is_kae=None):
         before_text = dx.to_string(dx.parse_domain(before))
         changed = not dx.same_xml(before_text, after)
         result = dict(report, changed=changed, restarted=False, restart_required=False, warnings=[])
+        if changed and not domain.isPersistent():
+            result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
+                                      "defining it makes it persistent on %s" % (params["name"], params["uri"]))
         if changed and not check_mode:
             try:
                 domain = conn.defineXML(after)
@@ -305,7 +308,7 @@ def run(params, check_mode, is_kae=None):
                 raise _libvirt.LibvirtFailure("libvirt on %s refused the new definition of %s: %s"
                                               % (params["uri"], params["name"], _libvirt.error_text(exc))) from exc
             defined = inactive_xml(domain)
-            result["warnings"] = dropped_by_libvirt(defined, params, is_kae, capabilities)
+            result["warnings"].extend(dropped_by_libvirt(defined, params, is_kae, capabilities))
             after = dx.to_string(dx.parse_domain(defined))
         result["xml"] = after
         result["diff"] = {"before": before_text, "after": after}

@@ -213,3 +213,16 @@ def test_same_xml_ignores_formatting_only():
     assert dx.same_xml(one, '<domain   type="kvm">\n  <name>a</name>\n</domain>')
     assert not dx.same_xml(one, "<domain type='kvm'><name>b</name></domain>")
     assert ET.fromstring(dx.to_string(dx.parse_domain(DOMAIN))).find("name").text == "vm1"
+
+
+def test_hostdev_without_managed_or_with_short_address_spelling_converges():
+    root = dx.parse_domain(DOMAIN)
+    short = ("<hostdev mode='subsystem' type='pci'><driver name='vfio'/><source>"
+             "<address domain='0x0' bus='0x76' slot='0x0' function='0x1'/></source></hostdev>")
+    assert dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(short), is_kae)["added"] == ["0000:76:00.1"]
+    added = dict((bdf, elem) for elem, bdf in dx.pci_hostdevs(root))["0000:76:00.1"]
+    assert added.get("managed") == "no", "libvirt's default is stated, as libvirt writes it back"
+    # libvirt writes the address back in its own spelling: still the same device, nothing to change.
+    added.find("source/address").attrib.update({"domain": "0x0000", "slot": "0x00"})
+    summary = dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(short), is_kae)
+    assert summary["updated"] == [] and summary["added"] == []

@@ -248,3 +248,23 @@ def test_main_check_mode_diff_only_when_asked(run_module, sysfs_tree, default_do
 def test_main_requires_a_node_for_placement(fail_module):
     result = fail_module(guest_config, {"name": "test", "uri": "test:///default", "placement": "cputune"})
     assert "placement is cputune but all of the following are missing: numa_node" in result["msg"]
+
+
+def test_a_transient_guest_is_made_persistent_with_a_warning(default_domain):
+    xml = default_domain.lookupByName("test").XMLDesc(0).replace("<name>test</name>", "<name>transient</name>")
+    xml = _new_uuid(xml)
+    domain = default_domain.createXML(xml, 0)
+    try:
+        assert not domain.isPersistent()
+        result = run(params("test:///default", name="transient", hostdev_xml=hostdevs("31")))
+        assert result["changed"] is True and default_domain.lookupByName("transient").isPersistent()
+        assert any("domain transient was transient" in w for w in result["warnings"])
+    finally:
+        default_domain.lookupByName("transient").destroy()
+        default_domain.lookupByName("transient").undefine()
+
+
+def _new_uuid(xml):
+    root = ET.fromstring(xml)
+    root.find("uuid").text = "4d1c5e2a-3b6f-4c1e-9a7d-2f0b8e6c1a90"
+    return ET.tostring(root, encoding="unicode")
