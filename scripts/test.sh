@@ -83,10 +83,9 @@ stage_sanity() {
 }
 
 stage_lint() {
-    # ansible-lint runs ansible-playbook --syntax-check and friends: they must come from the venv.
     local -a color=()
     [ -t 1 ] || color=(--nocolor)  # plain text in CI logs
-    PATH="$VENV/bin:$PATH" "$VENV/bin/ansible-lint" "${color[@]}" --profile production "$@"
+    "$VENV/bin/ansible-lint" "${color[@]}" --profile production "$@"
 }
 
 stage_integration() {
@@ -107,7 +106,7 @@ stage_integration() {
 }
 
 run_all() {
-    local stage start rc failed=0
+    local stage start rc failed=0 begin=$SECONDS
     local -a results=()
     for stage in "${STAGES[@]}"; do
         log "===== $stage ====="
@@ -123,6 +122,7 @@ run_all() {
         read -r name code secs <<<"$stage"
         printf '%-12s %-8s %8s\n' "$name" "$([ "$code" -eq 0 ] && echo passed || echo "FAILED")" "$secs"
     done
+    printf '%-12s %-8s %8s\n' total "$([ "$failed" -eq 0 ] && echo passed || echo "FAILED")" "$((SECONDS - begin))"
     return "$failed"
 }
 
