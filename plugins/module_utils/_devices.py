@@ -40,6 +40,10 @@ class DeviceError(Exception):
     """Bad input or a host state the operation cannot proceed from; the message says what and how to fix it."""
 
 
+class LibvirtMissing(DeviceError):
+    """libvirt-python is needed for this operation and is not installed; the message says what it is needed for."""
+
+
 # ---------------------------------------------------------------- discovery
 
 def identify(vendor, device):
@@ -415,6 +419,8 @@ def check_count_change(pf, num_vfs, libvirt_uri):
         raise DeviceError("PF %s supports at most %d VFs (sriov_totalvfs), %d requested" % (pf["bdf"], pf["sriov_totalvfs"], num_vfs))
     if len(pf["vfs"]) == num_vfs or not pf["vfs"]:
         return
+    if not _libvirt.HAS_LIBVIRT:
+        raise LibvirtMissing("to change the VF count of PF %s (proving that no domain holds one of its VFs)" % pf["bdf"])
     owners, note = hostdev_owners(libvirt_uri)
     assigned = ["%s (domain %s)" % (vf, owners[vf]) for vf in pf["vfs"] if vf in owners]
     if assigned:

@@ -70,7 +70,7 @@ options:
     type: float
     default: 10
 requirements:
-  - libvirt-python (python3-libvirt) on the managed host, when a non-zero VF count changes.
+  - libvirt-python (python3-libvirt) on the managed host, when a non-zero VF count changes (the module fails without it then).
 seealso:
   - module: openeuler.kae.device_info
 """
@@ -128,9 +128,10 @@ diff:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _devices
+from ansible_collections.openeuler.kae.plugins.module_utils._libvirt import LIBRARY_NAME, LIBVIRT_IMPORT_ERROR
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
@@ -170,6 +171,8 @@ def main():
     )
     try:
         changed, before, after, pf, driver, warnings = ensure(Sysfs(module.params["sysfs_root"]), module.params, module.check_mode)
+    except _devices.LibvirtMissing as exc:
+        module.fail_json(msg=missing_required_lib(LIBRARY_NAME, reason=str(exc)), exception=LIBVIRT_IMPORT_ERROR)
     except (_devices.DeviceError, SysfsError) as exc:
         module.fail_json(msg=str(exc), pf=module.params["pf"])
     for warning in warnings:

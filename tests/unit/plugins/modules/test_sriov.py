@@ -179,6 +179,18 @@ def test_refuses_count_change_when_libvirt_cannot_be_asked(fail_module, run_modu
     assert run_module(sriov, args(kae_host(vfs=0), unreachable_uri))["changed"] is True
 
 
+def test_count_change_without_libvirt_python(fail_module, run_module, kae_host, empty_uri, monkeypatch):
+    root = kae_host(vfs=4, vf_driver="hisi_zip")
+    monkeypatch.setattr(_devices._libvirt, "HAS_LIBVIRT", False)
+    result = fail_module(sriov, args(root, empty_uri, num_vfs=2))
+    assert result["msg"].startswith("Failed to import the required Python library (libvirt-python (python3-libvirt))")
+    assert "This is required to change the VF count of PF 0000:75:00.0 (proving that no domain holds one of its VFs)." in result["msg"]
+    assert state(root)["num_vfs"] == 4
+    # Binding alone needs no libvirt.
+    assert run_module(sriov, args(root, empty_uri))["changed"] is True
+    assert set(state(root)["vfs"].values()) == {"hisi_acc_vfio_pci"}
+
+
 # ---------------------------------------------------------------- the kernel does not follow
 
 def test_kernel_refusing_the_count_times_out(fail_module, kae_host, empty_uri, monkeypatch):
