@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: openEuler KAE collection contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Local two-host KAE migration lab: ``kaelab.py up|status|down`` (run as root).
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAB_DIR = Path(__file__).resolve().parent
+SIMSYSFS = LAB_DIR / "simsysfs.py"
 STATE = Path("/var/lib/kae-lab")
 SSH_DIR = STATE / "ssh"
 LAB_KEY = SSH_DIR / "id_ed25519"
@@ -82,6 +82,7 @@ class Host:
 
 
 HOSTS = (Host("kae-lab-a", "10.77.231.11", "kaelab-a"), Host("kae-lab-b", "10.77.231.12", "kaelab-b"))
+HOSTS_BY_NAME = {h.name: h for h in HOSTS}
 GUEST_HOME = HOSTS[0]
 DAEMONS = ("virtlogd", "libvirtd", "sshd")
 
@@ -99,8 +100,8 @@ def run(argv, check=True, env=None, timeout=120, cwd="/") -> subprocess.Complete
     proc = subprocess.run([str(a) for a in argv], env=env or CLEAN_ENV, cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, check=False)
     if check and proc.returncode != 0:
-        raise LabError("command failed (rc=%d): %s\n%s" % (proc.returncode, " ".join(map(str, argv)),
-                                                          (proc.stderr or proc.stdout).strip()))
+        detail = (proc.stderr or proc.stdout).strip()
+        raise LabError("command failed (rc=%d): %s\n%s" % (proc.returncode, " ".join(map(str, argv)), detail))
     return proc
 
 
@@ -185,19 +186,32 @@ def chrony_pids():
     return [pid for pid in _pids() if conf in _cmdline(pid) and _alive(pid)]
 
 
-def ns_init(name: str) -> None:
-    """PID 1 of a lab host: reap orphans; exit on TERM/INT/HUP, which ends the whole host."""
+def ns_init(name: str, player_root=None) -> None:
+    """PID 1 of a lab host: reap orphans, keep the sysfs kernel player running; exit on TERM/INT/HUP,
+    which ends the whole host."""
     def stop(signum, frame):
         raise SystemExit(0)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop)
     socket.sethostname(name)
+    player = start_player(player_root) if player_root else None
     while True:
         try:
-            os.waitpid(-1, 0)
+            pid, _status = os.waitpid(-1, 0)
         except ChildProcessError:
             time.sleep(0.5)
+            continue
+        if player is not None and pid == player:
+            time.sleep(1)
+            player = start_player(player_root)
+
+
+def start_player(root: str) -> int:
+    """The simulated kernel of the host's KAE sysfs tree (lab/simsysfs.py play): applies sriov_numvfs and
+    bind/unbind writes as the kernel would."""
+    return subprocess.Popen([sys.executable, str(SIMSYSFS), "play", root],  # pylint: disable=consider-using-with
+                            stdin=subprocess.DEVNULL, cwd="/").pid
 
 
 # ---------------------------------------------------------------------------
@@ -294,7 +308,8 @@ hostname kae-guest
 dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
 # The two load loops run at a lower priority so that the heartbeat keeps its cadence.
 # Keeps rewriting 32 MiB of guest RAM (tmpfs pages) so that migration always has dirty pages.
-sh -c 'renice -n 10 $$ >/dev/null; i=0; while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
+sh -c 'renice -n 10 $$ >/dev/null; i=0
+  while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
 # Stand-in for kaezip_perf: deflate in a loop.
 sh -c 'renice -n 10 $$ >/dev/null; while :; do gzip -c /tmp/seed > /dev/null; done' &
 n=0
@@ -462,14 +477,10 @@ def prepare_host_dir(host: Host) -> None:
 
 
 def build_sysfs(host: Host) -> None:
-    """Simulated KAE sysfs tree of the host (lab/simsysfs.py, written by the device side)."""
+    """Simulated Kunpeng 920 KAE sysfs tree of the host (lab/simsysfs.py): ZIP, SEC, HPRE PFs with VFs."""
     sys.path.insert(0, str(LAB_DIR))
     try:
         import simsysfs  # pylint: disable=import-outside-toplevel
-    except ImportError:
-        # CALL SITE: lab/simsysfs.py (build(root, layout=...)) does not exist yet; leave an empty tree.
-        host.sysfs.mkdir(parents=True, exist_ok=True)
-        return
     finally:
         sys.path.pop(0)
     simsysfs.build(str(host.sysfs))
@@ -477,10 +488,11 @@ def build_sysfs(host: Host) -> None:
 
 def spawn_host(host: Host) -> int:
     """Start the host's namespaces; return the PID of its init as seen from the controller."""
+    init = [sys.executable, str(Path(__file__).resolve()), "init", INIT_MARK, "--player", str(host.sysfs), host.name]
     logf = open(host.dir / "init.log", "ab")  # pylint: disable=consider-using-with
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts", "--net",
-         "--propagation", "private", sys.executable, str(Path(__file__).resolve()), "init", INIT_MARK, host.name],
+         "--propagation", "private"] + init,
         stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT, env=CLEAN_ENV, cwd="/",
         start_new_session=True)
     logf.close()
@@ -488,8 +500,8 @@ def spawn_host(host: Host) -> int:
 
     def child():
         if proc.poll() is not None:
-            raise LabError("namespace init of %s exited with %s; see %s" % (host.name, proc.returncode,
-                                                                         host.dir / "init.log"))
+            raise LabError("namespace init of %s exited with %s; see %s"
+                           % (host.name, proc.returncode, host.dir / "init.log"))
         try:
             with open(children) as f:
                 pids = f.read().split()
@@ -524,20 +536,21 @@ def network_host(host: Host, pid: int) -> None:
     run(net + ["link", "set", "eth0", "up"])
 
 
-def start_daemons(host: Host, pid: int) -> None:
-    """virtlogd, libvirtd and sshd, each started only if not already running in the host."""
+def start_daemons(host: Host, pid: int) -> list:
+    """virtlogd, libvirtd and sshd, each started only if not already running in the host; returns those started."""
     running = host_processes(pid)
     commands = {
         "virtlogd": ["/usr/sbin/virtlogd", "-d"],
         "libvirtd": ["/usr/sbin/libvirtd", "-d"],
         "sshd": ["/usr/sbin/sshd", "-f", host.dir / "sshd_config"],
     }
-    for name in DAEMONS:
-        if name not in running:
-            in_host(pid, commands[name])
+    started = [name for name in DAEMONS if name not in running]
+    for name in started:
+        in_host(pid, commands[name])
     sock = "/proc/%d/root/run/libvirt/libvirt-sock" % pid
     wait_for("libvirtd of " + host.name, lambda: os.path.exists(sock), 30)
     wait_for("sshd of " + host.name, lambda: _port_open(host.addr, 22), 30)
+    return started
 
 
 def _port_open(addr: str, port: int) -> bool:
@@ -602,6 +615,7 @@ def host_health(host: Host) -> dict:
         return info
     procs = host_processes(pid)
     info["daemons"] = {name: procs.get(name, []) for name in DAEMONS}
+    info["player"] = [p for pids in procs.values() for p in pids if "play" in _cmdline(p) and str(SIMSYSFS) in _cmdline(p)]
     info["namespaces"] = {kind: _ns_inode(pid, kind) for kind in ("pid", "mnt", "uts", "net")}
     addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
     info["addr_ok"] = (host.addr + "/") in addr.stdout
@@ -655,6 +669,10 @@ def cmd_up(_args) -> int:
         else:
             log("lab is already up; nothing changed")
         return 0
+    if health["bridge"] and all(h["init"] and h.get("addr_ok") for h in health["hosts"]):
+        repair(health)
+        log("lab repaired in %.1f s" % (time.monotonic() - t0))
+        return 0
     if health["anything"]:
         log("lab is partly up; tearing the rest down first")
         teardown()
@@ -674,6 +692,19 @@ def cmd_up(_args) -> int:
     ensure_guest(lab_health())
     log("lab up in %.1f s; %s running on %s" % (time.monotonic() - t0, GUEST, GUEST_HOME.name))
     return 0
+
+
+def repair(health: dict) -> None:
+    """Namespaces and links are intact: restart only what died (daemons, NTP server, guest)."""
+    if not health["chrony"]:
+        chrony_up()
+        log("restarted the NTP server")
+    for host, info in zip(HOSTS, health["hosts"]):
+        started = start_daemons(host, info["init"])
+        if started:
+            log("%s: restarted %s" % (host.name, ", ".join(started)))
+    if ensure_guest(lab_health()):
+        log("started %s on %s" % (GUEST, GUEST_HOME.name))
 
 
 def teardown() -> None:
@@ -734,8 +765,10 @@ def cmd_status(_args) -> int:
             continue
         print("%s (%s): %s, init pid %d" % (h["name"], h["addr"], "up" if h["ok"] else "DEGRADED", h["init"]))
         print("  namespaces: " + " ".join("%s:[%s]" % kv for kv in h["namespaces"].items()))
-        print("  daemons: " + " ".join("%s=%s" % (n, ",".join(map(str, p)) or "missing")
-                                      for n, p in h["daemons"].items()))
+        daemons = ("%s=%s" % (n, ",".join(map(str, p)) or "missing") for n, p in h["daemons"].items())
+        print("  daemons: " + " ".join(daemons))
+        print("  simulated KAE sysfs: %s (kernel player: %s)" % (HOSTS_BY_NAME[h["name"]].sysfs, ",".join(
+            map(str, h["player"])) or "not running"))
         print("  address eth0: %s" % ("%s/%d" % (h["addr"], PREFIX_LEN) if h["addr_ok"] else "missing"))
         print("  guest %s: %s" % (GUEST, h["guest"]))
     running = [h["name"] for h in health["hosts"] if h["guest"] == "running"]
@@ -760,10 +793,11 @@ def main(argv=None) -> int:
     sub.add_parser("down", help="tear the lab down (idempotent)").set_defaults(func=locked(cmd_down))
     init = sub.add_parser("init")  # internal: PID 1 of a lab host
     init.add_argument("mark", choices=[INIT_MARK])
+    init.add_argument("--player", metavar="SYSFS_ROOT", help="keep the simulated kernel running on this tree")
     init.add_argument("host")
     args = parser.parse_args(argv)
     if args.command == "init":
-        ns_init(args.host)
+        ns_init(args.host, args.player)
         return 0
     if os.geteuid() != 0:
         parser.error("run as root: the lab creates namespaces, links and daemons")
