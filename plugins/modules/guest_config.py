@@ -99,6 +99,12 @@ options:
     description: Seconds to wait for a graceful shutdown before powering the guest off. V(0) powers it off at once.
     type: int
     default: 60
+  skip_missing:
+    description:
+      - When the domain is not defined on O(uri), report RV(defined=false) and change nothing instead of failing
+        (for plays that run on every hypervisor of a pair while the guest is defined on one).
+    type: bool
+    default: false
 seealso:
   - module: openeuler.kae.device_info
   - module: openeuler.kae.hostdev_remap
@@ -138,6 +144,11 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+defined:
+  description: Whether the domain is defined on O(uri) (V(false) only with O(skip_missing=true)).
+  returned: always
+  type: bool
+  sample: true
 restart_required:
   description: The guest is running with an older configuration; the change takes effect at its next start.
   returned: always
@@ -150,29 +161,29 @@ restarted:
   sample: false
 hostdevs:
   description: Host PCI addresses of the KAE hostdevs added, removed and updated (attributes changed).
-  returned: always
+  returned: when the domain is defined on O(uri)
   type: dict
   sample: {"added": ["0000:31:00.1"], "removed": [], "updated": []}
 trace:
   description: C(--trace) patterns added and removed, and the patterns the definition holds afterwards.
-  returned: always
+  returned: when the domain is defined on O(uri)
   type: dict
   sample: {"added": ["all_vcpus*"], "removed": [], "patterns": ["all_vcpus*"]}
 placement:
   description: Placement elements changed (C(numatune), C(vcpu), C(cputune)).
-  returned: always
+  returned: when the domain is defined on O(uri)
   type: list
   elements: str
   sample: ["numatune"]
 removed_foreign_passthrough:
   description: Passthrough devices removed because they are not KAE VFs (O(remove_foreign_passthrough=true)).
-  returned: always
+  returned: when the domain is defined on O(uri)
   type: list
   elements: str
   sample: ["<hostdev mode='subsystem' type='pci'> (host PCI 0000:41:00.0)"]
 xml:
   description: The inactive domain XML after the change (in check mode, the prediction), as ElementTree writes it.
-  returned: always
+  returned: when the domain is defined on O(uri)
   type: str
 msg:
   description: What was done, and whether the guest must restart.
@@ -286,6 +297,9 @@ def run(params, check_mode, is_kae=None):
     try:
         domain = _libvirt.lookup_domain(conn, params["name"])
         if domain is None:
+            if params["skip_missing"]:
+                return {"changed": False, "defined": False, "restarted": False, "restart_required": False, "warnings": [],
+                        "msg": "%s: not defined on %s; skipped (skip_missing)" % (params["name"], params["uri"])}
             raise GuestConfigError("domain %s is not defined on %s; define it first (this module edits an existing definition)"
                                    % (params["name"], params["uri"]))
 
@@ -297,7 +311,7 @@ def run(params, check_mode, is_kae=None):
         after = dx.to_string(root)
         before_text = dx.to_string(dx.parse_domain(before))
         changed = not dx.same_xml(before_text, after)
-        result = dict(report, changed=changed, restarted=False, restart_required=False, warnings=[])
+        result = dict(report, changed=changed, defined=True, restarted=False, restart_required=False, warnings=[])
         if changed and not domain.isPersistent():
             result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
                                       "defining it makes it persistent on %s" % (params["name"], params["uri"]))
@@ -349,6 +363,7 @@ def main():
             remove_foreign_passthrough=dict(type="bool", default=False),
             restart=dict(type="bool", default=False),
             restart_timeout_s=dict(type="int", default=60),
+            skip_missing=dict(type="bool", default=False),
         ),
         required_if=[("placement", "numatune", ("numa_node",)), ("placement", "vcpu", ("numa_node",)),
                      ("placement", "cputune", ("numa_node",))],
@@ -368,7 +383,7 @@ def main():
     for warning in result.pop("warnings"):
         module.warn(warning)
     if not module._diff:
-        result.pop("diff")
+        result.pop("diff", None)
     module.exit_json(**result)
 
 

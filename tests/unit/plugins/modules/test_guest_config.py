@@ -50,7 +50,8 @@ def node(tmp_path):
 
 def params(uri, **overrides):
     base = dict(name="vm1", uri=uri, hostdev_xml=None, sysfs_root="/sys", trace_profile=None, placement="none",
-                numa_node=None, remove_foreign_passthrough=False, restart=False, restart_timeout_s=0)
+                numa_node=None, remove_foreign_passthrough=False, restart=False, restart_timeout_s=0,
+                skip_missing=False)
     base.update(overrides)
     return base
 
@@ -268,3 +269,8 @@ def _new_uuid(xml):
     root = ET.fromstring(xml)
     root.find("uuid").text = "4d1c5e2a-3b6f-4c1e-9a7d-2f0b8e6c1a90"
     return ET.tostring(root, encoding="unicode")
+
+
+def test_skip_missing_reports_an_absent_domain_without_failing(node):
+    result = run(params(node(), name="elsewhere", skip_missing=True, trace_profile="both"))
+    assert result["changed"] is False and result["defined"] is False and "skipped (skip_missing)" in result["msg"]
