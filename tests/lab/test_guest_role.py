@@ -181,3 +181,22 @@ def test_remap_between_the_lab_hosts_simulated_vfs(lab, ansible_adhoc):
     refused = remap(no_sec)
     assert refused.get("failed") is True
     assert "the destination cannot host guest remap-probe" in refused["msg"] and "lacks sec (0 free of 1 wanted)" in refused["msg"]
+
+
+def test_restart_puts_the_trace_arguments_on_the_running_qemu(probe, ansible_adhoc, ansible_playbook, tmp_path, lab):
+    started = ansible_adhoc(HOST, "ansible.builtin.command", "virsh start %s" % PROBE)
+    assert started.returncode == 0, started.stdout + started.stderr
+    try:
+        done = ansible_playbook(role_playbook(tmp_path), "-e", '{"guest_restart": true, "guest_restart_timeout_s": 0}')
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "definition updated and guest restarted" in done.stdout
+        # The domain's log holds each QEMU start (its command line) and what that QEMU traced: the QEMU started
+        # before the role traced runstate_set only; the one the role restarted also prints vm_state_notify.
+        log = lab.host_path(HOST, "/var/log/libvirt/qemu/%s.log" % PROBE).read_text()
+        starts = log.split("qemu-system-x86_64 \\\n")
+        event = re.compile(r"^\d+@\d+\.\d{6}:vm_state_notify ", re.M)
+        assert len(starts) >= 3 and not event.search(starts[-2]) and event.search(starts[-1]), starts[-2:]
+        state = ansible_adhoc(HOST, "ansible.builtin.command", "virsh domstate %s" % PROBE)
+        assert "running" in state.stdout
+    finally:
+        ansible_adhoc(HOST, "ansible.builtin.command", "virsh destroy %s" % PROBE)
