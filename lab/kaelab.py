@@ -91,8 +91,11 @@ class LabError(Exception):
     """A step of the lab failed; the message says which and why."""
 
 
+STARTED = time.monotonic()
+
+
 def log(msg: str) -> None:
-    print("kaelab: " + msg, flush=True)
+    print("kaelab: [%5.1f s] %s" % (time.monotonic() - STARTED, msg), flush=True)
 
 
 def run(argv, check=True, env=None, timeout=120, cwd="/") -> subprocess.CompletedProcess:
@@ -142,6 +145,14 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def _ppid(pid: int):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _ns_inode(pid: int, kind: str):
@@ -537,7 +548,8 @@ def network_host(host: Host, pid: int) -> None:
 
 
 def start_daemons(host: Host, pid: int) -> list:
-    """virtlogd, libvirtd and sshd, each started only if not already running in the host; returns those started."""
+    """virtlogd, libvirtd and sshd, each started only if not already running in the host; returns those started.
+    Does not wait for them (wait_daemons), so that both hosts' libvirtd start up side by side."""
     running = host_processes(pid)
     commands = {
         "virtlogd": ["/usr/sbin/virtlogd", "-d"],
@@ -547,10 +559,13 @@ def start_daemons(host: Host, pid: int) -> list:
     started = [name for name in DAEMONS if name not in running]
     for name in started:
         in_host(pid, commands[name])
+    return started
+
+
+def wait_daemons(host: Host, pid: int) -> None:
     sock = "/proc/%d/root/run/libvirt/libvirt-sock" % pid
     wait_for("libvirtd of " + host.name, lambda: os.path.exists(sock), 30)
     wait_for("sshd of " + host.name, lambda: _port_open(host.addr, 22), 30)
-    return started
 
 
 def _port_open(addr: str, port: int) -> bool:
@@ -600,6 +615,9 @@ def chrony_up() -> None:
     CHRONY_DIR.mkdir(parents=True, exist_ok=True)
     CHRONY_DIR.chmod(0o750)
     conf = CHRONY_DIR / "chrony.conf"
+    # A killed chronyd may linger as a zombie until its new parent reaps it; its PID in the pid file
+    # would make the new chronyd refuse to start.
+    (CHRONY_DIR / "chronyd.pid").unlink(missing_ok=True)
     conf.write_text(CHRONY_CONF.format(addr=CONTROLLER_ADDR, net="10.77.231.0/%d" % PREFIX_LEN, dir=CHRONY_DIR))
     run(["chronyd", "-x", "-u", "root", "-f", conf])
     wait_for("chronyd", chrony_pids, 10)
@@ -614,7 +632,8 @@ def host_health(host: Host) -> dict:
     if pid is None:
         return info
     procs = host_processes(pid)
-    info["daemons"] = {name: procs.get(name, []) for name in DAEMONS}
+    # Daemons are the init's children; their per-connection children (sshd sessions) are not daemons.
+    info["daemons"] = {name: [p for p in procs.get(name, []) if _ppid(p) == pid] for name in DAEMONS}
     info["player"] = [p for pids in procs.values() for p in pids if "play" in _cmdline(p) and str(SIMSYSFS) in _cmdline(p)]
     info["namespaces"] = {kind: _ns_inode(pid, kind) for kind in ("pid", "mnt", "uts", "net")}
     addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
@@ -652,6 +671,7 @@ def ensure_guest(health: dict) -> bool:
     if guest_state(pid) == "absent":
         virsh(pid, "define", xml)
     virsh(pid, "start", GUEST)
+    log("started %s on %s; waiting for its first heartbeat" % (GUEST, GUEST_HOME.name))
     serial = GUEST_HOME.dir / "log-libvirt" / "qemu" / os.path.basename(SERIAL_LOG)
     wait_for("the first heartbeat of %s in %s" % (GUEST, serial),
              lambda: serial.exists() and b"kae-heartbeat" in serial.read_bytes(), 60, 0.2)
@@ -682,13 +702,17 @@ def cmd_up(_args) -> int:
     (STATE / "etc-hosts").write_text(etc_hosts_text())
     bridge_up()
     chrony_up()
+    log("keys, guest images, bridge %s and NTP server ready" % BRIDGE)
+    pids = {}
     for host in HOSTS:
         prepare_host_dir(host)
-        pid = spawn_host(host)
-        mount_host(host, pid)
-        network_host(host, pid)
-        start_daemons(host, pid)
-        log("%s up: init pid %d, %s" % (host.name, pid, host.addr))
+        pids[host] = spawn_host(host)
+        mount_host(host, pids[host])
+        network_host(host, pids[host])
+        start_daemons(host, pids[host])
+    for host in HOSTS:
+        wait_daemons(host, pids[host])
+        log("%s up: init pid %d, %s" % (host.name, pids[host], host.addr))
     ensure_guest(lab_health())
     log("lab up in %.1f s; %s running on %s" % (time.monotonic() - t0, GUEST, GUEST_HOME.name))
     return 0
@@ -701,6 +725,7 @@ def repair(health: dict) -> None:
         log("restarted the NTP server")
     for host, info in zip(HOSTS, health["hosts"]):
         started = start_daemons(host, info["init"])
+        wait_daemons(host, info["init"])
         if started:
             log("%s: restarted %s" % (host.name, ", ".join(started)))
     if ensure_guest(lab_health()):
