@@ -52,6 +52,9 @@ QEMU_LOG = "/var/log/libvirt/qemu/%s.log" % GUEST
 MIGRATION_PORTS = (49152, 49215)
 TRACE_PATTERNS = ("all_vcpus*", "vm_state_notify", "runstate_set")
 INIT_MARK = "kaelab-init"
+# Host inits and players run on the system interpreter: a virtual environment rebuilt while the lab is up must not
+# take the hosts down with it.
+INIT_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 UUID_NAMESPACE = uuid.UUID("5b0c1f4e-7a4e-4f0e-9d55-6b61652d6c61")
 
@@ -214,15 +217,19 @@ def ns_init(name: str, player_root=None) -> None:
             time.sleep(0.5)
             continue
         if player is not None and pid == player:
-            time.sleep(1)
+            time.sleep(1)  # a player that keeps failing must not spin
             player = start_player(player_root)
 
 
-def start_player(root: str) -> int:
+def start_player(root: str):
     """The simulated kernel of the host's KAE sysfs tree (lab/simsysfs.py play): applies sriov_numvfs and
     bind/unbind writes as the kernel would."""
-    return subprocess.Popen([sys.executable, str(SIMSYSFS), "play", root],  # pylint: disable=consider-using-with
-                            stdin=subprocess.DEVNULL, cwd="/").pid
+    try:
+        return subprocess.Popen([sys.executable, str(SIMSYSFS), "play", root],  # pylint: disable=consider-using-with
+                                stdin=subprocess.DEVNULL, cwd="/").pid
+    except OSError as exc:  # the checkout moved away: the host lives on without a player
+        print("kaelab init: cannot start the sysfs player: %s" % exc, flush=True)
+        return None
 
 
 # ---------------------------------------------------------------------------
@@ -454,19 +461,19 @@ BIND_DIRS = (
     ("lib-libvirt", "/var/lib/libvirt"),
     ("log-libvirt", "/var/log/libvirt"),
     ("cache-libvirt", "/var/cache/libvirt"),
-    ("root-ssh", "/root/.ssh"),
+    # Root's own home (with .ssh): the machine's dotfiles (shell start-up, tool caches) stay out of the hosts.
+    ("root-home", "/root"),
 )
 
 
 def prepare_host_dir(host: Host) -> None:
-    """Fresh per-host state: libvirt config and state copies, ssh client files, sshd config."""
+    """Fresh per-host state: libvirt config and state copies, root's home with its ssh files, sshd config."""
     if host.dir.exists():
         shutil.rmtree(host.dir)
     host.dir.mkdir(parents=True)
     for sub, target in BIND_DIRS:
-        if sub == "root-ssh":
-            continue
-        shutil.copytree(target, host.dir / sub, symlinks=True)
+        if sub != "root-home":
+            shutil.copytree(target, host.dir / sub, symlinks=True)
     etc = host.dir / "etc-libvirt"
     for autostart in (etc / "qemu" / "networks" / "autostart").glob("*"):
         autostart.unlink()  # no default network (dnsmasq) inside lab hosts
@@ -474,7 +481,10 @@ def prepare_host_dir(host: Host) -> None:
     (etc / "qemu.conf").write_text(QEMU_CONF)
     for stale in (host.dir / "log-libvirt" / "qemu").glob("*"):
         stale.unlink()
-    ssh = host.dir / "root-ssh"
+    home = host.dir / "root-home"
+    shutil.copytree("/etc/skel", home, symlinks=True)
+    home.chmod(0o700)
+    ssh = home / ".ssh"
     ssh.mkdir(mode=0o700)
     shutil.copyfile(LAB_KEY, ssh / "id_ed25519")
     (ssh / "id_ed25519").chmod(0o600)
@@ -499,7 +509,7 @@ def build_sysfs(host: Host) -> None:
 
 def spawn_host(host: Host) -> int:
     """Start the host's namespaces; return the PID of its init as seen from the controller."""
-    init = [sys.executable, str(Path(__file__).resolve()), "init", INIT_MARK, "--player", str(host.sysfs), host.name]
+    init = [INIT_PYTHON, str(Path(__file__).resolve()), "init", INIT_MARK, "--player", str(host.sysfs), host.name]
     logf = open(host.dir / "init.log", "ab")  # pylint: disable=consider-using-with
     proc = subprocess.Popen(  # pylint: disable=consider-using-with
         ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount", "--uts", "--net",

@@ -3,10 +3,11 @@
 """Fixtures for tests against the local two-host lab (lab/kaelab.py).
 
 ``lab`` (session) brings the lab up and, only if it was not up before the session,
-tears it down at the end. ``ansible_playbook`` / ``ansible_adhoc`` run the venv's
+tears it down at the end; ``conns`` (module) holds libvirt connections to both hosts. ``ansible_playbook`` / ``ansible_adhoc`` run the venv's
 Ansible from the repository root against the lab inventory and return the result.
-Tests marked ``lab_teardown`` take the lab down themselves; they run last and leave
-the lab up again.
+Tests marked ``lab_teardown`` (fixture ``lab_alone``) take the lab down themselves; they
+run last, leave the lab up again, and are skipped while another test session holds a lease
+on the lab (a developer machine shared by several sessions; CI runs one).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import libvirt
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,6 +90,11 @@ class Lab:
         return ("qemu+libssh2://root@{addr}/system?keyfile={key}&known_hosts={kh}&known_hosts_verify=normal"
                 "&sshauth=privkey".format(addr=self.hosts[host], key=self.kaelab.LAB_KEY, kh=self.kaelab.KNOWN_HOSTS))
 
+    def running_on(self, conns: dict) -> list:
+        """Sorted names of the lab hosts where the guest is active (conns: the ``conns`` fixture)."""
+        return sorted(name for name, conn in conns.items()
+                      if any(dom.name() == self.guest and dom.isActive() for dom in conn.listAllDomains()))
+
     def host_path(self, host: str, path: str) -> Path:
         """Where a file a lab host sees at PATH under /var/log/libvirt lives on the controller."""
         rel = Path(path).relative_to("/var/log/libvirt")
@@ -124,6 +131,31 @@ def pytest_terminal_summary(terminalreporter):
             terminalreporter.write_line("%s: %s" % (label, value))
 
 
+LEASES = KAELAB.STATE / "test-leases"
+
+
+def _take_lease() -> Path:
+    """Mark this test session as a user of the lab (one file per session, named by PID)."""
+    LEASES.mkdir(parents=True, exist_ok=True)
+    lease = LEASES / str(os.getpid())
+    lease.write_text("")
+    return lease
+
+
+def other_sessions() -> list:
+    """PIDs of other live test sessions using the lab (stale leases of dead sessions are removed)."""
+    others = []
+    for lease in LEASES.glob("*"):
+        pid = int(lease.name) if lease.name.isdigit() else None
+        if pid == os.getpid():
+            continue
+        if pid and os.path.exists("/proc/%d" % pid):
+            others.append(pid)
+        else:
+            lease.unlink(missing_ok=True)
+    return others
+
+
 @pytest.fixture(scope="session")
 def lab(figures):
     if os.geteuid() != 0:
@@ -131,12 +163,33 @@ def lab(figures):
     was_up = run_lab("status").returncode == 0
     up = run_lab("up")
     assert up.returncode == 0, "lab up failed:\n%s%s" % (up.stdout, up.stderr)
+    lease = _take_lease()
     figures.append(("lab up (session start)", up.stdout.strip().splitlines()[-1]))
     yield Lab(kaelab=KAELAB, was_up=was_up, hosts={h.name: h.addr for h in KAELAB.HOSTS}, guest=KAELAB.GUEST,
               ntp_server=KAELAB.CONTROLLER_ADDR)
-    if not was_up:
+    lease.unlink(missing_ok=True)
+    # Another session that started while the lab was up relies on it: leave the lab to the last one out.
+    if not was_up and not other_sessions():
         down = run_lab("down")
         assert down.returncode == 0, "lab down failed:\n%s%s" % (down.stdout, down.stderr)
+
+
+@pytest.fixture
+def lab_alone(lab):
+    """The lab, for a test that takes it down: skipped while another test session uses the lab."""
+    others = other_sessions()
+    if others:
+        pytest.skip("other test sessions use the lab (PIDs %s); a teardown test would break them" % others)
+    return lab
+
+
+@pytest.fixture(scope="module")
+def conns(lab):
+    """libvirt-python connections from the controller to every lab host, by host name."""
+    opened = {name: libvirt.open(lab.libvirt_uri(name)) for name in lab.hosts}
+    yield opened
+    for conn in opened.values():
+        conn.close()
 
 
 @pytest.fixture

@@ -34,24 +34,10 @@ def wait_until(what, predicate, timeout=30.0):
         time.sleep(0.1)
 
 
-def running_on(conns, guest):
-    """Names of the lab hosts where the guest is active."""
-    return sorted(name for name, conn in conns.items()
-                  if any(dom.name() == guest and dom.isActive() for dom in conn.listAllDomains()))
-
-
 def host_snapshot(kaelab):
     """Init and daemon PIDs of each host: what a no-op `up` must leave untouched."""
     health = kaelab.lab_health()
     return {h["name"]: (h["init"], h["daemons"], h["guest"]) for h in health["hosts"]}, health["chrony"]
-
-
-@pytest.fixture(scope="module")
-def conns(lab):
-    opened = {name: libvirt.open(lab.libvirt_uri(name)) for name in lab.hosts}
-    yield opened
-    for conn in opened.values():
-        conn.close()
 
 
 def test_second_up_changes_nothing(lab):
@@ -134,7 +120,7 @@ def migrate(conns, guest, src, dst):
 
 
 def test_round_trip_keeps_the_guest_alive(lab, conns, figures):
-    src = running_on(conns, lab.guest)
+    src = lab.running_on(conns)
     assert len(src) == 1, "guest should run on exactly one host, runs on %s" % src
     home = src[0]
     away = [name for name in lab.hosts if name != home][0]
@@ -144,7 +130,7 @@ def test_round_trip_keeps_the_guest_alive(lab, conns, figures):
         leg_start = time.monotonic()
         migrate(conns, lab.guest, src, dst)
         figures.append(("migration %s -> %s (s)" % (src, dst), round(time.monotonic() - leg_start, 2)))
-        assert running_on(conns, lab.guest) == [dst]
+        assert lab.running_on(conns) == [dst]
         seq, uptime = last_heartbeat(lab.serial_log(src))
         # The destination's serial log carries on from where the source stopped: same boot, later beats.
         wait_until("heartbeats after seq %d on %s" % (seq, dst),
@@ -153,7 +139,7 @@ def test_round_trip_keeps_the_guest_alive(lab, conns, figures):
         assert "vm_state_notify running 0 reason 7 (finish-migrate)" in lab.qemu_log(src).read_text()
         assert "vm_state_notify running 1 reason 9 (running)" in lab.qemu_log(dst).read_text()
     figures.append(("round trip (s)", round(time.monotonic() - trip_start, 2)))
-    assert running_on(conns, lab.guest) == [home]
+    assert lab.running_on(conns) == [home]
 
 
 def lab_daemons_anywhere():
@@ -193,28 +179,28 @@ def lab_up(lab, figures, label):
 
 
 @pytest.mark.lab_teardown
-def test_down_twice_leaves_nothing_and_up_restores(lab, figures):
+def test_down_twice_leaves_nothing_and_up_restores(lab_alone, figures):
     cgroups_before = set(cgroups_named(("machine", "qemu", "kae")))
     start = time.monotonic()
-    first = lab.cli("down")
+    first = lab_alone.cli("down")
     figures.append(("lab down (s)", round(time.monotonic() - start, 2)))
     assert first.returncode == 0, first.stdout + first.stderr
     assert "lab down in" in first.stdout
-    assert_nothing_left(lab.kaelab)
+    assert_nothing_left(lab_alone.kaelab)
     assert set(cgroups_named(("machine", "qemu", "kae"))) <= cgroups_before
-    second = lab.cli("down")
+    second = lab_alone.cli("down")
     assert second.returncode == 0 and "already down" in second.stdout
-    assert lab.cli("status").returncode != 0
-    lab_up(lab, figures, "lab up from down, images cached (s)")
-    assert lab.cli("status").returncode == 0
+    assert lab_alone.cli("status").returncode != 0
+    lab_up(lab_alone, figures, "lab up from down, images cached (s)")
+    assert lab_alone.cli("status").returncode == 0
 
 
 @pytest.mark.lab_teardown
-def test_down_after_killed_up(lab, figures):
-    assert lab.cli("down").returncode == 0
-    kaelab = lab.kaelab
+def test_down_after_killed_up(lab_alone, figures):
+    assert lab_alone.cli("down").returncode == 0
+    kaelab = lab_alone.kaelab
     second_host = kaelab.HOSTS[1]
-    proc = subprocess.Popen([sys.executable, str(lab.cli_path), "up"],  # pylint: disable=consider-using-with
+    proc = subprocess.Popen([sys.executable, str(lab_alone.cli_path), "up"],  # pylint: disable=consider-using-with
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         # Kill it mid-way: the first host is complete, the second one is being built.
@@ -223,7 +209,7 @@ def test_down_after_killed_up(lab, figures):
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
     assert kaelab.lab_health()["anything"]
-    down = lab.cli("down")
+    down = lab_alone.cli("down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert_nothing_left(kaelab)
-    lab_up(lab, figures, "lab up after killed up and down (s)")
+    lab_up(lab_alone, figures, "lab up after killed up and down (s)")
