@@ -324,8 +324,8 @@ mount -t tmpfs -o size=64m tmpfs /tmp
 echo "4 4 1 7" > /proc/sys/kernel/printk
 hostname kae-guest
 dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
-# The two load loops run at a lower priority so that the heartbeat keeps its cadence.
-# Keeps rewriting 32 MiB of guest RAM (tmpfs pages) so that migration always has dirty pages.
+# Both load loops run at nice 10 so that the heartbeat keeps its cadence.
+# Memory dirtier: keeps rewriting 32 MiB of guest RAM (tmpfs pages), so migration always has dirty pages.
 sh -c 'renice -n 10 $$ >/dev/null; i=0
   while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
 # Stand-in for kaezip_perf: deflate in a loop.
@@ -840,6 +840,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except (LabError, subprocess.TimeoutExpired) as exc:
         log("error: %s" % exc)
+        if args.command == "up":
+            log("the lab may be partly up: `kaelab.py up` tears that down and builds it again, `kaelab.py down` removes it")
         return 1
 
 
