@@ -208,3 +208,20 @@ def test_repeated_round_is_unchanged(lab, conns, ansible_adhoc):
     assert again["changed"] is False
     assert again["msg"] == "%s already runs on %s and not on %s: nothing to migrate" % (lab.guest, destination, source)
     assert running_on(conns, lab.guest) == [destination]
+
+
+@pytest.mark.parametrize("action", ["fail", "warn"])
+def test_clock_skew_beyond_the_limit(lab, conns, ansible_playbook, action):
+    source = where(conns, lab)
+    done = ansible_playbook(PLAYBOOK, "--tags", "migration_preflight,migration_clock",
+                            "-e", "migration_max_clock_skew_ms=0.0001", "-e", "migration_clock_skew_action=%s" % action)
+    if done.returncode == 0 and action == "fail":
+        pytest.skip("both lab clocks measured exactly on the NTP server's time to the microsecond")
+    assert "clock skew beyond migration_max_clock_skew_ms=0.0001: " in done.stdout
+    if action == "fail":
+        assert done.returncode != 0
+        assert "synchronise the hosts with the NTP server first" in play_failure(done)
+    else:
+        assert done.returncode == 0, play_failure(done)
+        assert "WARNING: clock skew beyond" in done.stdout
+    assert running_on(conns, lab.guest) == [source]
