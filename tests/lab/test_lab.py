@@ -35,9 +35,10 @@ def wait_until(what, predicate, timeout=30.0):
 
 
 def host_snapshot(kaelab):
-    """Init and daemon PIDs of each host: what a no-op `up` must leave untouched."""
+    """Init, daemon and QEMU PIDs of each host: what a no-op `up` must leave untouched."""
     health = kaelab.lab_health()
-    return {h["name"]: (h["init"], h["daemons"], h["guest"]) for h in health["hosts"]}, health["chrony"]
+    return {h["name"]: (h["init"], h["daemons"], h["guest"], kaelab.host_processes(h["init"]).get("qemu-system-x86"))
+            for h in health["hosts"]}, health["chrony"]
 
 
 def test_second_up_changes_nothing(lab):
@@ -54,6 +55,7 @@ def test_status_shows_both_hosts_up(lab):
     for name, addr in lab.hosts.items():
         assert re.search(r"^%s \(%s\): up, init pid \d+$" % (name, re.escape(addr)), status.stdout, re.M)
         assert "address eth0: %s/24" % addr in status.stdout
+        assert re.search(r"simulated KAE sysfs: /var/lib/kae-lab/hosts/%s/sysfs \(kernel player: \d+\)" % name, status.stdout)
     assert re.search(r"^lab: up; %s running on: kae-lab-[ab]$" % lab.guest, status.stdout, re.M)
 
 
