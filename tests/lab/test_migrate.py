@@ -19,14 +19,6 @@ PLAYBOOK = "playbooks/kae_migrate.yml"
 LIBVIRT_AGREEMENT_MS = 10.0
 
 
-@pytest.fixture(scope="module")
-def conns(lab):
-    opened = {name: libvirt.open(lab.libvirt_uri(name)) for name in lab.hosts}
-    yield opened
-    for conn in opened.values():
-        conn.close()
-
-
 def running_on(conns, guest):
     """Lab hosts where the guest is running."""
     found = []
