@@ -138,8 +138,8 @@ def test_round_trip_keeps_the_guest_alive(lab, conns, figures):
         wait_until("heartbeats after seq %d on %s" % (seq, dst),
                    lambda d=dst, s=seq: last_heartbeat(lab.serial_log(d))[0] > s + 2)
         assert last_heartbeat(lab.serial_log(dst))[1] > uptime
-        assert "vm_state_notify running 0 reason 7 (finish-migrate)" in lab.qemu_log(src).read_text()
-        assert "vm_state_notify running 1 reason 9 (running)" in lab.qemu_log(dst).read_text()
+        # No trace events checked here: the lab's guest XML has no --trace argument; the guest phase of
+        # kae_migrate.yml sets them (tests/lab/test_guest_role.py, test_migrate.py).
     figures.append(("round trip (s)", round(time.monotonic() - trip_start, 2)))
     assert lab.running_on(conns) == [home]
 

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import xml.etree.ElementTree as ET
 
@@ -105,6 +106,11 @@ def test_three_rounds_write_the_report(three_rounds, conns, lab):
     assert running_on(conns, lab.guest) == [rounds[2]["destination"]]
     assert report["environment"]["guest"]["name"] == lab.guest
     assert report["environment"]["libvirt_version"] and report["environment"]["qemu_version"]
+    # The pre-flight checked the guest's definition with the simulated VFs the guest phase chose; the lab's hosts
+    # are alike, so the addresses are free on the destination too, and no round remapped anything.
+    assert "the guest with the simulated VFs the guest phase chose" in done.stdout
+    assert "are free at the same addresses on NUMA node" in done.stdout
+    assert all(item["kae_vf_mapping"] == {} for item in rounds)
 
     testcases = ET.parse(str(latest / "junit.xml")).getroot().iter("testcase")
     assert len(list(testcases)) == 3
@@ -217,3 +223,43 @@ def test_clock_skew_beyond_the_limit(lab, conns, ansible_playbook, action):
         assert done.returncode == 0, play_failure(done)
         assert "WARNING: clock skew beyond" in done.stdout
     assert running_on(conns, lab.guest) == [source]
+
+
+def device_facts(ansible_adhoc, host):
+    read = ansible_adhoc(host, "openeuler.kae.device_info", json.dumps({"sysfs_root": "/var/lib/kae-lab/hosts/%s/sysfs" % host}))
+    assert read.returncode == 0, read.stdout + read.stderr
+    return json.loads(read.stdout[read.stdout.index("{", read.stdout.index("%s | " % host)):])["devices"]
+
+
+def hostdevs_xml(vfs):
+    return "".join("<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source><address domain='0x%s' "
+                   "bus='0x%s' slot='0x%s' function='0x%s'/></source></hostdev>" % tuple(re.split("[:.]", vf["bdf"])) for vf in vfs)
+
+
+def test_destination_without_a_free_sec_vf_is_refused_in_the_preflight(lab, conns, ansible_adhoc, ansible_playbook):
+    """The playbook's remap pre-flight, against a destination whose SEC VFs another domain holds."""
+    source = where(conns, lab)
+    destination = other(lab, source)
+    domain_id = conns[source].lookupByName(lab.guest).ID()
+    # The guest's definition with one free VF per engine of the source, as the guest phase would give it.
+    free = [d for d in device_facts(ansible_adhoc, source) if d["function"] == "vf" and d["domain"] is None]
+    node = free[0]["numa_node"]
+    chosen = [next(d for d in free if d["engine"] == engine and d["numa_node"] == node) for engine in ("zip", "hpre", "sec")]
+    guest_xml = conns[source].lookupByName(lab.guest).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    guest_xml = guest_xml.replace("</devices>", hostdevs_xml(chosen) + "</devices>", 1)
+    # A domain defined (never started) on the destination holds every SEC VF there.
+    sec_vfs = [d for d in device_facts(ansible_adhoc, destination) if d["function"] == "vf" and d["engine"] == "sec"]
+    blocker = conns[destination].defineXML(
+        "<domain type='qemu'><name>kae-sec-holder</name><memory unit='MiB'>64</memory><vcpu>1</vcpu>"
+        "<os><type arch='x86_64' machine='pc'>hvm</type></os><devices>%s</devices></domain>" % hostdevs_xml(sec_vfs))
+    try:
+        done = ansible_playbook(PLAYBOOK, "--tags", "migration_preflight", "-e", json.dumps({"migration_remap_xml": guest_xml}))
+    finally:
+        blocker.undefine()
+    assert done.returncode != 0
+    failure = play_failure(done)
+    assert "Map the guest's KAE VFs to free VFs of the first destination" in failure
+    assert "the destination cannot host guest %s" % lab.guest in failure and "lacks sec (0 free of 1 wanted)" in failure
+    # Nothing moved or restarted.
+    assert running_on(conns, lab.guest) == [source]
+    assert conns[source].lookupByName(lab.guest).ID() == domain_id
