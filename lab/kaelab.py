@@ -57,11 +57,8 @@ INIT_PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.
 CLEAN_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
 UUID_NAMESPACE = uuid.UUID("5b0c1f4e-7a4e-4f0e-9d55-6b61652d6c61")
 
-# Debian packages the lab runs (commands on the controller, system Python libraries on the hosts).
-PACKAGES = (
-    "qemu-system-x86", "libvirt-daemon-system", "libvirt-clients", "openssh-server", "openssh-client",
-    "iproute2", "util-linux", "python3-libvirt", "python3-ntplib", "chrony", "busybox-static",
-)
+# The project's one list of Debian packages (scripts/bootstrap.sh installs the same).
+DEBIAN_PACKAGES = LAB_DIR.parent / "requirements" / "debian.txt"
 
 
 @dataclass(frozen=True)
@@ -234,9 +231,15 @@ def start_player(root: str):
 # ---------------------------------------------------------------------------
 # Packages and files shared by both hosts.
 
+def debian_packages() -> list:
+    """Package names from requirements/debian.txt: one a line, text after '#' a comment."""
+    names = (line.split("#", 1)[0].strip() for line in DEBIAN_PACKAGES.read_text().splitlines())
+    return [name for name in names if name]
+
+
 def ensure_packages() -> None:
     missing = []
-    for pkg in PACKAGES:
+    for pkg in debian_packages():
         proc = run(["dpkg-query", "-W", "-f=${Status}", pkg], check=False)
         if "install ok installed" not in proc.stdout:
             missing.append(pkg)

@@ -312,10 +312,11 @@ def run(params, check_mode, is_kae=None):
         before_text = dx.to_string(dx.parse_domain(before))
         changed = not dx.same_xml(before_text, after)
         result = dict(report, changed=changed, defined=True, restarted=False, restart_required=False, warnings=[])
-        if changed and not domain.isPersistent():
-            result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
-                                      "defining it makes it persistent on %s" % (params["name"], params["uri"]))
         if changed and not check_mode:
+            # Said only when it happens: check mode predictions run on transient guests too.
+            if not domain.isPersistent():
+                result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
+                                          "defining it made it persistent on %s" % (params["name"], params["uri"]))
             try:
                 domain = conn.defineXML(after)
             except _libvirt.libvirt.libvirtError as exc:

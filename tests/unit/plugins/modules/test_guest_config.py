@@ -257,6 +257,9 @@ def test_a_transient_guest_is_made_persistent_with_a_warning(default_domain):
     domain = default_domain.createXML(xml, 0)
     try:
         assert not domain.isPersistent()
+        predicted = run(params("test:///default", name="transient", hostdev_xml=hostdevs("31")), check_mode=True)
+        assert predicted["changed"] is True and predicted["warnings"] == []
+        assert not default_domain.lookupByName("transient").isPersistent()
         result = run(params("test:///default", name="transient", hostdev_xml=hostdevs("31")))
         assert result["changed"] is True and default_domain.lookupByName("transient").isPersistent()
         assert any("domain transient was transient" in w for w in result["warnings"])
