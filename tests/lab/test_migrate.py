@@ -106,6 +106,10 @@ def test_three_rounds_write_the_report(three_rounds, conns, lab):
     assert running_on(conns, lab.guest) == [rounds[2]["destination"]]
     assert report["environment"]["guest"]["name"] == lab.guest
     assert report["environment"]["libvirt_version"] and report["environment"]["qemu_version"]
+    # No VF can be attached in the lab: the report lists the simulated ones the guest phase chose, one per engine.
+    assert report["environment"]["lab"] is True
+    assert sorted(device["engine"] for device in report["environment"]["devices"]) == ["hpre", "sec", "zip"]
+    assert len({device["numa_node"] for device in report["environment"]["devices"]}) == 1
     # The pre-flight checked the guest's definition with the simulated VFs the guest phase chose; the lab's hosts
     # are alike, so the addresses are free on the destination too, and no round remapped anything.
     assert "the guest with the simulated VFs the guest phase chose" in done.stdout
