@@ -14,9 +14,7 @@ A device is a dict (the collection's device facts format):
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ET
-
-from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
+from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml, _libvirt
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import SysfsError, wait_for
 
 VENDOR = "0x19e5"
@@ -158,24 +156,9 @@ def engine_summary(devices):
 
 # ---------------------------------------------------------------- libvirt hostdevs
 
-def _number(value):
-    """An XML address attribute ("0x31" or "49"; absent = 0) as an int."""
-    text = (value or "0").strip().lower()
-    return int(text, 16) if text.startswith("0x") else int(text, 10)
-
-
 def hostdev_bdfs(domain_xml):
     """BDFs of the PCI hostdevs in a libvirt domain XML document."""
-    root = ET.fromstring(domain_xml)
-    bdfs = []
-    for hostdev in root.iter("hostdev"):
-        if hostdev.get("type") != "pci":
-            continue
-        address = hostdev.find("source/address")
-        if address is None:
-            continue
-        bdfs.append("%04x:%02x:%02x.%x" % tuple(_number(address.get(key)) for key in ("domain", "bus", "slot", "function")))
-    return bdfs
+    return [bdf for _element, bdf in _domain_xml.pci_hostdevs(_domain_xml.parse_domain(domain_xml))]
 
 
 def hostdev_owners(uri):
