@@ -26,6 +26,8 @@ over for lack of vCPUs; a guest that fits nowhere costs one pass over the hosts,
 from __future__ import annotations
 
 import heapq
+import operator
+import re
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _validate
 
@@ -39,6 +41,10 @@ CAPACITY_HINT = "pass {host: {memory_mib: free MiB, vcpus: free vCPUs}}, numbers
 GUESTS_HINT = ("pass a list of {name, host, memory_mib, vcpus, pinned_node, and vfs: [the guest's VF addresses] "
                "or request: {engine: count}}, numbers as numbers (| int)")
 NAMES_HINT = "pass a list of inventory host names that appear in the facts"
+# A PCI address exactly as the kernel (and so device_info) writes it.
+_TEXT_OR_NULL = (str, type(None))
+_by_bdf = operator.itemgetter("bdf")
+_CANONICAL_BDF = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
 
 
 class PlacementError(ValueError):
@@ -71,17 +77,48 @@ def _boolean(value, option, hint):
     return value
 
 
+def _queue_class_part_ok(key, part):
+    """A part of a queue_class: last is true/false, the others whole numbers; each may be null (not read)."""
+    if part is None:
+        return True
+    if key == "last":
+        return isinstance(part, bool)
+    return isinstance(part, int) and not isinstance(part, bool)
+
+
 def _queue_class_field(value, option):
     """A VF's queue_class as device_info reports it: {pf_q_num, num_vfs, last}, each part null when not read."""
     if value is None:
         return None
     _checked(FACTS_HINT, _validate.mapping, value, option)
     for key in QUEUE_CLASS_KEYS:
-        part = value.get(key)
-        kind = bool if key == "last" else int
-        if part is not None and (not isinstance(part, kind) or (kind is int and isinstance(part, bool))):
-            _fail("%s.%s must be %s or null, got %r" % (option, key, "true/false" if kind is bool else "a whole number", part), FACTS_HINT)
+        if not _queue_class_part_ok(key, value.get(key)):
+            _fail("%s.%s must be %s or null, got %r" % (option, key, "true/false" if key == "last" else "a whole number", value.get(key)),
+                  FACTS_HINT)
     return value
+
+
+def _well_formed(device):
+    """True for a device dict as device_info writes it (the common case, checked cheaply); False means: look closer."""
+    if not isinstance(device, dict):
+        return False
+    bdf, node = device.get("bdf"), device.get("numa_node")
+    if not (isinstance(bdf, str) and _CANONICAL_BDF.fullmatch(bdf) and device.get("engine") in ENGINES
+            and isinstance(node, int) and not isinstance(node, bool) and node >= -1):
+        return False
+    if device.get("function") == "pf":
+        numvfs, vfs = device.get("sriov_numvfs", 0), device.get("vfs", [])
+        return (isinstance(numvfs, int) and not isinstance(numvfs, bool) and numvfs >= 0 and isinstance(device.get("revision"), _TEXT_OR_NULL)
+                and isinstance(vfs, list) and all(isinstance(vf, str) and _CANONICAL_BDF.fullmatch(vf) for vf in vfs))
+    if device.get("function") == "vf":
+        return (isinstance(device.get("pf"), _TEXT_OR_NULL) and isinstance(device.get("domain"), _TEXT_OR_NULL)
+                and isinstance(device.get("driver"), _TEXT_OR_NULL) and isinstance(device.get("migratable_hw", False), bool)
+                and isinstance(device.get("owner_known", True), bool) and _queue_class_ok(device.get("queue_class")))
+    return False
+
+
+def _queue_class_ok(value):
+    return value is None or (isinstance(value, dict) and all(_queue_class_part_ok(key, value.get(key)) for key in QUEUE_CLASS_KEYS))
 
 
 def _read_device(device, option):
@@ -90,7 +127,8 @@ def _read_device(device, option):
     for key in ("bdf", "engine", "function", "numa_node"):
         if key not in device:
             _fail("%s has no %s" % (option, key), FACTS_HINT)
-    _checked(FACTS_HINT, _validate.bdf, device["bdf"], option + ".bdf")
+    if _checked(FACTS_HINT, _validate.bdf, device["bdf"], option + ".bdf") != device["bdf"]:
+        _fail("%s.bdf must be written as device_info reports it (lower case, no spaces), got %r" % (option, device["bdf"]), FACTS_HINT)
     if device["engine"] not in ENGINES:
         _fail("%s.engine must be one of %s, got %r" % (option, ", ".join(ENGINES), device["engine"]), FACTS_HINT)
     if device["function"] not in ("pf", "vf"):
@@ -119,10 +157,10 @@ def _read_facts(name, facts):
     devices = _checked(FACTS_HINT, _validate.sequence, facts["devices"], option + ".devices")
     seen = set()
     for index, device in enumerate(devices):
-        where = "%s.devices[%d]" % (option, index)
-        _read_device(device, where)
+        if not _well_formed(device):
+            _read_device(device, "%s.devices[%d]" % (option, index))
         if device["bdf"] in seen:
-            _fail("%s: PCI address %s appears twice" % (where, device["bdf"]), FACTS_HINT)
+            _fail("%s.devices[%d]: PCI address %s appears twice" % (option, index, device["bdf"]), FACTS_HINT)
         seen.add(device["bdf"])
     pf_q_num = _checked(FACTS_HINT, _validate.mapping, facts["pf_q_num"], option + ".pf_q_num")
     for engine, value in pf_q_num.items():
@@ -249,7 +287,7 @@ class Host:
     """A candidate host: its facts, its class, and the free VFs, memory and vCPUs left as guests are placed."""
 
     __slots__ = ("name", "facts", "pfs", "pf_q_num", "owners_known", "cls", "memory", "vcpus", "free", "counts",
-                 "nodes", "blocked", "version", "shapes", "incoming")
+                 "nodes", "blocked", "version", "incoming", "by_bdf", "problems")
 
     def __init__(self, name, facts):
         self.name = name
@@ -264,17 +302,20 @@ class Host:
         self.memory = self.vcpus = None
         self.blocked = None
         self.version = 0
-        self.shapes = set()
+        self.by_bdf = dict((d["bdf"], d) for d in facts["devices"])
+        # (version, shape) -> the host's VF problems for guests of that shape (reasons look at a host many times).
+        self.problems = {}
         self.incoming = []
         self._pool_free_vfs()
 
     def _pool_free_vfs(self):
         """free[node][engine] = [(bdf, queue class)] by address; counts[node][key] per exact key and per (engine, None)."""
         self.free, self.counts = {}, {}
-        for vf in sorted((d for d in self.facts["devices"] if d["function"] == "vf"), key=lambda d: d["bdf"]):
+        for vf in sorted((d for d in self.facts["devices"] if d["function"] == "vf"), key=_by_bdf):
             node = vf["numa_node"]
-            self.free.setdefault(node, dict((engine, []) for engine in ENGINES))
-            self.counts.setdefault(node, {})
+            if node not in self.free:
+                self.free[node] = dict((engine, []) for engine in ENGINES)
+                self.counts[node] = {}
             key = offered_key(vf, self)
             if key is not None:
                 self.free[node][key[0]].append((vf["bdf"], key[1]))
@@ -290,7 +331,13 @@ class Host:
 
     def fits_node(self, node, demand):
         counts = self.counts.get(node)
-        return counts is not None and all(counts.get(key, 0) >= need for key, need in demand)
+        if counts is None:
+            return False
+        have = counts.get
+        for key, need in demand:
+            if have(key, 0) < need:
+                return False
+        return True
 
     def vf_node(self, guest):
         """The node to take the guest's VFs from (its pinned node, else its VFs' node first, then ascending), or None."""
@@ -390,7 +437,7 @@ def _read_guest(index, guest, hosts, claimed):
 
 def _guest_vfs(value, option, name, source, claimed):
     """[(BDF, key)] of the VFs a guest holds on its source host, and their common node (None when they differ)."""
-    devices = dict((d["bdf"], d) for d in source.facts["devices"])
+    devices = source.by_bdf
     vfs = []
     for index, bdf in enumerate(_checked(GUESTS_HINT, _validate.sequence, value, option + ".vfs")):
         where = "%s.vfs[%d]" % (option, index)
@@ -495,31 +542,31 @@ class Planner:
         self.hosts = hosts
         self.classes = Classes(hosts)
         self.heaps = {}
+        self.fixed = {}
+        # The least memory and vCPUs any guest still to place needs: a host below either never serves again.
+        self.floor = (0, 0)
 
     def _heap(self, cls, guest):
         """The heap of class CLS's open hosts whose free VFs can serve the guest's shape (built on first use)."""
         key = (cls, guest.shape)
         heap = self.heaps.get(key)
         if heap is None:
-            heap = []
-            for host in self.classes.members[cls]:
-                if host.blocked is None and host.vf_node(guest) is not None:
-                    heap.append(host.entry())
-                    host.shapes.add(key)
+            heap = [host.entry() for host in self.classes.members[cls] if host.blocked is None and host.vf_node(guest) is not None]
             heapq.heapify(heap)
             self.heaps[key] = heap
         return key, heap
 
-    def _top(self, key, heap, guest):
-        """The heap's current top entry, after dropping stale entries and hosts that can no longer serve the shape."""
+    def _top(self, heap, guest):
+        """The heap's current top entry, after refreshing stale entries and dropping hosts that can no longer serve."""
         while heap:
             entry = heap[0]
             host = self.hosts[entry[2]]
-            if entry[3] != host.version:
+            if host.memory < self.floor[0] or host.vcpus < self.floor[1] or host.vf_node(guest) is None:
+                # Free VFs, memory and vCPUs only shrink: the host is out of this shape's heap for good.
                 heapq.heappop(heap)
-            elif host.vf_node(guest) is None:
-                heapq.heappop(heap)
-                host.shapes.discard(key)
+            elif entry[3] != host.version:
+                # The host took a guest since: its place can only be later now, so moving it down keeps the order.
+                heapq.heapreplace(heap, host.entry())
             else:
                 return entry
         return None
@@ -532,7 +579,7 @@ class Planner:
         while chosen is None:
             best = None
             for key in list(active):
-                entry = self._top(key, active[key], guest)
+                entry = self._top(active[key], guest)
                 # The top of a heap has its most free memory: when that is too little, so is everything below it.
                 if entry is None or self.hosts[entry[2]].memory < guest.memory:
                     del active[key]
@@ -541,10 +588,9 @@ class Planner:
             if best is None:
                 break
             entry, key = best
-            heapq.heappop(active[key])
             host = self.hosts[entry[2]]
             if host.name == guest.host or host.vcpus < guest.vcpus:
-                aside.append((active[key], entry))
+                aside.append((active[key], heapq.heappop(active[key])))
             else:
                 chosen = host
         for heap, entry in aside:
@@ -555,8 +601,6 @@ class Planner:
         """Give GUEST to HOST: consume what it takes and return the placement."""
         node = host.vf_node(guest)
         chosen = host.take(node, guest)
-        for key in host.shapes:
-            heapq.heappush(self.heaps[key], host.entry())
         return {
             "guest": guest.name,
             "source": guest.host,
@@ -569,15 +613,29 @@ class Planner:
 
     # ------------------------------------------------------------ reasons
 
+    def fixed_groups(self, source_cls):
+        """({category: [host names]} of the hosts that never take a guest of SOURCE_CLS, [the other hosts]), cached."""
+        if source_cls not in self.fixed:
+            groups, open_hosts = {}, []
+            for name in sorted(self.hosts):
+                host = self.hosts[name]
+                if host.blocked is not None:
+                    groups.setdefault(host.blocked, []).append(name)
+                elif self.classes.differences(source_cls, host.cls):
+                    groups.setdefault(("incompatible", host.cls), []).append(name)
+                else:
+                    open_hosts.append(host)
+            self.fixed[source_cls] = (groups, open_hosts)
+        return self.fixed[source_cls]
+
     def problems(self, host, guest):
-        """The reason categories why HOST cannot take GUEST now (empty when it can)."""
+        """The reason categories why HOST, open to guests of GUEST's class, cannot take GUEST now."""
         if host.name == guest.host:
             return [("source",)]
-        if host.blocked is not None:
-            return [host.blocked]
-        if self.classes.differences(self.hosts[guest.host].cls, host.cls):
-            return [("incompatible", host.cls)]
-        found = _vf_problems(host, guest)
+        memo = (host.version, guest.shape)
+        if memo not in host.problems:
+            host.problems[memo] = _vf_problems(host, guest)
+        found = list(host.problems[memo])
         if host.memory < guest.memory:
             found.append(("memory",))
         if host.vcpus < guest.vcpus:
@@ -585,12 +643,13 @@ class Planner:
         return found
 
     def reasons(self, guest):
-        """[{reason, hosts}] grouping every host by why it cannot take GUEST."""
-        groups = {}
-        for name in sorted(self.hosts):
-            for category in self.problems(self.hosts[name], guest):
-                groups.setdefault(category, []).append(self.hosts[name])
-        return [{"reason": self.sentence(category, groups[category], guest), "hosts": [h.name for h in groups[category]]}
+        """[{reason, hosts}] grouping every host by why it cannot take GUEST (the fixed groups' lists are shared)."""
+        fixed, open_hosts = self.fixed_groups(self.hosts[guest.host].cls)
+        groups = dict(fixed)
+        for host in open_hosts:
+            for category in self.problems(host, guest):
+                groups.setdefault(category, []).append(host.name)
+        return [{"reason": self.sentence(category, [self.hosts[name] for name in groups[category]], guest), "hosts": groups[category]}
                 for category in sorted(groups, key=_category_order)]
 
     def sentence(self, category, hosts, guest):
@@ -670,12 +729,24 @@ def _split_sentence(host, guest):
             % (_wanted(guest), host.name, per_node))
 
 
+def _suffix_floors(guests):
+    """[(least memory, least vCPUs) among GUESTS[i:]] for each i."""
+    floors, memory, vcpus = [], float("inf"), float("inf")
+    for guest in reversed(guests):
+        memory, vcpus = min(memory, guest.memory), min(vcpus, guest.vcpus)
+        floors.append((memory, vcpus))
+    floors.reverse()
+    return floors
+
+
 def plan(facts, capacity, guests, exclude=None, maintenance=None):
     """The evacuation plan: {placements, unplaced, incoming, classes}. Raises PlacementError on bad input."""
     hosts, ordered = read_input(facts, capacity, guests, exclude, maintenance)
     planner = Planner(hosts)
     placements, unplaced = [], []
-    for guest in ordered:
+    floors = _suffix_floors(ordered)
+    for index, guest in enumerate(ordered):
+        planner.floor = floors[index]
         host = planner.choose(guest)
         if host is None:
             unplaced.append({"guest": guest.name, "source": guest.host, "reasons": planner.reasons(guest)})

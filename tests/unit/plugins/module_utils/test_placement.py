@@ -131,7 +131,7 @@ def test_not_enough_vfs_of_an_engine_anywhere():
     plan = _placement.plan(fleet, room(fleet), [guest("vm1", request={"zip": 4, "sec": 1})], maintenance=["src"])
     assert plan["placements"] == []
     assert reasons(plan, "vm1") == {
-        "the guest's own host": ["src"],
+        "in maintenance: never a destination": ["src"],
         "not enough free VFs of zip on any one NUMA node: the guest needs 4, the most these hosts have is 3": ["a", "b"],
     }
 
@@ -143,13 +143,13 @@ def test_vfs_free_only_on_split_numa_nodes():
     guests = [guest("vm1", request={"zip": 1, "hpre": 1}), guest("vm2", request={"zip": 1}, pinned_node=2, memory_mib=1)]
     plan = _placement.plan(fleet, room(fleet), guests, maintenance=["src"], exclude=["b"])
     assert reasons(plan, "vm1") == {
-        "the guest's own host": ["src"],
+        "in maintenance: never a destination": ["src"],
         "excluded: never a destination": ["b"],
         "enough free VFs in all, but not on one NUMA node: the guest needs 1 zip, 1 hpre together on one node "
         "(for example a has node 0: 1 zip, 0 hpre; node 2: 0 zip, 1 hpre)": ["a"],
     }
     assert reasons(plan, "vm2") == {
-        "the guest's own host": ["src"],
+        "in maintenance: never a destination": ["src"],
         "excluded: never a destination": ["b"],
         "the guest is pinned to NUMA node 2, which lacks its free VFs (1 zip); other nodes have them: free VFs on node 2 "
         "or re-pin the guest": ["a"],
@@ -184,7 +184,7 @@ def test_memory_and_vcpu_bound_hosts():
                            maintenance=["src"])
     assert placed(plan)["vm1"]["destination"] == "c"
     assert reasons(plan, "vm2") == {
-        "the guest's own host": ["src"],
+        "in maintenance: never a destination": ["src"],
         "not enough free memory: the guest needs 8192 MiB, the most any of these hosts has free is 8191 MiB": ["a", "c", "d"],
         # c took vm1: 0.5 MiB and no vCPU left.
         "not enough free vCPUs: the guest needs 4, the most any of these hosts has free is 3": ["b", "c", "d"],
@@ -194,7 +194,8 @@ def test_memory_and_vcpu_bound_hosts():
 def test_hosts_without_capacity_or_readable_owners_and_in_maintenance():
     fleet = {"src": facts(), "blind": facts(available=False), "unknown": facts(), "down": facts(),
              "ok": facts(taken=["0000:75:00.1", "0000:75:00.2", "0000:b5:00.1", "0000:b5:00.2"])}
-    capacity = room(["blind", "down", "ok"])
+    # src is not in maintenance here: it is open to guests, but not to its own.
+    capacity = room(["src", "blind", "down", "ok"])
     plan = _placement.plan(fleet, capacity, [guest("vm1", request={"zip": 2})], maintenance=["down"])
     assert reasons(plan, "vm1") == {
         "the guest's own host": ["src"],
