@@ -92,7 +92,7 @@ def generate(hosts, guests, seed):
     facts = dict((name, host_facts(rng, rng.choice(kinds))) for name in names)
     capacity = dict((name, {"memory_mib": rng.randint(16, 512) * GIB, "vcpus": rng.randint(16, 160)}) for name in names)
     maintenance = names[::10]
-    exclude = [name for name in names[5::100]]
+    exclude = names[5::100]
     records = []
     for index in range(guests):
         name = "vm%05d" % index
@@ -158,8 +158,8 @@ def main():
 
 def print_table(rows):
     print("Planning an evacuation (place_guests logic), median of the runs; seconds of CPU (checks, plan) and of wall clock:")
-    print("%5s %6s %7s %7s %9s %8s %5s %8s %8s %8s %10s %16s" % ("size", "hosts", "guests", "placed", "unplaced", "classes", "runs",
-                                                                "checks", "plan", "wall", "CPU ratio", "G*log2(H) ratio"))
+    columns = ("size", "hosts", "guests", "placed", "unplaced", "classes", "runs", "checks", "plan", "wall", "CPU ratio", "G*log2(H) ratio")
+    print("%5s %6s %7s %7s %9s %8s %5s %8s %8s %8s %10s %16s" % columns)
     previous = None
     for row in rows:
         ratio = "%.1f" % (row["total_s"] / previous["total_s"]) if previous else "-"

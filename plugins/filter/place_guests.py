@@ -58,10 +58,10 @@ options:
       - Each candidate host's free memory in MiB (C(memory_mib), a number >= 0) and free vCPUs (C(vcpus), a whole
         number >= 0), as a mapping of host name to C({memory_mib, vcpus}).
       - A host without an entry is never a destination.
-      - From libvirt, for example with C(community.libvirt.virt): C(command=freemem) gives the free memory in bytes
-        (libvirt's C(getFreeMemory)); C(command=nodeinfo) gives the host's C(cpus) (C(getInfo)); C(command=info)
-        gives each domain's C(nrVirtCpu) and C(state). Free vCPUs are the host's CPUs times the overcommit ratio of the
-        site, minus the vCPUs of the domains running there. Keep a reserve for the host itself off both figures.
+      - From libvirt, for example with C(community.libvirt.virt), C(command=freemem) gives the free memory in bytes
+        (libvirt's C(getFreeMemory)), C(command=nodeinfo) the host's C(cpus) (C(getInfo)), C(command=info) each
+        domain's C(nrVirtCpu) and C(state). Free vCPUs are the host's CPUs times the overcommit ratio of the site,
+        minus the vCPUs of the domains running there. Keep a reserve for the host itself off both figures.
     type: dict
     required: true
   exclude:

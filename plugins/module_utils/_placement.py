@@ -17,10 +17,12 @@ compatible host with the most free memory left (then most free vCPUs, then name)
 on one NUMA node. Every placement consumes the VFs, memory and vCPUs it takes. A guest no host can take gets,
 per group of hosts, the reason they cannot.
 
-Search cost: per (class, VF request shape) a heap of hosts ordered by free memory. A host whose free VFs cannot
-serve a shape leaves that shape's heap for good (free VFs only shrink); the search stops at the first host with
-too little memory (the heap's top has the most). A guest thus costs O(log hosts) plus one step per host passed
-over for lack of vCPUs; a guest that fits nowhere costs one pass over the hosts, whose reasons it names.
+Search: per (class, VF request shape) a heap of hosts, most free memory on top. Free VFs, memory and vCPUs only
+shrink, so a host's place in a heap only gets later: an entry made stale by a placement is moved down when it
+reaches the top, and a host that can no longer serve the shape (its VFs) or any guest still to come (less memory
+or vCPUs than the smallest of them) leaves the heap for good. The search for a guest stops at the first top with
+too little memory. A guest thus costs O(log hosts) plus one step per host passed over for lack of vCPUs; a guest
+that fits nowhere costs one pass over the hosts of the compatible classes, whose reasons it names.
 """
 
 from __future__ import annotations
@@ -41,9 +43,9 @@ CAPACITY_HINT = "pass {host: {memory_mib: free MiB, vcpus: free vCPUs}}, numbers
 GUESTS_HINT = ("pass a list of {name, host, memory_mib, vcpus, pinned_node, and vfs: [the guest's VF addresses] "
                "or request: {engine: count}}, numbers as numbers (| int)")
 NAMES_HINT = "pass a list of inventory host names that appear in the facts"
-# A PCI address exactly as the kernel (and so device_info) writes it.
 _TEXT_OR_NULL = (str, type(None))
 _by_bdf = operator.itemgetter("bdf")
+# A PCI address exactly as the kernel (and so device_info) writes it.
 _CANONICAL_BDF = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
 
 
@@ -303,7 +305,7 @@ class Host:
         self.blocked = None
         self.version = 0
         self.by_bdf = dict((d["bdf"], d) for d in facts["devices"])
-        # (version, shape) -> the host's VF problems for guests of that shape (reasons look at a host many times).
+        # shape -> the host's VF problems for guests of that shape, until it takes a guest (reasons ask many times).
         self.problems = {}
         self.incoming = []
         self._pool_free_vfs()
@@ -367,6 +369,7 @@ class Host:
         self.memory -= guest.memory
         self.vcpus -= guest.vcpus
         self.version += 1
+        self.problems = {}
         self.incoming.append(guest.name)
         return chosen
 
@@ -460,8 +463,9 @@ def _guest_vfs(value, option, name, source, claimed):
 
 def _guest_request(value, option):
     """[(None, (engine, None))] for a request {engine: count}: the queue classes of such VFs are not known."""
+    _checked(GUESTS_HINT, _validate.mapping, value, option + ".request")
     try:
-        request = _devices._check_request(value if value is not None else {})  # pylint: disable=protected-access
+        request = _devices._check_request(value)  # pylint: disable=protected-access
     except _devices.DeviceError as exc:
         return _fail("%s.%s" % (option, exc), GUESTS_HINT)
     if not any(request.values()):
@@ -632,10 +636,9 @@ class Planner:
         """The reason categories why HOST, open to guests of GUEST's class, cannot take GUEST now."""
         if host.name == guest.host:
             return [("source",)]
-        memo = (host.version, guest.shape)
-        if memo not in host.problems:
-            host.problems[memo] = _vf_problems(host, guest)
-        found = list(host.problems[memo])
+        if guest.shape not in host.problems:
+            host.problems[guest.shape] = _vf_problems(host, guest)
+        found = list(host.problems[guest.shape])
         if host.memory < guest.memory:
             found.append(("memory",))
         if host.vcpus < guest.vcpus:
@@ -758,5 +761,3 @@ def plan(facts, capacity, guests, exclude=None, maintenance=None):
         "incoming": dict((name, list(hosts[name].incoming)) for name in sorted(hosts) if hosts[name].incoming),
         "classes": [[host.name for host in members] for members in planner.classes.members],
     }
-
-

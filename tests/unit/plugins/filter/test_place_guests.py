@@ -180,12 +180,10 @@ def _paths(value, path=()):
     yield path
     if isinstance(value, dict):
         for key in list(value):
-            for sub in _paths(value[key], path + (key,)):
-                yield sub
+            yield from _paths(value[key], path + (key,))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            for sub in _paths(item, path + (index,)):
-                yield sub
+            yield from _paths(item, path + (index,))
 
 
 def test_random_damage_never_escapes_as_a_traceback(fleet):
