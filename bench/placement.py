@@ -13,7 +13,9 @@ their reasons shows too).
 
 It prints, per size, the CPU time of the process to check the input (and build the hosts' VF pools) and of the
 whole plan, the wall-clock time of the plan (which the load of a shared machine inflates), each the median of
-several runs, and beside the ratio of CPU times between sizes the ratio of guests x log2(hosts). It is a measurement, not a test:
+several runs, and beside the ratio of CPU times between sizes the ratio of guests x log2(hosts). Then, as a
+measure of work that no other load on the machine changes, the Python function calls of one plan, split into
+the input checks, the search (choosing and placing) and the reasons of the guests that cannot move. It is a measurement, not a test:
 nothing passes or fails on time; it exits non-zero only when a plan gives a VF twice (then the figures mean
 nothing).
 
@@ -23,6 +25,7 @@ nothing).
 from __future__ import annotations
 
 import argparse
+import collections
 import math
 import os
 import random
@@ -125,6 +128,38 @@ def measure(placement, data, runs):
     return statistics.median(checks), statistics.median(totals), statistics.median(walls), plan
 
 
+def count_calls(placement, data):
+    """{phase: Python function calls} of one plan; phases: checks, search, reasons."""
+    counts = collections.Counter()
+    phase = ["checks"]
+    originals = {}
+
+    def enter(name, method):
+        def wrapper(*args, **kwargs):
+            outer, phase[0] = phase[0], name
+            try:
+                return method(*args, **kwargs)
+            finally:
+                phase[0] = outer
+        return wrapper
+
+    def count(_frame, event, _arg):
+        if event in ("call", "c_call"):
+            counts[phase[0]] += 1
+
+    for method, name in (("choose", "search"), ("place", "search"), ("reasons", "reasons")):
+        originals[method] = getattr(placement.Planner, method)
+        setattr(placement.Planner, method, enter(name, originals[method]))
+    sys.setprofile(count)
+    try:
+        placement.plan(*data)
+    finally:
+        sys.setprofile(None)
+        for method, original in originals.items():
+            setattr(placement.Planner, method, original)
+    return counts
+
+
 def vfs_given_twice(plan):
     seen, twice = set(), []
     for move in plan["placements"]:
@@ -146,9 +181,10 @@ def main():
         hosts, guests = FULL_HOSTS * percent // 100, FULL_GUESTS * percent // 100
         data = generate(hosts, guests, args.seed)
         check_s, total_s, wall_s, plan = measure(placement, data, runs)
+        calls = count_calls(placement, data)
         rows.append({"percent": percent, "hosts": hosts, "guests": guests, "runs": runs, "check_s": check_s, "total_s": total_s, "wall_s": wall_s,
                      "placed": len(plan["placements"]), "unplaced": len(plan["unplaced"]), "classes": len(plan["classes"]),
-                     "work": guests * math.log2(hosts), "twice": vfs_given_twice(plan)})
+                     "work": guests * math.log2(hosts), "twice": vfs_given_twice(plan), "calls": calls})
     print_table(rows)
     broken = [row for row in rows if row["twice"]]
     for row in broken:
@@ -167,6 +203,19 @@ def print_table(rows):
         print("%4d%% %6d %7d %7d %9d %8d %5d %8.3f %8.3f %8.3f %10s %16s" % (
             row["percent"], row["hosts"], row["guests"], row["placed"], row["unplaced"], row["classes"], row["runs"],
             row["check_s"], row["total_s"], row["wall_s"], ratio, work))
+        previous = row
+    print()
+    print("Python function calls of one plan (millions), as a measure of work independent of the machine's load:")
+    print("%5s %8s %8s %8s %8s %10s %12s %16s" % ("size", "checks", "search", "reasons", "total", "ratio", "search ratio", "G*log2(H) ratio"))
+    previous = None
+    for row in rows:
+        calls = row["calls"]
+        total = sum(calls.values())
+        ratio = "%.1f" % (total / sum(previous["calls"].values())) if previous else "-"
+        search = "%.1f" % (calls["search"] / previous["calls"]["search"]) if previous else "-"
+        work = "%.1f" % (row["work"] / previous["work"]) if previous else "-"
+        print("%4d%% %8.3f %8.3f %8.3f %8.3f %10s %12s %16s" % (row["percent"], calls["checks"] / 1e6, calls["search"] / 1e6,
+                                                              calls["reasons"] / 1e6, total / 1e6, ratio, search, work))
         previous = row
     full = rows[-1]
     print("At 100 %%: %.2f s of CPU (%.2f s wall) for %d guests over %d hosts, %.0f us of CPU a guest; goal: under 5 s." % (

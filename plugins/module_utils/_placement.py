@@ -104,18 +104,20 @@ def _well_formed(device):
     """True for a device dict as device_info writes it (the common case, checked cheaply); False means: look closer."""
     if not isinstance(device, dict):
         return False
-    bdf, node = device.get("bdf"), device.get("numa_node")
-    if not (isinstance(bdf, str) and _CANONICAL_BDF.fullmatch(bdf) and device.get("engine") in ENGINES
+    get = device.get
+    bdf, node, function = get("bdf"), get("numa_node"), get("function")
+    if not (isinstance(bdf, str) and _CANONICAL_BDF.fullmatch(bdf) and get("engine") in ENGINES
             and isinstance(node, int) and not isinstance(node, bool) and node >= -1):
         return False
-    if device.get("function") == "pf":
-        numvfs, vfs = device.get("sriov_numvfs", 0), device.get("vfs", [])
-        return (isinstance(numvfs, int) and not isinstance(numvfs, bool) and numvfs >= 0 and isinstance(device.get("revision"), _TEXT_OR_NULL)
+    if function == "vf":
+        queue_class = get("queue_class")
+        return (isinstance(get("pf"), _TEXT_OR_NULL) and isinstance(get("domain"), _TEXT_OR_NULL) and isinstance(get("driver"), _TEXT_OR_NULL)
+                and isinstance(get("migratable_hw", False), bool) and isinstance(get("owner_known", True), bool)
+                and (queue_class is None or _queue_class_ok(queue_class)))
+    if function == "pf":
+        numvfs, vfs = get("sriov_numvfs", 0), get("vfs", [])
+        return (isinstance(numvfs, int) and not isinstance(numvfs, bool) and numvfs >= 0 and isinstance(get("revision"), _TEXT_OR_NULL)
                 and isinstance(vfs, list) and all(isinstance(vf, str) and _CANONICAL_BDF.fullmatch(vf) for vf in vfs))
-    if device.get("function") == "vf":
-        return (isinstance(device.get("pf"), _TEXT_OR_NULL) and isinstance(device.get("domain"), _TEXT_OR_NULL)
-                and isinstance(device.get("driver"), _TEXT_OR_NULL) and isinstance(device.get("migratable_hw", False), bool)
-                and isinstance(device.get("owner_known", True), bool) and _queue_class_ok(device.get("queue_class")))
     return False
 
 
@@ -545,19 +547,26 @@ class Planner:
     def __init__(self, hosts):
         self.hosts = hosts
         self.classes = Classes(hosts)
+        # Per class, a heap of its open hosts as they were at the start: a copy of it is a valid start for any shape.
+        self.templates = []
+        for members in self.classes.members:
+            template = [host.entry() for host in members if host.blocked is None]
+            heapq.heapify(template)
+            self.templates.append(template)
         self.heaps = {}
         self.fixed = {}
         # The least memory and vCPUs any guest still to place needs: a host below either never serves again.
         self.floor = (0, 0)
 
     def _heap(self, cls, guest):
-        """The heap of class CLS's open hosts whose free VFs can serve the guest's shape (built on first use)."""
+        """The heap of class CLS's hosts for the guest's shape: a copy of the class's template on first use.
+
+        Stale entries and hosts that cannot serve the shape are dealt with as they reach the top (_top).
+        """
         key = (cls, guest.shape)
         heap = self.heaps.get(key)
         if heap is None:
-            heap = [host.entry() for host in self.classes.members[cls] if host.blocked is None and host.vf_node(guest) is not None]
-            heapq.heapify(heap)
-            self.heaps[key] = heap
+            heap = self.heaps[key] = list(self.templates[cls])
         return key, heap
 
     def _top(self, heap, guest):
@@ -565,12 +574,12 @@ class Planner:
         while heap:
             entry = heap[0]
             host = self.hosts[entry[2]]
-            if host.memory < self.floor[0] or host.vcpus < self.floor[1] or host.vf_node(guest) is None:
-                # Free VFs, memory and vCPUs only shrink: the host is out of this shape's heap for good.
-                heapq.heappop(heap)
-            elif entry[3] != host.version:
+            if entry[3] != host.version:
                 # The host took a guest since: its place can only be later now, so moving it down keeps the order.
                 heapq.heapreplace(heap, host.entry())
+            elif host.memory < self.floor[0] or host.vcpus < self.floor[1] or host.vf_node(guest) is None:
+                # Free VFs, memory and vCPUs only shrink: the host is out of this shape's heap for good.
+                heapq.heappop(heap)
             else:
                 return entry
         return None
