@@ -61,11 +61,10 @@ def host_vars(tmp_path, name, guests, **build):
 def played(tmp_path_factory):
     """One playbook run over two hosts: 'roomy' fits its guests, 'tight' (one node) cannot serve its second guest."""
     tmp_path = tmp_path_factory.mktemp("guest_role")
-    inventory = {"all": {"hosts": {
-        "roomy": host_vars(tmp_path, "roomy", [{"name": "vm1"}, {"name": "vm2"}, {"name": "vm3", "request": {"zip": 1}}]),
-        "tight": host_vars(tmp_path, "tight", [{"name": "vm1", "request": {"zip": 2, "sec": 1}},
-                                                {"name": "vm2", "request": {"zip": 1, "hpre": 1}}], nodes=(0,)),
-    }}}
+    roomy = [{"name": "vm1"}, {"name": "vm2"}, {"name": "vm3", "request": {"zip": 1}}]
+    tight = [{"name": "vm1", "request": {"zip": 2, "sec": 1}}, {"name": "vm2", "request": {"zip": 1, "hpre": 1}}]
+    inventory = {"all": {"hosts": {"roomy": host_vars(tmp_path, "roomy", roomy),
+                                   "tight": host_vars(tmp_path, "tight", tight, nodes=(0,))}}}
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
     (tmp_path / "play.yml").write_text(textwrap.dedent(PLAYBOOK))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0",
