@@ -67,7 +67,7 @@ def describe(module, kernel):
     if not module.get("loaded"):
         return "not loaded"
     if module.get("builtin"):
-        return "built into kernel %s" % kernel
+        return "built into kernel %s" % kernel + (" (srcversion %s)" % module["srcversion"] if module.get("srcversion") else "")
     details = (["version %s" % module["version"]] if module.get("version") else []) + ["kernel %s" % kernel]
     return "srcversion %s (%s)" % (module.get("srcversion") or "unknown", ", ".join(details))
 
