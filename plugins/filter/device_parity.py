@@ -18,7 +18,7 @@ description:
   - PFs are matched by PCI address, because a migrating guest keeps its hostdev addresses.
   - When both inputs are whole M(openeuler.kae.device_info) results, the build of every module on the migration path is
     compared too (C(hisi_qm), C(hisi_zip), C(hisi_sec2), C(hisi_hpre), and C(hisi_acc_vfio_pci) or C(vfio_pci) with
-    C(hisi_migration)): C(srcversion), C(version), built in or loaded, and the kernel release for modules without a
+    C(hisi_migration)), by C(srcversion), C(version), built in or loaded, and the kernel release for modules without a
     C(srcversion). The VF migration stream changed between driver builds; a newer driver accepts the older stream, an
     older one rejects the newer. Each sentence names both hosts and both identities.
 author:
@@ -34,7 +34,7 @@ options:
     required: true
   allow_newer_destination:
     description:
-      - For a one-way move (no migration back): a driver build difference where the destination's build is the newer one
+      - For a one-way move (no migration back), a driver build difference where the destination's build is the newer one
         (by declared C(version), or by kernel release for modules identified by it) is not returned as a mismatch; get
         those differences, each saying why it is allowed, with O(warnings=true).
       - A difference whose order cannot be told (same version, different C(srcversion)) stays a mismatch.

@@ -82,6 +82,7 @@ def plan(guest_xml, src_devices, dst_devices, destination=None):
     guest is pinned). DESTINATION names the destination host in those messages.
     """
     where = "the destination %s" % destination if destination else "the destination"
+    of_host = " of %s" % destination if destination else ""
     root = dx.parse_domain(guest_xml)
     guest = root.findtext("name")
     src_vfs = _vfs_by_bdf(_device_list(src_devices, "source"))
@@ -110,20 +111,20 @@ def plan(guest_xml, src_devices, dst_devices, destination=None):
         reasons = _queues.shortages(guest_vfs, [vf for vf in dst_vfs.values() if is_free(vf)], where)
         if any(d["function"] == "vf" for d in class_view):
             reasons.insert(0, str(exc))
-        raise RemapError("%s cannot host guest %s: it needs %s free VFs on one NUMA node and %s. Free or create "
+        raise RemapError("the destination cannot host guest %s: it needs %s free VFs on one NUMA node%s and %s. Free or create "
                          "VFs there (openeuler.kae.host role) or choose another destination"
-                         % (where, guest, wanted, "; ".join(reasons))) from exc
+                         % (guest, wanted, of_host, "; ".join(reasons))) from exc
     node = chosen[0]["numa_node"]
     if pinned is not None and node != pinned:
-        raise RemapError("%s cannot host guest %s on NUMA node %d, where its placement (numatune) pins it: "
+        raise RemapError("the destination cannot host guest %s on NUMA node %d%s, where its placement (numatune) pins it: "
                          "node %d lacks free VFs for %s (node %d has them). Free VFs on node %d of the destination, or re-pin the "
-                         "guest with openeuler.kae.guest_config" % (where, guest, pinned, pinned, wanted, node, pinned))
+                         "guest with openeuler.kae.guest_config" % (guest, pinned, of_host, pinned, wanted, node, pinned))
     mapping = _assign(hostdevs, src_vfs, chosen)
     if mapping is None:
-        raise RemapError("%s cannot host guest %s by engine alone: the guest holds VFs of one engine in different queue classes (%s), "
-                         "and the free VFs chosen on node %d do not pair up with them; give the guest VFs of one queue class "
-                         "per engine (openeuler.kae.guest_config), or map its VFs by hand"
-                         % (where, guest, "; ".join("%s: %s" % (vf["bdf"], _queues.describe(vf.get("queue_class"))) for vf in guest_vfs), node))
+        raise RemapError("the destination cannot host guest %s on node %d%s: the guest holds VFs of one engine in different queue "
+                         "classes (%s), and the free VFs chosen there do not pair up with them; give the guest VFs of one queue "
+                         "class per engine (openeuler.kae.guest_config), or map its VFs by hand"
+                         % (guest, node, of_host, "; ".join("%s: %s" % (vf["bdf"], _queues.describe(vf.get("queue_class"))) for vf in guest_vfs)))
     return {"mapping": mapping, "numa_node": node, "remapped": any(src != dst for src, dst in mapping.items())}
 
 

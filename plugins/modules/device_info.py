@@ -208,7 +208,7 @@ drivers:
   description:
     - Per module (C(hisi_qm), C(hisi_zip), C(hisi_sec2), C(hisi_hpre), C(hisi_acc_vfio_pci), C(vfio_pci), C(hisi_migration))
       its identity from C(/sys/module/NAME) and its file from C(modules.dep).
-    - Keys C(loaded) (C(/sys/module/NAME) exists), C(builtin) (no C(initstate): built into the kernel), C(version),
+    - Keys C(loaded) (C(/sys/module/NAME) exists), C(builtin) (no C(initstate), so built into the kernel), C(version),
       C(srcversion) and C(taint) (C(O) for out of tree) as the kernel shows them, C(file) (the path modprobe loads),
       C(origin) (its first directory under RV(modules_dir), such as C(extra) or C(kernel); C(builtin) when
       C(modules.builtin) lists it) and C(file_srcversion) (read from an uncompressed, xz or gzip file). Absent values are V(null).

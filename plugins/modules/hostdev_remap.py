@@ -17,9 +17,9 @@ description:
     addresses and RV(destination_xml) is null.
   - With O(domain_xml) instead of O(name), works on that XML alone (no libvirt needed), for example to check before
     a migration, or in a lab without passthrough, whether a destination can host a definition's VFs.
-  - Only a destination VF of the same queue class as the guest's VF qualifies (RV(openeuler.kae.device_info#module:devices[].queue_class):
-    same C(pf_q_num), same C(sriov_numvfs) on its PF, last VF of its PF or not), because the destination driver
-    refuses a VF whose queue count differs.
+  - Only a destination VF of the same queue class as the guest's VF qualifies (RV(openeuler.kae.device_info#module:devices[].queue_class),
+    that is the same C(pf_q_num), the same C(sriov_numvfs) on its PF, last VF of its PF or not), because the destination
+    driver refuses a VF whose queue count differs.
   - Fails, naming what is missing on which node and, when the queue class is the reason, each guest VF's class and
     the classes of the destination's free VFs, when the destination cannot host the guest's VFs, or when the
     guest holds a PCI hostdev that is not a KAE VF of the source.

@@ -18,7 +18,7 @@ description:
   - On every run it rebinds the VFs it owes that no libvirt domain holds and whose IOMMU group no process holds open,
     and keeps the others in O(record) for a later run. A VF a guest holds is never touched; it is reported, with a
     warning, as one that may not migrate until rebound. While libvirt cannot be asked no VF is touched.
-  - A VF owed a rebind that is gone, unbound, or on a driver without migration is dropped from the record: its next
+  - A VF owed a rebind that is gone, unbound, or on a driver without migration is dropped from the record, since its next
     binding to a migration driver comes after the PF's driver anyway.
   - The role P(openeuler.kae.host#role) runs it after loading drivers and on every run.
 author:

@@ -96,7 +96,7 @@ def test_refusal_names_the_host_the_vf_and_both_classes(kae_host):
     with pytest.raises(RemapError) as info:
         plan(guest("0000:75:00.7"), src, dst, destination="hv-b")
     message = str(info.value)
-    assert message.startswith("the destination hv-b cannot host guest vm1: it needs 1 zip free VFs on one NUMA node")
+    assert message.startswith("the destination cannot host guest vm1: it needs 1 zip free VFs on one NUMA node of hv-b and ")
     assert ("zip VF 0000:75:00.7 is of queue class pf_q_num 64, 7 VFs, the last VF, and the destination hv-b has no free zip VF "
             "of that class (its free zip VFs by class: pf_q_num 64, 4 VFs, not the last VF: 0000:75:00.1, 0000:75:00.2, "
             "0000:75:00.3, 0000:b5:00.1, 0000:b5:00.2, 0000:b5:00.3; pf_q_num 64, 4 VFs, the last VF: 0000:75:00.4, "
