@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 # A PCI address as the kernel names it under /sys/bus/pci/devices: domain, bus, slot (0-0x1f), function (0-7).
 _BDF_RE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]")
@@ -26,6 +27,7 @@ BDF_FORM = "DDDD:BB:SS.F such as 0000:75:00.1"
 # Numbers written as text: ASCII digits only, and short, so that no conversion meets a huge exponent or a digit of
 # another script. ansible-core's own int conversion hangs on '1e99999999' and raises on 'inf'.
 _INTEGER_TEXT_RE = re.compile(r"\s*[+-]?[0-9]{1,30}(?:\.0*)?\s*")
+_LARGEST_FLOAT = int(sys.float_info.max)
 _NUMBER_TEXT_RE = re.compile(r"\s*[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?\s*")
 
 
@@ -81,6 +83,8 @@ def number_text_problem(value, option, integer=False):
     kind = "a whole number" if integer else "a finite number"
     if isinstance(value, float) and not math.isfinite(value):
         return "%s must be %s, got %s" % (option, kind, value)
+    if not integer and isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST_FLOAT:
+        return "%s must be a finite number, got a whole number of %d digits that no float holds" % (option, len(str(abs(value))))
     if isinstance(value, str) and not (_INTEGER_TEXT_RE if integer else _NUMBER_TEXT_RE).fullmatch(value):
         return "%s must be %s written with the digits 0-9%s, got %s" % (
             option, kind, "" if integer else " (such as 2.5 or 1e3)", _shown(value))
