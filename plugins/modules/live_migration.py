@@ -238,7 +238,7 @@ outcome:
       and not on the destination.
     - V(failed) the migration ended with an error (or ended by itself after a failed C(abortJob)) and the domain is
       active on the source and not on the destination.
-    - V(unknown) anything else, including a host that could not be asked and a job that did not end after the abort:
+    - V(unknown) anything else, including a host that could not be asked and a job that did not end after the abort;
       check both hosts before doing anything else with the domain.
   returned: when a migration was attempted, and when the domain already ran on the destination
   type: str
