@@ -61,8 +61,8 @@ def main():
         base = rows[0][1] / rows[0][0]
         print("%-10s %12s %12s %20s" % ("line", "median", "per MiB", "per MiB / 16 MiB's"))
         for size_mib, median in rows:
-            print("%-10s %9.1f ms %9.2f ms %20.2f" % ("%d MiB" % size_mib, median * 1000, median * 1000 / size_mib,
-                                                       (median / size_mib) / base))
+            figures = ("%d MiB" % size_mib, median * 1000, median * 1000 / size_mib, (median / size_mib) / base)
+            print("%-10s %9.1f ms %9.2f ms %20.2f" % figures)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

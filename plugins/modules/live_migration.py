@@ -75,7 +75,7 @@ options:
     description:
       - Maximum tolerable downtime in milliseconds, set on the domain before migrating
         (C(virDomainMigrateSetMaxDowntime), the same as C(virsh migrate-setmaxdowntime)).
-      - From V(1) to V(2000000): QEMU refuses a C(downtime-limit) above 2000 s.
+      - From V(1) to V(2000000); QEMU refuses a C(downtime-limit) above 2000 s.
     type: int
     default: 100
   live:
