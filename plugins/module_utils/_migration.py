@@ -104,25 +104,28 @@ def default_log_path(domain):
 
 
 def _number_problems(params):
+    """One sentence per number option that is not finite and positive, or is above its limit (saying whose limit)."""
     problems = []
     for name, integer, maximum, why in NUMBER_LIMITS:
-        if params.get(name) is None:
+        value = params.get(name)
+        if value is None:
             continue
         try:
-            _validate.positive(params[name], name, maximum=maximum, integer=integer)
+            _validate.positive(value, name, integer=integer)
         except _validate.InputError as exc:
-            over = maximum is not None and not isinstance(params[name], bool) and isinstance(params[name], (int, float)) \
-                and params[name] > maximum
-            problems.append("%s (%s)" % (exc, why) if over else str(exc))
+            problems.append(str(exc))
+            continue
+        if maximum is not None and value > maximum:
+            problems.append("%s must be at most %d, got %s (%s)" % (name, maximum, value, why))
     return problems
 
 
 def _text_problems(params):
+    """One sentence per text option that holds a NUL byte or is empty, and for a domain name that cannot be a file name."""
+    checks = [("domain", _validate.domain_name)] + [(name, _validate.text) for name in URI_OPTIONS + TEXT_OPTIONS
+                                                     if params.get(name) is not None]
     problems = []
-    checks = [("domain", _validate.domain_name)] + [(name, _validate.text) for name in URI_OPTIONS + TEXT_OPTIONS]
     for name, check in checks:
-        if params.get(name) is None and name != "domain":
-            continue
         try:
             check(params.get(name), name)
         except _validate.InputError as exc:
