@@ -122,8 +122,8 @@ def _number_problems(params):
 
 def _text_problems(params):
     """One sentence per text option that holds a NUL byte or is empty, and for a domain name that cannot be a file name."""
-    checks = [("domain", _validate.domain_name)] + [(name, _validate.text) for name in URI_OPTIONS + TEXT_OPTIONS
-                                                     if params.get(name) is not None]
+    given = [name for name in URI_OPTIONS + TEXT_OPTIONS if params.get(name) is not None]
+    checks = [("domain", _validate.domain_name)] + [(name, _validate.text) for name in given]
     problems = []
     for name, check in checks:
         try:
