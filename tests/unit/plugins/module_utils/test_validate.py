@@ -107,3 +107,38 @@ def test_mapping_and_sequence():
         _validate.mapping([], "m")
     with pytest.raises(InputError, match="s must be a list, got str"):
         _validate.sequence("x", "s")
+
+
+@pytest.mark.parametrize("value, integer", [
+    (100, True), ("100", True), (" 100 ", True), ("-3", True), ("7.0", True), (None, True), ([1], True),
+    (2.5, False), ("2.5", False), ("1e3", False), (".5", False), ("-1E-3", False), (10 ** 300, False),
+])
+def test_number_text_problem_lets_ordinary_numbers_through(value, integer):
+    assert _validate.number_text_problem(value, "timeout_s", integer) is None
+
+
+@pytest.mark.parametrize("value, integer, expected", [
+    ("1e99999999", True, "max_downtime_ms must be a whole number written with the digits 0-9, got '1e99999999'"),
+    ("1e3", True, "max_downtime_ms must be a whole number written with the digits 0-9, got '1e3'"),
+    ("inf", True, "max_downtime_ms must be a whole number written with the digits 0-9, got 'inf'"),
+    (float("inf"), True, "max_downtime_ms must be a whole number, got inf"),
+    ("\u0661\u0660\u0660", True, "max_downtime_ms must be a whole number written with the digits 0-9, got '\u0661\u0660\u0660'"),
+    ("1" * 31, True, "max_downtime_ms must be a whole number written with the digits 0-9"),
+    ("nan", False, "max_downtime_ms must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'nan'"),
+    ("1e1000", False, "max_downtime_ms must be a finite number written with the digits 0-9"),
+    (float("nan"), False, "max_downtime_ms must be a finite number, got nan"),
+    (10 ** 400, False, "max_downtime_ms must be a finite number, got a whole number of 401 digits that no float holds"),
+    ("12\x00", False, "max_downtime_ms must be a finite number written with the digits 0-9"),
+])
+def test_number_text_problem_refuses_what_no_conversion_should_see(value, integer, expected):
+    assert _validate.number_text_problem(value, "max_downtime_ms", integer).startswith(expected)
+
+
+def test_screen_number_options_types_every_number_raw_only_when_one_is_bad():
+    spec = {"count": {"type": "int", "default": 1}, "ratio": {"type": "float"}, "name": {"type": "str"}}
+    assert _validate.screen_number_options({"count": "3", "ratio": 0.5}, spec) == (spec, None)
+    assert _validate.screen_number_options(None, spec) == (spec, None)
+    screened, problem = _validate.screen_number_options({"count": "3", "ratio": "inf"}, spec)
+    assert problem == "ratio must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'inf'"
+    assert screened == {"count": {"type": "raw", "default": 1}, "ratio": {"type": "raw"}, "name": {"type": "str"}}
+    assert spec["count"]["type"] == "int"
