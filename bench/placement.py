@@ -5,7 +5,8 @@
 
 Generated input at 1 %, 10 % and 100 % of 1,000 hosts and 10,000 guests, every size with the same proportions:
 two NUMA nodes per host, three engines, 8-16 VFs per engine and node (three hardware set-ups, so three classes of
-compatible hosts), about a quarter of the VFs held by other domains, libvirt unreadable on 1 % of the hosts,
+compatible hosts; one host in fifty, none being drained, already runs another hisi_zip build: classes of their own), about a quarter of the VFs
+held by other domains, libvirt unreadable on 1 % of the hosts,
 free memory 16-512 GiB and 16-160 free vCPUs; 10 % of the hosts in maintenance hold the guests to move, 1 % are
 excluded. Guests: 1-3 VFs (40 % given by the VFs they hold, the others by a request), 10 % pinned to a node,
 1-32 GiB, 1-8 vCPUs, and one in 500 asking for more memory than any host has (they cannot move: the cost of
@@ -39,17 +40,19 @@ FULL_GUESTS = 10000
 ENGINES = ("zip", "sec", "hpre")
 BUSES = {("zip", 0): 0x75, ("sec", 0): 0x76, ("hpre", 0): 0x79, ("zip", 1): 0xb5, ("sec", 1): 0xb6, ("hpre", 1): 0xb9}
 DRIVERS = {"zip": "hisi_zip", "sec": "hisi_sec2", "hpre": "hisi_hpre"}
+MODULES = ("hisi_qm", "hisi_zip", "hisi_sec2", "hisi_hpre", "hisi_acc_vfio_pci")
+BUILD, OTHER_BUILD = "5A1E2B7F9C0D3E4F5A6B7C8", "0F0F0F0F0F0F0F0F0F0F0F0"
 GIB = 1024
 
 
-def _import_plan():
-    """_placement from this checkout, through the .collections link that scripts/bootstrap.sh makes."""
+def _import_collection():
+    """(_placement, _queues, _drivers) from this checkout, through the .collections link that scripts/bootstrap.sh makes."""
     collections = os.path.join(ROOT, ".collections")
     if not os.path.isdir(os.path.join(collections, "ansible_collections", "openeuler", "kae")):
         sys.exit("bench/placement.py: %s/ansible_collections/openeuler/kae is missing; run make bootstrap" % collections)
     sys.path.insert(0, collections)
-    from ansible_collections.openeuler.kae.plugins.module_utils import _placement
-    return _placement
+    from ansible_collections.openeuler.kae.plugins.module_utils import _drivers, _placement, _queues
+    return _placement, _queues, _drivers
 
 
 def layouts(rng):
@@ -57,20 +60,25 @@ def layouts(rng):
     return [dict((place, rng.randint(8, 16)) for place in BUSES) for _index in range(3)]
 
 
-def host_facts(rng, layout):
-    """A device_info result for one host of LAYOUT, about a quarter of its VFs held by other domains."""
+def host_facts(rng, layout, queues, drivers, build):
+    """A device_info result for one host of LAYOUT and BUILD of hisi_zip, about a quarter of its VFs held by other domains."""
     devices = []
     for (engine, node), bus in sorted(BUSES.items()):
         pf = "0000:%02x:00.0" % bus
         vfs = ["0000:%02x:%02x.%d" % (bus, (index + 1) // 8, (index + 1) % 8) for index in range(layout[(engine, node)])]
         devices.append({"bdf": pf, "engine": engine, "function": "pf", "numa_node": node, "driver": DRIVERS[engine],
                         "revision": "0x30", "migratable_hw": True, "sriov_totalvfs": 63, "sriov_numvfs": len(vfs), "vfs": vfs})
-        for bdf in vfs:
+        for index, bdf in enumerate(vfs):
             devices.append({"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
-                            "revision": "0x30", "migratable_hw": True, "pf": pf,
+                            "revision": "0x30", "migratable_hw": True, "pf": pf, "vf_index": index,
+                            "queue_class": queues.queue_class(64, len(vfs), index),
                             "domain": "resident-%d" % rng.randint(1, 40) if rng.random() < 0.25 else None})
+    modules = dict((name, {"loaded": name in MODULES, "builtin": False, "version": None, "taint": "",
+                           "srcversion": (build if name == "hisi_zip" else BUILD) if name in MODULES else None})
+                   for name in drivers.REPORTED_MODULES)
     return {"devices": devices, "pf_q_num": {"zip": 64, "sec": 64, "hpre": 64},
-            "libvirt": {"available": rng.random() >= 0.01, "uri": "qemu:///system"}}
+            "libvirt": {"available": rng.random() >= 0.01, "uri": "qemu:///system"}, "host": "kae-host",
+            "kernel_release": "6.6.0-28.0.0.34.oe2403.aarch64", "drivers": modules, "migration_drivers": ["hisi_acc_vfio_pci"]}
 
 
 def _hold(rng, facts, name):
@@ -87,12 +95,14 @@ def _hold(rng, facts, name):
     return held
 
 
-def generate(hosts, guests, seed):
+def generate(hosts, guests, seed, queues, drivers):
     """(facts, capacity, guests, exclude, maintenance) of the given size."""
     rng = random.Random(seed)
     kinds = layouts(rng)
     names = ["hv%04d" % index for index in range(hosts)]
-    facts = dict((name, host_facts(rng, rng.choice(kinds))) for name in names)
+    # One host in fifty (none of those in maintenance) already runs another build of hisi_zip.
+    facts = dict((name, host_facts(rng, rng.choice(kinds), queues, drivers, OTHER_BUILD if index % 50 == 7 else BUILD))
+                 for index, name in enumerate(names))
     capacity = dict((name, {"memory_mib": rng.randint(16, 512) * GIB, "vcpus": rng.randint(16, 160)}) for name in names)
     maintenance = names[::10]
     exclude = names[5::100]
@@ -175,11 +185,11 @@ def main():
     parser.add_argument("--seed", type=int, default=1, help="seed of the generated fleet (default 1)")
     parser.add_argument("--full-runs", type=int, default=3, help="runs at 100 %% (smaller sizes run more); the median is printed (default 3)")
     args = parser.parse_args()
-    placement = _import_plan()
+    placement, queues, drivers = _import_collection()
     rows = []
     for percent, runs in ((1, 15 * args.full_runs), (10, 3 * args.full_runs), (100, args.full_runs)):
         hosts, guests = FULL_HOSTS * percent // 100, FULL_GUESTS * percent // 100
-        data = generate(hosts, guests, args.seed)
+        data = generate(hosts, guests, args.seed, queues, drivers)
         check_s, total_s, wall_s, plan = measure(placement, data, runs)
         calls = count_calls(placement, data)
         rows.append({"percent": percent, "hosts": hosts, "guests": guests, "runs": runs, "check_s": check_s, "total_s": total_s, "wall_s": wall_s,
@@ -192,30 +202,31 @@ def main():
     return 1 if broken else 0
 
 
+def _ratio(now, before):
+    return "%.1f" % (now / before) if before else "-"
+
+
 def print_table(rows):
     print("Planning an evacuation (place_guests logic), median of the runs; seconds of CPU (checks, plan) and of wall clock:")
     columns = ("size", "hosts", "guests", "placed", "unplaced", "classes", "runs", "checks", "plan", "wall", "CPU ratio", "G*log2(H) ratio")
     print("%5s %6s %7s %7s %9s %8s %5s %8s %8s %8s %10s %16s" % columns)
-    previous = None
+    previous = {}
     for row in rows:
-        ratio = "%.1f" % (row["total_s"] / previous["total_s"]) if previous else "-"
-        work = "%.1f" % (row["work"] / previous["work"]) if previous else "-"
         print("%4d%% %6d %7d %7d %9d %8d %5d %8.3f %8.3f %8.3f %10s %16s" % (
             row["percent"], row["hosts"], row["guests"], row["placed"], row["unplaced"], row["classes"], row["runs"],
-            row["check_s"], row["total_s"], row["wall_s"], ratio, work))
+            row["check_s"], row["total_s"], row["wall_s"], _ratio(row["total_s"], previous.get("total_s")),
+            _ratio(row["work"], previous.get("work"))))
         previous = row
     print()
     print("Python function calls of one plan (millions), as a measure of work independent of the machine's load:")
     print("%5s %8s %8s %8s %8s %10s %12s %16s" % ("size", "checks", "search", "reasons", "total", "ratio", "search ratio", "G*log2(H) ratio"))
-    previous = None
+    previous = {}
     for row in rows:
-        calls = row["calls"]
+        calls, before = row["calls"], previous.get("calls", {})
         total = sum(calls.values())
-        ratio = "%.1f" % (total / sum(previous["calls"].values())) if previous else "-"
-        search = "%.1f" % (calls["search"] / previous["calls"]["search"]) if previous else "-"
-        work = "%.1f" % (row["work"] / previous["work"]) if previous else "-"
-        print("%4d%% %8.3f %8.3f %8.3f %8.3f %10s %12s %16s" % (row["percent"], calls["checks"] / 1e6, calls["search"] / 1e6,
-                                                              calls["reasons"] / 1e6, total / 1e6, ratio, search, work))
+        print("%4d%% %8.3f %8.3f %8.3f %8.3f %10s %12s %16s" % (
+            row["percent"], calls["checks"] / 1e6, calls["search"] / 1e6, calls["reasons"] / 1e6, total / 1e6,
+            _ratio(total, sum(before.values())), _ratio(calls["search"], before.get("search")), _ratio(row["work"], previous.get("work"))))
         previous = row
     full = rows[-1]
     print("At 100 %%: %.2f s of CPU (%.2f s wall) for %d guests over %d hosts, %.0f us of CPU a guest; goal: under 5 s." % (

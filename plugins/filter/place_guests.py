@@ -13,16 +13,18 @@ description:
     destination host and destination VFs, all on one NUMA node of the destination, of the same engine as the
     guest's VFs and of the same queue class where it is known.
   - A destination must have a KAE set-up compatible with the guest's source host, as
-    P(openeuler.kae.device_parity#filter) compares them (engines, C(pf_q_num), and per PF its address, revision and
-    C(sriov_numvfs)); C(pf_q_num) must also be known on both. Hosts are grouped into classes of equal set-ups, so
-    the check runs once per pair of classes.
+    P(openeuler.kae.device_parity#filter) compares them (engines, C(pf_q_num), per PF its address, revision and
+    C(sriov_numvfs), and the build of every driver module on the migration path); C(pf_q_num) and the driver builds
+    must also be known on both. Hosts are grouped into classes of equal set-ups, so the check runs once per source
+    host and class.
   - A VF is free when no domain holds it, it is bound to a migration driver and its hardware supports migration,
     and its owner could be read. On a host whose facts say libvirt could not be asked (RV(openeuler.kae.device_info#module:libvirt.available)
     false), or a VF whose C(owner_known) is false, no VF counts as free. VFs the moving guests hold, and the memory they
     use, are not counted as freed.
-  - A VF's queue class (the engine's C(pf_q_num), the PF's C(sriov_numvfs), and whether it is the PF's last VF,
-    which gets the remainder of the queues) is taken from the VF's C(queue_class) when the facts have it, otherwise
-    derived from its PF. A source VF of a known class only gets a destination VF of the same class.
+  - A VF's queue class (RV(openeuler.kae.device_info#module:devices[].queue_class), the engine's C(pf_q_num), the PF's
+    C(sriov_numvfs), and whether it is the PF's last VF, which gets the remainder of the queues) must match: a source VF
+    of a known class only gets a destination VF of the same class. A VF whose class the facts do not fully give is
+    matched by engine alone, and the placement says so.
   - Guests are placed biggest first (VFs, then memory, then vCPUs, then name), each on the compatible host with the
     most free memory left, then the most free vCPUs, then the first name. Each placement consumes the VFs, memory and
     vCPUs it takes, so no VF is given twice and the guests spread over the hosts. The same input always gives the
@@ -37,7 +39,9 @@ options:
     description:
       - Every host's device facts, as a mapping of inventory host name to that host's registered
         M(openeuler.kae.device_info) result (RV(openeuler.kae.device_info#module:devices),
-        RV(openeuler.kae.device_info#module:pf_q_num) and RV(openeuler.kae.device_info#module:libvirt) are read).
+        RV(openeuler.kae.device_info#module:pf_q_num), RV(openeuler.kae.device_info#module:libvirt),
+        RV(openeuler.kae.device_info#module:drivers), RV(openeuler.kae.device_info#module:kernel_release),
+        RV(openeuler.kae.device_info#module:migration_drivers) and RV(openeuler.kae.device_info#module:host) are read).
       - Must hold every guest's source host and every candidate destination.
     type: dict
     required: true

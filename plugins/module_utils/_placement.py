@@ -11,8 +11,8 @@ Input (checked at the edge, every problem raised as PlacementError naming the fi
   guests       [{name, host, memory_mib, vcpus, pinned_node (optional), vfs: [BDF] | request: {engine: count}}]
   exclude, maintenance   host names that never receive a guest
 
-Hosts are grouped into classes by a signature of everything the parity check compares, so compatibility is
-decided once per pair of classes, not per pair of hosts. Guests are placed biggest first; each goes to the
+Hosts are grouped into classes by a signature of everything the parity checks compare (devices and driver
+builds), so compatibility is decided once per source host and class, not per pair of hosts. Guests are placed biggest first; each goes to the
 compatible host with the most free memory left (then most free vCPUs, then name) that has the guest's VFs free
 on one NUMA node. Every placement consumes the VFs, memory and vCPUs it takes. A guest no host can take gets,
 per group of hosts, the reason they cannot.
@@ -31,12 +31,13 @@ import heapq
 import operator
 import re
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _drivers, _queues, _validate
 
 ENGINES = _devices.ENGINE_NAMES
 GUEST_KEYS = ("name", "host", "memory_mib", "vcpus", "pinned_node", "vfs", "request")
 CAPACITY_KEYS = ("memory_mib", "vcpus")
-QUEUE_CLASS_KEYS = ("pf_q_num", "num_vfs", "last")
+# The parts of a module's identity in device_info's drivers that the driver parity compares.
+IDENTITY_KEYS = ("loaded", "builtin", "version", "srcversion")
 
 FACTS_HINT = "pass {host: that host's registered openeuler.kae.device_info result} for every candidate and source host"
 CAPACITY_HINT = "pass {host: {memory_mib: free MiB, vcpus: free vCPUs}}, numbers as numbers (| int)"
@@ -93,7 +94,7 @@ def _queue_class_field(value, option):
     if value is None:
         return None
     _checked(FACTS_HINT, _validate.mapping, value, option)
-    for key in QUEUE_CLASS_KEYS:
+    for key in _queues.CLASS_KEYS:
         if not _queue_class_part_ok(key, value.get(key)):
             _fail("%s.%s must be %s or null, got %r" % (option, key, "true/false" if key == "last" else "a whole number", value.get(key)),
                   FACTS_HINT)
@@ -113,7 +114,7 @@ def _well_formed(device):
         queue_class = get("queue_class")
         return (isinstance(get("pf"), _TEXT_OR_NULL) and isinstance(get("domain"), _TEXT_OR_NULL) and isinstance(get("driver"), _TEXT_OR_NULL)
                 and isinstance(get("migratable_hw", False), bool) and isinstance(get("owner_known", True), bool)
-                and (queue_class is None or _queue_class_ok(queue_class)))
+                and (queue_class is None or _queue_class_ok(queue_class)) and ("domains" not in device or _names_ok(device["domains"])))
     if function == "pf":
         numvfs, vfs = get("sriov_numvfs", 0), get("vfs", [])
         return (isinstance(numvfs, int) and not isinstance(numvfs, bool) and numvfs >= 0 and isinstance(get("revision"), _TEXT_OR_NULL)
@@ -121,8 +122,16 @@ def _well_formed(device):
     return False
 
 
+def _names_ok(value):
+    return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+
 def _queue_class_ok(value):
-    return value is None or (isinstance(value, dict) and all(_queue_class_part_ok(key, value.get(key)) for key in QUEUE_CLASS_KEYS))
+    if not isinstance(value, dict):
+        return False
+    get = value.get
+    return _queue_class_part_ok("pf_q_num", get("pf_q_num")) and _queue_class_part_ok("num_vfs", get("num_vfs")) and \
+        _queue_class_part_ok("last", get("last"))
 
 
 def _read_device(device, option):
@@ -149,6 +158,8 @@ def _read_device(device, option):
     _boolean(device.get("migratable_hw", False), option + ".migratable_hw", FACTS_HINT)
     if "owner_known" in device:
         _boolean(device["owner_known"], option + ".owner_known", FACTS_HINT)
+    for index, holder in enumerate(_checked(FACTS_HINT, _validate.sequence, device.get("domains", []), option + ".domains")):
+        _checked(FACTS_HINT, _validate.text, holder, "%s.domains[%d]" % (option, index))
     _queue_class_field(device.get("queue_class"), option + ".queue_class")
 
 
@@ -173,6 +184,25 @@ def _read_facts(name, facts):
         _checked(FACTS_HINT, _validate.number, value, "%s.pf_q_num.%s" % (option, engine), minimum=0, integer=True)
     note = _checked(FACTS_HINT, _validate.mapping, facts["libvirt"], option + ".libvirt")
     _boolean(note.get("available"), option + ".libvirt.available", FACTS_HINT)
+    _read_driver_facts(facts, option)
+
+
+def _read_driver_facts(facts, option):
+    """Check what the driver parity reads: drivers (per module its identity), kernel_release, migration_drivers, host."""
+    for key in ("kernel_release", "host"):
+        _optional_text(facts.get(key), "%s.%s" % (option, key), FACTS_HINT)
+    for index, driver in enumerate(_checked(FACTS_HINT, _validate.sequence, facts.get("migration_drivers", []), option + ".migration_drivers")):
+        _checked(FACTS_HINT, _validate.text, driver, "%s.migration_drivers[%d]" % (option, index))
+    if facts.get("drivers") is None:
+        return
+    for name, module in _checked(FACTS_HINT, _validate.mapping, facts["drivers"], option + ".drivers").items():
+        where = "%s.drivers[%r]" % (option, name)
+        _checked(FACTS_HINT, _validate.mapping, module, where)
+        for key in ("loaded", "builtin"):
+            if key in module:
+                _boolean(module[key], "%s.%s" % (where, key), FACTS_HINT)
+        for key in ("version", "srcversion"):
+            _optional_text(module.get(key), "%s.%s" % (where, key), FACTS_HINT)
 
 
 def _read_capacity(capacity, hosts):
@@ -213,52 +243,47 @@ def _read_names(names, option, hosts):
 # ---------------------------------------------------------------- compatibility between hosts
 
 def signature(host):
-    """Everything _devices.parity compares, hashable: hosts with one signature compare alike with any host."""
-    devices = host.facts["devices"]
+    """Everything the parity checks read (but the host's name), hashable: hosts with one signature compare alike with any host.
+
+    _devices.parity: the engines present, pf_q_num, per PF its address, engine, node, revision and sriov_numvfs.
+    _drivers.parity: per module its identity, the kernel release, the migration drivers.
+    """
+    facts = host.facts
+    devices = facts["devices"]
     pfs = sorted((d["bdf"], d["engine"], d["numa_node"], d.get("revision"), d.get("sriov_numvfs"))
                  for d in devices if d["function"] == "pf")
-    return (tuple(sorted(set(d["engine"] for d in devices))), tuple(sorted(host.pf_q_num.items())), tuple(pfs))
+    drivers = facts.get("drivers")
+    identities = None if drivers is None else tuple(sorted((name,) + tuple(module.get(key) for key in IDENTITY_KEYS)
+                                                           for name, module in drivers.items()))
+    return (tuple(sorted(set(d["engine"] for d in devices))), tuple(sorted(host.pf_q_num.items())), tuple(pfs),
+            identities, facts.get("kernel_release"), tuple(facts.get("migration_drivers", [])))
 
 
 def differences(source, destination):
-    """Why DESTINATION cannot take guests from SOURCE (hosts): the parity mismatches, and pf_q_num unread on a side.
+    """Why DESTINATION cannot take guests from SOURCE (hosts); empty when their KAE set-ups are compatible.
 
-    Empty when they are compatible. Without pf_q_num on both sides the VFs' queue counts cannot be compared,
-    and the destination driver refuses a VF whose queue count differs.
+    The device parity and the driver build parity of `openeuler.kae.device_parity`, and what they cannot compare:
+    without pf_q_num on both sides the VFs' queue counts, without driver facts the builds (the destination driver
+    refuses a VF of another queue count, an older build the newer migration stream).
     """
-    problems = _devices.parity(source.facts, destination.facts)
+    problems = _devices.parity(source.facts, destination.facts) + _drivers.parity(source.facts, destination.facts)[0]
     engines = set(d["engine"] for d in source.facts["devices"]) & set(d["engine"] for d in destination.facts["devices"])
-    for engine in (e for e in ENGINES if e in engines):
-        for side, host in (("source", source), ("destination", destination)):
-            if engine not in host.pf_q_num:
-                problems.append("pf_q_num of %s is not known on the %s %s (%s does not show it), so its VFs' queue counts "
-                                "cannot be compared" % (engine, side, host.name, _devices.ENGINES[engine]["driver"]))
+    for side, host in (("source", source), ("destination", destination)):
+        for engine in (e for e in ENGINES if e in engines and e not in host.pf_q_num):
+            problems.append("pf_q_num of %s is not known on the %s %s (%s does not show it), so its VFs' queue counts "
+                            "cannot be compared" % (engine, side, host.name, _devices.ENGINES[engine]["driver"]))
+        if host.facts.get("drivers") is None:
+            problems.append("the KAE driver builds of the %s %s are not known (its facts have no drivers), so they cannot be "
+                            "compared; read them with openeuler.kae.device_info" % (side, host.name))
     return problems
 
 
 # ---------------------------------------------------------------- VFs
 
-def _queue_class(vf, host):
-    """(pf_q_num, num_vfs, last) of a VF, or None when any part is unknown.
-
-    The PF keeps pf_q_num queues and splits the rest evenly over its VFs, the last VF taking the remainder,
-    so on identical hardware these three decide a VF's queue count. A queue_class in the facts is used as it
-    is; otherwise the class is derived from the VF's PF (its sriov_numvfs and virtfn order) and pf_q_num.
-    """
-    given = vf.get("queue_class")
-    if given is not None:
-        parts = tuple(given.get(key) for key in QUEUE_CLASS_KEYS)
-        return None if None in parts else parts
-    pf = host.pfs.get(vf.get("pf"))
-    pf_q_num = host.pf_q_num.get(vf["engine"])
-    if pf is None or pf_q_num is None or len(pf["vfs"]) != pf["sriov_numvfs"] or vf["bdf"] not in pf["vf_set"]:
-        return None
-    return (pf_q_num, pf["sriov_numvfs"], pf["vfs"][-1] == vf["bdf"])
-
-
-def vf_key(vf, host):
-    """(engine, queue class or None): a destination VF serves a source VF with an equal key."""
-    return (vf["engine"], _queue_class(vf, host))
+def vf_key(vf):
+    """(engine, queue class parts or None when not fully known): a destination VF serves a source VF with an equal key."""
+    key = _queues.class_key(vf)
+    return (vf["engine"], None if key is None else key[1:])
 
 
 def offered_key(vf, host):
@@ -269,15 +294,15 @@ def offered_key(vf, host):
     """
     if not host.owners_known or vf.get("owner_known", True) is not True or not _devices.is_free(vf):
         return None
-    return vf_key(vf, host)
+    return vf_key(vf)
 
 
 def describe_key(key):
-    """'zip', or 'zip (queue class: pf_q_num 64, 4 VFs, not the last VF)'."""
+    """'zip', or 'zip (queue class pf_q_num 64, 4 VFs, not the last VF)'."""
     engine, cls = key
     if cls is None:
         return engine
-    return "%s (queue class: pf_q_num %d, %d VFs, %s)" % (engine, cls[0], cls[1], "the last VF" if cls[2] else "not the last VF")
+    return "%s (queue class %s)" % (engine, _queues.describe(dict(zip(_queues.CLASS_KEYS, cls))))
 
 
 def _key_order(key):
@@ -290,7 +315,7 @@ def _key_order(key):
 class Host:
     """A candidate host: its facts, its class, and the free VFs, memory and vCPUs left as guests are placed."""
 
-    __slots__ = ("name", "facts", "pfs", "pf_q_num", "owners_known", "cls", "memory", "vcpus", "free", "counts",
+    __slots__ = ("name", "facts", "pf_q_num", "owners_known", "cls", "memory", "vcpus", "free", "counts",
                  "nodes", "blocked", "version", "incoming", "by_bdf", "problems")
 
     def __init__(self, name, facts):
@@ -298,10 +323,6 @@ class Host:
         self.facts = facts
         self.pf_q_num = dict(facts["pf_q_num"])
         self.owners_known = facts["libvirt"]["available"] is True
-        self.pfs = {}
-        for d in facts["devices"]:
-            if d["function"] == "pf":
-                self.pfs[d["bdf"]] = {"vfs": list(d.get("vfs", [])), "vf_set": set(d.get("vfs", [])), "sriov_numvfs": d.get("sriov_numvfs", 0)}
         self.cls = None
         self.memory = self.vcpus = None
         self.blocked = None
@@ -450,13 +471,14 @@ def _guest_vfs(value, option, name, source, claimed):
         vf = devices.get(bdf)
         if vf is None or vf["function"] != "vf":
             _fail("%s: %s is not a KAE VF of %s according to its facts" % (where, bdf, source.name), GUESTS_HINT)
-        if vf.get("domain") not in (None, name):
-            _fail("%s: VF %s of %s belongs to domain %s according to its facts, not to %s" % (where, bdf, source.name, vf["domain"], name),
+        others = sorted(set(holder for holder in vf.get("domains") or [vf.get("domain")] if holder not in (None, name)))
+        if others:
+            _fail("%s: VF %s of %s belongs to domain %s according to its facts, not to %s" % (where, bdf, source.name, ", ".join(others), name),
                   GUESTS_HINT)
         if (source.name, bdf) in claimed:
             _fail("%s: VF %s of %s is also listed for guest %s" % (where, bdf, source.name, claimed[(source.name, bdf)]), GUESTS_HINT)
         claimed[(source.name, bdf)] = name
-        vfs.append((bdf, vf_key(vf, source)))
+        vfs.append((bdf, vf_key(vf)))
     if not vfs:
         _fail("%s.vfs is empty: a guest to place holds at least one KAE VF" % option, GUESTS_HINT)
     nodes = set(devices[bdf]["numa_node"] for bdf, _key in vfs)
@@ -517,7 +539,7 @@ def _blocked(host, excluded, maintenance):
 # ---------------------------------------------------------------- classes
 
 class Classes:
-    """Hosts grouped by signature; compatibility decided per pair of classes, on their first hosts."""
+    """Hosts grouped by signature; compatibility decided once per source host and destination class, on its first host."""
 
     def __init__(self, hosts):
         groups = {}
@@ -529,14 +551,14 @@ class Classes:
                 host.cls = index
         self._differences = {}
 
-    def differences(self, source_cls, destination_cls):
-        pair = (source_cls, destination_cls)
+    def differences(self, source, destination_cls):
+        pair = (source.name, destination_cls)
         if pair not in self._differences:
-            self._differences[pair] = differences(self.members[source_cls][0], self.members[destination_cls][0])
+            self._differences[pair] = differences(source, self.members[destination_cls][0])
         return self._differences[pair]
 
-    def compatible(self, source_cls):
-        return [index for index in range(len(self.members)) if not self.differences(source_cls, index)]
+    def compatible(self, source):
+        return [index for index in range(len(self.members)) if not self.differences(source, index)]
 
 
 # ---------------------------------------------------------------- planning
@@ -586,7 +608,7 @@ class Planner:
 
     def choose(self, guest):
         """The host with the most free memory (then vCPUs, then name) that can take GUEST, or None."""
-        active = dict(self._heap(cls, guest) for cls in self.classes.compatible(self.hosts[guest.host].cls))
+        active = dict(self._heap(cls, guest) for cls in self.classes.compatible(self.hosts[guest.host]))
         aside = []
         chosen = None
         while chosen is None:
@@ -626,20 +648,20 @@ class Planner:
 
     # ------------------------------------------------------------ reasons
 
-    def fixed_groups(self, source_cls):
-        """({category: [host names]} of the hosts that never take a guest of SOURCE_CLS, [the other hosts]), cached."""
-        if source_cls not in self.fixed:
+    def fixed_groups(self, source):
+        """({category: [host names]} of the hosts that never take a guest from SOURCE, [the other hosts]), cached."""
+        if source.name not in self.fixed:
             groups, open_hosts = {}, []
             for name in sorted(self.hosts):
                 host = self.hosts[name]
                 if host.blocked is not None:
                     groups.setdefault(host.blocked, []).append(name)
-                elif self.classes.differences(source_cls, host.cls):
+                elif self.classes.differences(source, host.cls):
                     groups.setdefault(("incompatible", host.cls), []).append(name)
                 else:
                     open_hosts.append(host)
-            self.fixed[source_cls] = (groups, open_hosts)
-        return self.fixed[source_cls]
+            self.fixed[source.name] = (groups, open_hosts)
+        return self.fixed[source.name]
 
     def problems(self, host, guest):
         """The reason categories why HOST, open to guests of GUEST's class, cannot take GUEST now."""
@@ -656,7 +678,7 @@ class Planner:
 
     def reasons(self, guest):
         """[{reason, hosts}] grouping every host by why it cannot take GUEST (the fixed groups' lists are shared)."""
-        fixed, open_hosts = self.fixed_groups(self.hosts[guest.host].cls)
+        fixed, open_hosts = self.fixed_groups(self.hosts[guest.host])
         groups = dict(fixed)
         for host in open_hosts:
             for category in self.problems(host, guest):
@@ -669,7 +691,7 @@ class Planner:
         if kind == "incompatible":
             first = self.classes.members[category[1]][0]
             return ("KAE set-up incompatible with the source %s (checked against %s, whose set-up these hosts share): %s"
-                    % (guest.host, first.name, "; ".join(self.classes.differences(self.hosts[guest.host].cls, category[1]))))
+                    % (guest.host, first.name, "; ".join(self.classes.differences(self.hosts[guest.host], category[1]))))
         if kind == "short":
             return _short_sentence(category[1], hosts, guest)
         if kind == "split":

@@ -11,16 +11,25 @@ import sys
 
 import pytest
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _placement
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _drivers, _placement, _queues
 
 # PF bus per (engine, node), as on a Kunpeng 920: VF n of a PF is BUS:00.n (n from 1).
 BUSES = {("zip", 0): "75", ("sec", 0): "76", ("hpre", 0): "79", ("zip", 2): "b5", ("sec", 2): "b6", ("hpre", 2): "b9"}
 ALL = ("zip", "sec", "hpre")
 
 
-def facts(vfs=3, taken=(), pf_q_num=64, nodes=(0, 2), engines=ALL, available=True, **vf_fields):
+def drivers(srcversion="5A1E2B7F9C0D3E4F5A6B7C8"):
+    """device_info's drivers: every KAE module and hisi_acc_vfio_pci loaded, of one build."""
+    loaded = _drivers.KAE_MODULES + ("hisi_acc_vfio_pci",)
+    return dict((name, {"loaded": name in loaded, "builtin": False, "version": None, "srcversion": srcversion if name in loaded else None,
+                        "taint": "" if name in loaded else None, "file": None, "origin": None, "file_srcversion": None})
+                for name in _drivers.REPORTED_MODULES)
+
+
+def facts(vfs=3, taken=(), pf_q_num=64, nodes=(0, 2), engines=ALL, available=True, srcversion="5A1E2B7F9C0D3E4F5A6B7C8", **vf_fields):
     """A device_info result: per node and engine a PF with VFS VFs; TAKEN maps a VF address to its domain."""
     taken = dict(taken) if isinstance(taken, dict) else dict((bdf, "other") for bdf in taken)
+    quotas = pf_q_num if isinstance(pf_q_num, dict) else dict((engine, pf_q_num) for engine in engines)
     devices = []
     for (engine, node), bus in sorted(BUSES.items()):
         if node not in nodes or engine not in engines:
@@ -29,13 +38,15 @@ def facts(vfs=3, taken=(), pf_q_num=64, nodes=(0, 2), engines=ALL, available=Tru
         members = ["0000:%s:00.%d" % (bus, index + 1) for index in range(vfs)]
         devices.append({"bdf": pf, "engine": engine, "function": "pf", "numa_node": node, "driver": _devices.ENGINES[engine]["driver"],
                         "revision": "0x30", "migratable_hw": True, "sriov_totalvfs": 7, "sriov_numvfs": vfs, "vfs": members})
-        for bdf in members:
+        for index, bdf in enumerate(members):
             vf = {"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
-                  "revision": "0x30", "migratable_hw": True, "pf": pf, "domain": taken.get(bdf)}
+                  "revision": "0x30", "migratable_hw": True, "pf": pf, "domain": taken.get(bdf), "vf_index": index,
+                  "queue_class": _queues.queue_class(quotas.get(engine), vfs, index)}
             vf.update(vf_fields.get(bdf, {}))
             devices.append(vf)
-    quotas = pf_q_num if isinstance(pf_q_num, dict) else dict((engine, pf_q_num) for engine in engines)
-    return {"devices": devices, "pf_q_num": quotas, "libvirt": {"available": available, "uri": "qemu:///system"}}
+    return {"devices": devices, "pf_q_num": quotas, "libvirt": {"available": available, "uri": "qemu:///system"},
+            "host": "kae-host", "kernel_release": "6.6.0-28.0.0.34.oe2403.aarch64", "drivers": drivers(srcversion),
+            "migration_drivers": ["hisi_acc_vfio_pci"]}
 
 
 def room(hosts, memory_mib=65536, vcpus=64):
@@ -94,16 +105,24 @@ def test_last_vf_only_goes_to_a_last_vf():
     assert placed(plan)["vm1"]["numa_node"] == 2
 
 
-def test_queue_class_from_the_facts_wins_over_the_derived_one():
+def test_the_queue_class_is_the_one_the_facts_give():
     cls = {"pf_q_num": 64, "num_vfs": 3, "last": False}
     odd = {"pf_q_num": 64, "num_vfs": 3, "last": True}
     src_vfs = ["0000:75:00.1"]
-    fleet = {"src": facts(taken={"0000:75:00.1": "vm1"}, **{"0000:75:00.1": {"queue_class": cls}}),
-             # dst reports its first two zip VFs of node 0 as of another class: only 75:00.3... which is "last" by position.
+    fleet = {"src": facts(taken={"0000:75:00.1": "vm1"}),
+             # dst says its first two zip VFs of node 0 are of another class, whatever their position.
              "dst": facts(**{"0000:75:00.1": {"queue_class": odd}, "0000:75:00.2": {"queue_class": odd},
                              "0000:75:00.3": {"queue_class": cls}})}
     plan = _placement.plan(fleet, room(fleet), [guest("vm1", vfs=src_vfs, pinned_node=0)], maintenance=["src"])
     assert placed(plan)["vm1"]["mapping"] == {"0000:75:00.1": "0000:75:00.3"}
+
+
+def test_without_queue_classes_vfs_match_by_engine_and_the_plan_says_so():
+    unknown = dict(("0000:75:00.%d" % n, {"queue_class": None}) for n in (1, 2, 3))
+    fleet = {"src": facts(taken={"0000:75:00.3": "vm1"}, **unknown), "dst": facts(**unknown)}
+    plan = _placement.plan(fleet, room(fleet), [guest("vm1", vfs=["0000:75:00.3"])], maintenance=["src"])
+    assert placed(plan)["vm1"]["mapping"] == {"0000:75:00.3": "0000:75:00.1"}
+    assert placed(plan)["vm1"]["queue_classes_checked"] is False
 
 
 def test_request_guests_match_by_engine_and_say_classes_were_not_checked():
@@ -163,6 +182,11 @@ def test_vfs_free_only_on_split_numa_nodes():
     (facts(engines=("zip", "sec")), "engine hpre is present on the source but not on the destination"),
     (facts(pf_q_num={"zip": 64, "sec": 64}),
      "pf_q_num of hpre is not known on the destination big (hisi_hpre does not show it), so its VFs' queue counts cannot be compared"),
+    (facts(srcversion="0F0F0F0F0F0F0F0F0F0F0F0"),
+     "hisi_qm differs: source kae-host srcversion 5A1E2B7F9C0D3E4F5A6B7C8 (kernel 6.6.0-28.0.0.34.oe2403.aarch64), destination kae-host "
+     "srcversion 0F0F0F0F0F0F0F0F0F0F0F0 (kernel 6.6.0-28.0.0.34.oe2403.aarch64): run the same build of hisi_qm on both hosts"),
+    (dict(facts(), drivers=None),
+     "the KAE driver builds of the destination big are not known (its facts have no drivers), so they cannot be compared"),
 ])
 def test_incompatible_hosts_are_never_used_and_the_difference_is_named(dst, difference):
     fleet = {"src": facts(), "big": dst, "small": facts()}
@@ -239,7 +263,8 @@ def _random_fleet(rng, hosts=8, guests=30):
         all_vfs = ["0000:%s:00.%d" % (bus, n + 1) for bus in BUSES.values() for n in range(vfs)]
         taken = dict((bdf, "other") for bdf in all_vfs if rng.random() < 0.3)
         unknown = dict((bdf, {"owner_known": False}) for bdf in all_vfs if rng.random() < 0.05)
-        fleet[name] = facts(vfs=vfs, taken=taken, available=rng.random() > 0.05, **unknown)
+        build = "5A1E2B7F9C0D3E4F5A6B7C8" if rng.random() < 0.9 else "0F0F0F0F0F0F0F0F0F0F0F0"
+        fleet[name] = facts(vfs=vfs, taken=taken, available=rng.random() > 0.05, srcversion=build, **unknown)
         if rng.random() > 0.05:
             capacity[name] = {"memory_mib": rng.choice([2048, 8192, 16384, 65536]), "vcpus": rng.randint(2, 32)}
     sources = sorted(fleet)[:2]
@@ -280,6 +305,10 @@ def _last(host_facts, bdf):
     return pf["vfs"][-1] == bdf
 
 
+def _compatible(src, dst):
+    return _devices.parity(src, dst) == [] and _drivers.parity(src, dst)[0] == []
+
+
 def _check_plan(fleet, capacity, records, plan, excluded, maintenance):
     """Every property a plan must have, checked from the input alone."""
     by_name = dict((r["name"], r) for r in records)
@@ -288,7 +317,7 @@ def _check_plan(fleet, capacity, records, plan, excluded, maintenance):
     for move in plan["placements"]:
         record, dst = by_name[move["guest"]], move["destination"]
         assert dst != record["host"] and dst not in excluded and dst not in maintenance and dst in capacity
-        assert _devices.parity(fleet[record["host"]], fleet[dst]) == []
+        assert _compatible(fleet[record["host"]], fleet[dst])
         free = _free_vfs(fleet[dst])
         for bdf in move["vfs"]:
             assert (dst, bdf) not in used, "VF %s of %s given to %s and %s" % (bdf, dst, used.get((dst, bdf)), move["guest"])
@@ -326,7 +355,7 @@ def _fits_at_the_end(fleet, capacity, record, used, load, excluded, maintenance)
             key = (device["engine"], _last(src, bdf))
             wanted[key] = wanted.get(key, 0) + 1
     for name in sorted(capacity):
-        if name == record["host"] or name in excluded or name in maintenance or _devices.parity(src, fleet[name]):
+        if name == record["host"] or name in excluded or name in maintenance or not _compatible(src, fleet[name]):
             continue
         if capacity[name]["memory_mib"] - load[name][0] < record["memory_mib"] or capacity[name]["vcpus"] - load[name][1] < record["vcpus"]:
             continue
@@ -397,8 +426,22 @@ def test_same_plan_under_another_hash_seed(tmp_path):
 # ---------------------------------------------------------------- signatures and compatibility
 
 def test_signature_groups_hosts_that_parity_calls_equal():
-    fleet = {"a": facts(taken=["0000:75:00.1"]), "b": facts(), "c": facts(vfs=2), "d": facts(vfs=2, taken=["0000:b9:00.1"])}
+    fleet = {"a": facts(taken=["0000:75:00.1"]), "b": facts(), "c": facts(vfs=2), "d": facts(vfs=2, taken=["0000:b9:00.1"]),
+             "e": facts(srcversion="0F0F0F0F0F0F0F0F0F0F0F0")}
     plan = _placement.plan(fleet, {}, [guest("vm1", host="a")])
-    assert plan["classes"] == [["a", "b"], ["c", "d"]]
-    assert _devices.parity(fleet["a"], fleet["b"]) == [] and _devices.parity(fleet["c"], fleet["d"]) == []
-    assert _devices.parity(fleet["a"], fleet["c"]) != []
+    assert plan["classes"] == [["a", "b"], ["c", "d"], ["e"]]
+    assert _compatible(fleet["a"], fleet["b"]) and _compatible(fleet["c"], fleet["d"])
+    assert not _compatible(fleet["a"], fleet["c"]) and not _compatible(fleet["a"], fleet["e"])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_hosts_of_one_class_compare_alike_with_every_host(seed):
+    fleet = _random_fleet(random.Random(seed), hosts=12, guests=1)[0]
+    hosts, _guests = _placement.read_input(fleet, {}, [])
+    classes = _placement.Classes(hosts)
+    assert len(classes.members) > 1
+    for members in classes.members:
+        for host in members[1:]:
+            for other in hosts.values():
+                assert bool(_placement.differences(members[0], other)) == bool(_placement.differences(host, other))
+                assert bool(_placement.differences(other, members[0])) == bool(_placement.differences(other, host))
