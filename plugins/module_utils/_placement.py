@@ -328,7 +328,7 @@ class Host:
         self.blocked = None
         self.version = 0
         self.by_bdf = dict((d["bdf"], d) for d in facts["devices"])
-        # shape -> the host's VF problems for guests of that shape, until it takes a guest (reasons ask many times).
+        # shape -> the host's VF problems for guests of that shape, until it takes a guest (reasons ask often).
         self.problems = {}
         self.incoming = []
         self._pool_free_vfs()
@@ -663,26 +663,26 @@ class Planner:
             self.fixed[source.name] = (groups, open_hosts)
         return self.fixed[source.name]
 
-    def problems(self, host, guest):
-        """The reason categories why HOST, open to guests of GUEST's class, cannot take GUEST now."""
-        if host.name == guest.host:
-            return [("source",)]
-        if guest.shape not in host.problems:
-            host.problems[guest.shape] = _vf_problems(host, guest)
-        found = list(host.problems[guest.shape])
-        if host.memory < guest.memory:
-            found.append(("memory",))
-        if host.vcpus < guest.vcpus:
-            found.append(("vcpus",))
-        return found
-
     def reasons(self, guest):
-        """[{reason, hosts}] grouping every host by why it cannot take GUEST (the fixed groups' lists are shared)."""
+        """[{reason, hosts}] grouping every host by why it cannot take GUEST (the fixed groups' lists are shared).
+
+        A host open to the guest's source can stand under several reasons: its VFs, its memory, its vCPUs.
+        """
         fixed, open_hosts = self.fixed_groups(self.hosts[guest.host])
         groups = dict(fixed)
         for host in open_hosts:
-            for category in self.problems(host, guest):
+            if host.name == guest.host:
+                groups.setdefault(("source",), []).append(host.name)
+                continue
+            found = host.problems.get(guest.shape)
+            if found is None:
+                found = host.problems[guest.shape] = _vf_problems(host, guest)
+            for category in found:
                 groups.setdefault(category, []).append(host.name)
+            if host.memory < guest.memory:
+                groups.setdefault(("memory",), []).append(host.name)
+            if host.vcpus < guest.vcpus:
+                groups.setdefault(("vcpus",), []).append(host.name)
         return [{"reason": self.sentence(category, [self.hosts[name] for name in groups[category]], guest), "hosts": groups[category]}
                 for category in sorted(groups, key=_category_order)]
 
