@@ -22,7 +22,7 @@ description:
     false), or a VF whose C(owner_known) is false, no VF counts as free. VFs the moving guests hold, and the memory they
     use, are not counted as freed.
   - A VF's queue class (RV(openeuler.kae.device_info#module:devices[].queue_class), the engine's C(pf_q_num), the PF's
-    C(sriov_numvfs), and whether it is the PF's last VF, which gets the remainder of the queues) must match: a source VF
+    C(sriov_numvfs), and whether it is the PF's last VF, which gets the remainder of the queues) must match, so a source VF
     of a known class only gets a destination VF of the same class. A VF whose class the facts do not fully give is
     matched by engine alone, and the placement says so.
   - Guests are placed biggest first (VFs, then memory, then vCPUs, then name), each on the compatible host with the
