@@ -80,9 +80,9 @@ attributes:
     description: Runs on the hypervisor host where the guest runs (its log is read locally).
     support: full
 notes:
-  - The monitor passthrough makes libvirt mark the domain tainted with C(custom-monitor) (a line
-    C(Domain id=N is tainted: custom-monitor) in its log, and the taint in C(virsh dominfo)). The module sends only
-    the read-only commands C(query-migrate) and C(trace-event-get-state); the mark stays until the QEMU process ends.
+  - The monitor passthrough makes libvirt mark the domain tainted with C(custom-monitor) (libvirt writes
+    C(Domain id=N is tainted) with that word into the domain's log). The module sends only the read-only commands
+    C(query-migrate) and C(trace-event-get-state); the mark stays until the QEMU process ends.
   - Only the V(trace) check reads the log; only the V(qemu) check and a missing trace event use the monitor.
   - libvirt refuses some migrations on its own grounds before asking QEMU (snapshots, an active block job, a
     C(<shmem>) that is not the master, C(invtsc) without a TSC frequency, ...); those are not QEMU's verdict and
