@@ -39,6 +39,9 @@ _START_RE = re.compile(r"(%s): starting up\b" % _STAMP)
 _END_RE = re.compile(r"(%s): shutting down, reason=(\S+)" % _STAMP)
 # QEMU's warning for a --trace name that is not a pattern and names no event.
 _UNKNOWN_EVENT_RE = re.compile(r"warning: trace event '[^']*' does not exist")
+# Byte strings without which a block of lines holds nothing but other events and libvirt chatter.
+_MARKERS = (b": starting up", b": shutting down, reason=", b"' does not exist")
+_TRACE_LINE_RE = re.compile(rb"^\d+@\d+\.\d{6}:\w+", re.M)
 
 
 class PreflightError(Exception):
@@ -121,8 +124,11 @@ def log_files(path):
         index += 1
 
 
-def _lines_backwards(path, budget, chunk_size):
-    """Yield (line, bytes used) for PATH's complete lines, last first, until BUDGET bytes have been read."""
+def _blocks_backwards(path, budget, chunk_size):
+    """Yield (block, bytes used): PATH's complete lines chunk by chunk, last chunk first, until BUDGET bytes are read.
+
+    A block is the complete lines of one chunk joined by newlines, in file order.
+    """
     with open(path, "rb") as handle:
         position = os.fstat(handle.fileno()).st_size
         used = 0
@@ -133,29 +139,34 @@ def _lines_backwards(path, budget, chunk_size):
             position -= size
             used += size
             handle.seek(position)
-            parts = (handle.read(size) + head).split(b"\n")
+            data = handle.read(size) + head
             if in_last_line:
-                if len(parts) == 1:
-                    head = parts[0]
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    head = data
                     continue
-                parts.pop()
+                data = data[:cut]
                 in_last_line = False
-            head = parts.pop(0) if position > 0 else b""
-            for line in reversed(parts):
-                yield line, used
+            if position > 0:
+                cut = data.find(b"\n")
+                if cut < 0:
+                    head = data
+                    continue
+                head, data = data[:cut], data[cut + 1:]
+            yield data, used
 
 
 def scan_current_process(path, names, max_bytes, chunk_size=CHUNK_SIZE):
     """What the log holds for the current QEMU process, read backwards from the end.
 
     Stops at the latest event whose name is in NAMES, at libvirt's start line of the process, or after
-    MAX_BYTES (over PATH and its rotated backups). Returns {event, started, ended, other_events, warnings,
+    MAX_BYTES (over PATH and its rotated backups). Returns {event, started, ended, other_event, warnings,
     complete, bytes_read}: event is the latest event of NAMES (None when there is none); started the time of
     the process's start line; ended libvirt's "shutting down" line after it, if any (the process is gone);
-    other_events the number of other trace events seen; warnings QEMU's "trace event ... does not exist"
+    other_event whether another trace event of the process was seen; warnings QEMU's "trace event ... does not exist"
     lines; complete whether everything from the start line on was read. A missing PATH is a PreflightError.
     """
-    found = {"event": None, "started": None, "ended": None, "other_events": 0, "warnings": [], "complete": False, "bytes_read": 0}
+    found = {"event": None, "started": None, "ended": None, "other_event": False, "warnings": [], "complete": False, "bytes_read": 0}
     wanted = set(names)
     for index, file_path in enumerate(log_files(path)):
         try:
@@ -177,10 +188,16 @@ def _scan_file(path, wanted, max_bytes, chunk_size, found):
     """Scan one file backwards into FOUND within what is left of MAX_BYTES; True when the scan can stop."""
     read_before = found["bytes_read"]
     budget = max_bytes - read_before
-    for raw, used in _lines_backwards(path, budget, chunk_size):
+    markers = _MARKERS + tuple(name.encode() for name in wanted)
+    for block, used in _blocks_backwards(path, budget, chunk_size):
         found["bytes_read"] = read_before + used
-        if _classify(raw.decode("utf-8", "replace"), wanted, found):
-            return True
+        if not any(marker in block for marker in markers):
+            # Nothing but other lines: no need to parse each one.
+            found["other_event"] = found["other_event"] or _TRACE_LINE_RE.search(block) is not None
+            continue
+        for raw in reversed(block.split(b"\n")):
+            if _classify(raw.decode("utf-8", "replace"), wanted, found):
+                return True
     found["bytes_read"] = read_before + min(os.path.getsize(path), budget)
     return False
 
@@ -192,7 +209,7 @@ def _classify(line, wanted, found):
         if event["name"] in wanted:
             found["event"] = event
             return True
-        found["other_events"] += 1
+        found["other_event"] = True
         return False
     start = _START_RE.search(line)
     if start:
@@ -241,13 +258,14 @@ def trace_cause(scan, names, live_values, defined_values, states, log_path, max_
     Without an event of NAMES in the log, the trace still counts as proven when QEMU has one of NAMES enabled
     and another event of the same process reached the log (the log backend works; the events fire later).
     """
+    if scan["ended"]:
+        # Even an event before that line belongs to a process that is gone.
+        return ("the latest QEMU process in %s ended at %s although the guest runs: this is not the log of the guest's "
+                "current QEMU; check log_path" % (log_path, scan["ended"]))
     if scan["event"] is not None:
         return None
     enabled = [name for name in names if states.get(name) == "enabled"]
-    if scan["ended"]:
-        return ("the latest QEMU process in %s ended at %s although the guest runs: this is not the log of the guest's "
-                "current QEMU; check log_path" % (log_path, scan["ended"]))
-    if enabled and scan["other_events"]:
+    if enabled and scan["other_event"]:
         return None
     live = trace_patterns(live_values)
     if not matching(live, names):
