@@ -19,6 +19,7 @@ from conftest import run_ansible_playbook
 from test_migrate import PLAYBOOK, adhoc_result, play_failure, running_on
 
 BLOCKED = "kae-pf-blocked"
+BLOCKED_UUID = "8d3f3c52-6a4e-4d8e-9a51-2f4f0b1c7e10"  # fixed, so that a redefinition replaces the definition
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 # QEMU's words for an ivshmem device without master=on (hw/misc/ivshmem.c), as QEMU 7.2 reports them.
 IVSHMEM_REASON = "Migration is disabled when using feature 'peer mode' in device 'ivshmem'"
@@ -29,11 +30,11 @@ def blocked_xml(trace=()):
     args = ["-object", "memory-backend-ram,id=kaepfmem,size=1M,share=on", "-device", "ivshmem-plain,memdev=kaepfmem"]
     for pattern in trace:
         args += ["--trace", pattern]
-    return ("<domain type='qemu' xmlns:qemu='%s'><name>%s</name><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
+    return ("<domain type='qemu' xmlns:qemu='%s'><name>%s</name><uuid>%s</uuid><memory unit='MiB'>32</memory><vcpu>1</vcpu>"
             "<os><type arch='x86_64' machine='pc'>hvm</type></os><on_reboot>destroy</on_reboot>"
             "<devices><emulator>/usr/bin/qemu-system-x86_64</emulator><controller type='usb' model='none'/>"
             "<memballoon model='none'/></devices><qemu:commandline>%s</qemu:commandline></domain>"
-            % (QEMU_NS, BLOCKED, "".join("<qemu:arg value='%s'/>" % arg for arg in args)))
+            % (QEMU_NS, BLOCKED, BLOCKED_UUID, "".join("<qemu:arg value='%s'/>" % arg for arg in args)))
 
 
 def remove_blocked(conn):
