@@ -32,7 +32,7 @@ ACTIVE_STATUSES = ("setup", "active", "pre-switchover", "device", "postcopy-acti
                    "postcopy-recover", "cancelling", "wait-unplug")
 # Event printed at every start of a QEMU process under libvirt (libvirt starts QEMU paused, then resumes it).
 START_EVENT = "vm_state_notify"
-CHUNK_SIZE = 256 * 1024
+CHUNK_SIZE = 64 * 1024
 
 _STAMP = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}[+-]\d{4}"
 _START_RE = re.compile(r"(%s): starting up\b" % _STAMP)
