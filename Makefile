@@ -39,3 +39,4 @@ lab-down:
 
 bench: bootstrap
 	$(PY) bench/trace_extract.py
+	$(PY) bench/preflight_scan.py

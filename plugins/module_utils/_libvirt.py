@@ -3,7 +3,7 @@
 #
 # This is a private module_util of openeuler.kae: its interface may change at any time.
 
-"""The one place that imports libvirt: a guarded import and a connection helper."""
+"""The one place that imports libvirt: guarded imports and connection and monitor helpers."""
 
 from __future__ import annotations
 
@@ -18,6 +18,17 @@ except ImportError:
 else:
     HAS_LIBVIRT = True
     LIBVIRT_IMPORT_ERROR = None
+
+# libvirt's QEMU-specific API (monitor passthrough) ships in the same binding, as its own module.
+try:
+    import libvirt_qemu
+except ImportError:
+    libvirt_qemu = None
+    HAS_LIBVIRT_QEMU = False
+    LIBVIRT_QEMU_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_LIBVIRT_QEMU = True
+    LIBVIRT_QEMU_IMPORT_ERROR = None
 
 LIBRARY_NAME = "libvirt-python (python3-libvirt)"
 
@@ -47,6 +58,14 @@ def connect(uri, read_only=False):
         raise LibvirtFailure("cannot connect to libvirt at %s: %s" % (uri, error_text(exc))) from exc
 
 
+def host_name(conn, fallback):
+    """The host name libvirt reports for CONN, or FALLBACK (for example the URI) when it cannot say."""
+    try:
+        return conn.getHostname()
+    except libvirt.libvirtError:
+        return fallback
+
+
 def lookup_domain(conn, name):
     """Return the domain called NAME on CONN, or None when it is not defined there."""
     try:
@@ -55,3 +74,16 @@ def lookup_domain(conn, name):
         if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
             return None
         raise LibvirtFailure("cannot look up domain %s on %s: %s" % (name, conn.getURI(), error_text(exc))) from exc
+
+
+def qemu_monitor_command(domain, command, host):
+    """Send one QMP COMMAND (JSON text) to DOMAIN's QEMU and return the reply text.
+
+    libvirt marks the domain tainted ("custom-monitor") in its log the first time; the command must only read.
+    """
+    if not HAS_LIBVIRT_QEMU:
+        raise LibvirtFailure("the libvirt_qemu module of libvirt-python is not installed on %s" % host)
+    try:
+        return libvirt_qemu.qemuMonitorCommand(domain, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_DEFAULT)
+    except libvirt.libvirtError as exc:
+        raise LibvirtFailure("cannot send %s to the QEMU monitor of %s on %s: %s" % (command, domain.name(), host, error_text(exc))) from exc
