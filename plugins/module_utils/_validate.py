@@ -22,6 +22,8 @@ _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 # libvirt refuses '/' in a domain name; control characters and a leading dot make unsafe file names.
 _DOMAIN_NAME_MAX = 200
+# A number as text (``-e name=value`` passes text): ASCII digits, an optional fraction, no exponent.
+_DECIMAL_RE = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,9})?")
 BDF_FORM = "DDDD:BB:SS.F such as 0000:75:00.1"
 
 
@@ -30,7 +32,10 @@ class InputError(ValueError):
 
 
 def _shown(value):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a %d-bit number" % value.bit_length()
     return text if len(text) <= 80 else text[:77] + "..."
 
 
@@ -66,6 +71,17 @@ def number(value, option, minimum=None, maximum=None, integer=False):
     if maximum is not None and value > maximum:
         raise InputError("%s must be at most %s, got %s" % (option, maximum, _shown(value)))
     return value
+
+
+def from_text(value, option, integer=False):
+    """VALUE, or the number its ASCII decimal text spells (no exponent, NaN or infinity); other values unchanged."""
+    if not isinstance(value, str):
+        return value
+    stripped = value.strip()
+    if not _DECIMAL_RE.fullmatch(stripped) or (integer and "." in stripped):
+        kind = "a whole number" if integer else "a number"
+        raise InputError("%s must be %s written with the digits 0-9 (no exponent), got %s" % (option, kind, _shown(value)))
+    return float(stripped) if "." in stripped else int(stripped)
 
 
 def positive(value, option, maximum=None, integer=False):

@@ -107,3 +107,23 @@ def test_mapping_and_sequence():
         _validate.mapping([], "m")
     with pytest.raises(InputError, match="s must be a list, got str"):
         _validate.sequence("x", "s")
+
+
+@pytest.mark.parametrize("value, integer, expected", [
+    ("4", True, 4), (" 12 ", True, 12), ("-1", True, -1), ("2.5", False, 2.5), ("10", False, 10),
+    (4, True, 4), (2.5, False, 2.5), (True, True, True), (None, False, None),
+])
+def test_from_text_spells_out_ascii_decimals_only(value, integer, expected):
+    result = _validate.from_text(value, "num_vfs", integer=integer)
+    assert result == expected and type(result) is type(expected)
+
+
+@pytest.mark.parametrize("value", ["\u0664", "1\u0662", "\uff14", "1e3", "1e100000000", "inf", "nan", "0x10", "", "4 VFs", "2.5", "1" * 19])
+def test_from_text_refuses_other_text(value):
+    with pytest.raises(InputError, match=r"^num_vfs must be a whole number written with the digits 0-9 \(no exponent\), got "):
+        _validate.from_text(value, "num_vfs", integer=True)
+
+
+def test_a_number_too_long_to_print_is_still_named():
+    with pytest.raises(InputError, match=r"^num_vfs must be at most 65535, got a 16610-bit number$"):
+        _validate.number(10 ** 5000, "num_vfs", maximum=65535, integer=True)
