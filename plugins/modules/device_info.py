@@ -13,8 +13,11 @@ description:
   - Reads every Kunpeng Accelerator Engine physical function (PF) and virtual function (VF) from the host's
     sysfs C(bus/pci/devices) (vendor C(0x19e5); ZIP C(0xa250)/C(0xa251), SEC C(0xa255)/C(0xa256),
     HPRE C(0xa258)/C(0xa259)).
-  - Asks libvirt which domain, running or only defined, has each VF as a PCI hostdev. When libvirt cannot be
-    asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows RV(devices[].domain=None).
+  - Asks libvirt which domains, running or only defined, have each VF as a PCI passthrough device. When libvirt
+    cannot be asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows
+    RV(devices[].owner_known=false) and the reason in RV(devices[].owner_error), and no VF counts as free:
+    P(openeuler.kae.select_vfs#filter), M(openeuler.kae.hostdev_remap) and the P(openeuler.kae.host#role) role refuse
+    to choose or change VFs from such facts.
   - A device that disappears while it is read is left out rather than failing the module.
 author:
   - openEuler KAE collection contributors (@openeuler)
@@ -33,6 +36,13 @@ options:
       - libvirt connection used (read-only) to find the domains that hold the VFs.
     type: str
     default: qemu:///system
+  assume_unassigned:
+    description:
+      - For a host without libvirt at all. When libvirt cannot be asked, report every VF as held by no domain
+        (RV(devices[].owner_known=true)) instead of unknown, with a warning saying so.
+      - Only safe when nothing on the host can hand a VF to a guest; the default refuses to guess.
+    type: bool
+    default: false
 requirements:
   - libvirt-python (python3-libvirt) on the managed host, to report VF assignment; without it RV(libvirt.available) is V(false).
 notes:
@@ -51,10 +61,10 @@ EXAMPLES = r"""
   openeuler.kae.device_info:
   register: kae
 
-- name: Show free ZIP VFs
+- name: Show free ZIP VFs (none when libvirt could not say who holds them)
   ansible.builtin.debug:
     msg: "{{ kae.devices | selectattr('engine', 'eq', 'zip') | selectattr('function', 'eq', 'vf')
-             | selectattr('domain', 'none') | map(attribute='bdf') }}"
+             | selectattr('owner_known') | selectattr('domain', 'none') | map(attribute='bdf') }}"
 
 - name: Read a simulated tree
   openeuler.kae.device_info:
@@ -111,8 +121,25 @@ devices:
       description: The VF's PF (VFs only).
       type: str
       sample: "0000:75:00.0"
+    owner_known:
+      description:
+        - Whether libvirt said which domains hold this VF (VFs only). V(false) when libvirt could not be asked;
+          such a VF is never free.
+      type: bool
+    owner_error:
+      description: Why the VF's owner is unknown (VFs only).
+      type: str
+      returned: when RV(devices[].owner_known=false)
+      sample: "cannot connect to libvirt at qemu:///system: Failed to connect socket"
+    domains:
+      description:
+        - The libvirt domains, running or only defined, that have this VF as a PCI passthrough device, running ones first
+          (VFs only; empty when none or unknown).
+      type: list
+      elements: str
+      sample: [guest1]
     domain:
-      description: Name of the libvirt domain that has this VF as a hostdev, V(null) when none (VFs only).
+      description: The first of RV(devices[].domains), V(null) when none or unknown (VFs only).
       type: str
       sample: guest1
     vfs:
@@ -164,20 +191,38 @@ libvirt:
       description: Why libvirt could not be asked (only when RV(libvirt.available=false)).
       type: str
       returned: when libvirt was not available
+    assumed_unassigned:
+      description: V(true) when libvirt could not be asked and O(assume_unassigned) made every VF count as held by no domain.
+      type: bool
+      returned: when libvirt was not available
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
-def gather(sysfs_root, libvirt_uri):
-    """The module's result (without changed) for one host."""
-    sysfs = Sysfs(sysfs_root)
-    devices = _devices.scan(sysfs)
+def read_owners(devices, libvirt_uri, assume_unassigned=False):
+    """Set the VFs' owners from libvirt; returns (libvirt note, warnings)."""
     owners, note = _devices.hostdev_owners(libvirt_uri)
-    _devices.assign_domains(devices, owners)
+    if note["available"]:
+        _devices.assign_domains(devices, owners)
+        return note, []
+    note["assumed_unassigned"] = bool(assume_unassigned)
+    if not assume_unassigned:
+        _devices.assign_domains(devices, {}, unknown_reason=note["reason"])
+        return note, []
+    _devices.assign_domains(devices, {})
+    return note, ["libvirt could not be asked which domains hold the KAE VFs (%s); assume_unassigned is set, so every VF is "
+                  "reported as held by no domain: nothing else on this host may give VFs to guests" % note["reason"]]
+
+
+def gather(sysfs_root, libvirt_uri, assume_unassigned=False):
+    """The module's result (without changed) for one host, and its warnings."""
+    sysfs = Sysfs(_validate.text(sysfs_root, "sysfs_root"))
+    devices = _devices.scan(sysfs)
+    note, warnings = read_owners(devices, _validate.text(libvirt_uri, "libvirt_uri"), assume_unassigned)
     return {
         "devices": devices,
         "engines": _devices.engine_summary(devices),
@@ -185,7 +230,7 @@ def gather(sysfs_root, libvirt_uri):
         "migration_drivers": _devices.migration_drivers(sysfs),
         "sysfs_root": sysfs.root,
         "libvirt": note,
-    }
+    }, warnings
 
 
 def main():
@@ -193,15 +238,18 @@ def main():
         argument_spec={
             "sysfs_root": {"type": "path", "default": "/sys"},
             "libvirt_uri": {"type": "str", "default": "qemu:///system"},
+            "assume_unassigned": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     try:
-        result = gather(module.params["sysfs_root"], module.params["libvirt_uri"])
-    except _devices.DeviceError as exc:
+        result, warnings = gather(module.params["sysfs_root"], module.params["libvirt_uri"], module.params["assume_unassigned"])
+    except (_devices.DeviceError, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
     except SysfsError as exc:
         module.fail_json(msg="reading the KAE devices failed: %s" % exc)
+    for warning in warnings:
+        module.warn(warning)
     module.exit_json(changed=False, **result)
 
 

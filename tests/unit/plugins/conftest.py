@@ -34,6 +34,24 @@ GUEST_NODE_XML = """<node>
 </node>
 """
 
+# The same running guest1, and a domain "parked" that is only defined and names VFs 0000:75:00.2 and 0000:75:00.3.
+PARKED_NODE_XML = GUEST_NODE_XML.replace("</node>", """  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>parked</name>
+    <memory>131072</memory>
+    <os><type>hvm</type></os>
+    <devices>
+      <hostdev mode='subsystem' type='pci' managed='no'>
+        <source><address domain='0x0000' bus='0x75' slot='0x00' function='0x2'/></source>
+      </hostdev>
+      <hostdev mode='subsystem' type='pci' managed='no'>
+        <source><address domain='0x0000' bus='0x75' slot='0x00' function='0x3'/></source>
+      </hostdev>
+    </devices>
+    <test:runstate>5</test:runstate>
+  </domain>
+</node>
+""")
+
 
 @pytest.fixture
 def kae_host(tmp_path, monkeypatch):
@@ -62,6 +80,15 @@ def guest_uri(tmp_path):
     pytest.importorskip("libvirt")
     path = tmp_path / "node.xml"
     path.write_text(GUEST_NODE_XML)
+    return "test://" + str(path)
+
+
+@pytest.fixture
+def parked_uri(tmp_path):
+    """libvirt test-driver URI: guest1 runs with VF 0000:75:00.2; parked, only defined, names 0000:75:00.2 and .3."""
+    pytest.importorskip("libvirt")
+    path = tmp_path / "parked.xml"
+    path.write_text(PARKED_NODE_XML)
     return "test://" + str(path)
 
 
