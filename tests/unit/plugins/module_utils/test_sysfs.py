@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _sysfs
-from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError, ascii_int, wait_for
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError, wait_for
 
 
 @pytest.fixture
@@ -51,15 +51,8 @@ def test_read_strips_and_missing_reads_none(tree):
     assert tree.read("devices/pci0") is None
 
 
-def test_read_unreadable_raises_with_path(tree, monkeypatch):
-    real_open = os.open
-
-    def denied(path, *args, **kwargs):
-        if str(path).endswith("/vendor"):
-            raise PermissionError(13, "Permission denied")
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(_sysfs.os, "open", denied)
+def test_read_unreadable_raises_with_path(tree, deny_read):
+    deny_read("/vendor")
     with pytest.raises(SysfsError, match="cannot read .*vendor: Permission denied"):
         tree.read("devices/pci0/0000:75:00.0/vendor")
 
@@ -136,7 +129,7 @@ def test_nul_bytes_and_non_ascii_values_are_refused(tree, call):
     ("\u0664", 10, None), ("1\u0662", 10, None), ("1e3", 10, None), ("", 10, None), (None, 10, None), ("9" * 40, 10, None),
 ])
 def test_ascii_int(text, base, expected):
-    assert ascii_int(text, base) == expected
+    assert _sysfs.ascii_int(text, base) == expected
 
 
 def test_read_int_takes_ascii_digits_only_and_reads_at_most_a_page(tree):

@@ -8,7 +8,6 @@ import os
 
 import pytest
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _sysfs
 from ansible_collections.openeuler.kae.plugins.modules import device_info
 
 
@@ -77,16 +76,9 @@ def test_not_a_sysfs_tree_fails_with_the_fix(fail_module, tmp_path, empty_uri):
                              "or at a sysfs-shaped copy" % (tmp_path, tmp_path))
 
 
-def test_unreadable_tree_fails_with_the_path(fail_module, kae_host, empty_uri, monkeypatch):
+def test_unreadable_tree_fails_with_the_path(fail_module, kae_host, empty_uri, deny_read):
     root = kae_host(vfs=0)
-    real_open = os.open
-
-    def deny_revision(path, *args, **kwargs):
-        if str(path).endswith("/revision"):
-            raise PermissionError(13, "Permission denied")
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(_sysfs.os, "open", deny_revision)
+    deny_read("/revision")
     result = fail_module(device_info, {"sysfs_root": root, "libvirt_uri": empty_uri})
     assert result["msg"].startswith("reading the KAE devices failed: cannot read %s/devices/" % root)
     assert result["msg"].endswith("/revision: Permission denied")
