@@ -13,8 +13,8 @@ description:
   - A VF qualifies when it is free (libvirt said that no domain holds it), bound to a migration driver
     (C(hisi_acc_vfio_pci) or C(vfio-pci)) and on migratable hardware (revision C(0x30) or later).
   - Refuses to choose anything when the device facts say that VF ownership could not be read
-    (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable), or do not say it at all:
-    a VF whose domain is unknown may be a guest's. The message gives the reason.
+    (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable), or do not say it at all,
+    since a VF whose domain is unknown may be a guest's. The message gives the reason.
   - Every device is checked first (PCI address C(DDDD:BB:SS.F), engine, function, C(numa_node) a number, ...); a bad
     one fails naming its index and field.
   - Nodes are tried in the order O(prefer_node) first, then ascending; in a node the lowest addresses win.

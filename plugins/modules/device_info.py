@@ -15,7 +15,7 @@ description:
     HPRE C(0xa258)/C(0xa259)).
   - Asks libvirt which domains, running or only defined, have each VF as a PCI passthrough device. When libvirt
     cannot be asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows
-    RV(devices[].owner_known=false) and the reason in RV(devices[].owner_error), and no VF counts as free:
+    RV(devices[].owner_known=false) and the reason in RV(devices[].owner_error), and no VF counts as free;
     P(openeuler.kae.select_vfs#filter), M(openeuler.kae.hostdev_remap) and the P(openeuler.kae.host#role) role refuse
     to choose or change VFs from such facts.
   - A device that disappears while it is read is left out rather than failing the module.

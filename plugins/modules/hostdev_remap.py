@@ -20,8 +20,8 @@ description:
   - Fails, naming what is missing on which node, when the destination cannot host the guest's VFs, or when the
     guest holds a PCI hostdev that is not a KAE VF of the source.
   - Refuses to choose the destination's VFs when its device facts say that VF ownership could not be read
-    (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable there): a VF whose domain
-    is unknown may be a guest's.
+    (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable there), since a VF whose
+    domain is unknown may be a guest's.
   - Pass RV(destination_xml) to M(openeuler.kae.live_migration)'s O(openeuler.kae.live_migration#module:destination_xml)
     and RV(persistent_xml) to its O(openeuler.kae.live_migration#module:persistent_xml).
 author:

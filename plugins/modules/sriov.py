@@ -14,7 +14,7 @@ description:
     C(sriov_numvfs) and binds every VF to the driver that supports live migration.
   - Changing a non-zero count goes through V(0), as the driver requires. When the new count then fails, the module
     restores the previous VFs and their drivers when it can, and the error says which state the PF is left in.
-  - It never removes, unbinds or rebinds a VF that a libvirt domain holds, running or only defined: before a count
+  - It never removes, unbinds or rebinds a VF that a libvirt domain holds, running or only defined. Before a count
     change (which removes every VF) or a rebind it asks libvirt, and fails naming each held VF and its domain when
     one is held, or when libvirt cannot be asked, without writing anything.
   - New VFs are created with the PF's C(sriov_drivers_autoprobe) at V(0), so they never bind to the host driver

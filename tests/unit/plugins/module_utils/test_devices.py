@@ -264,8 +264,9 @@ def test_hostdev_owners_running_domain_holds_its_next_boot_vfs_too(empty_uri):
     try:
         conn.defineXML(base % "").create()
         # The persistent definition gains a VF and an SR-IOV network VF while the domain runs without them.
-        conn.defineXML(base % (HOSTDEV_XML[17:-19] + "<interface type='hostdev'><source><address type='pci' domain='0x0000' "
-                                                      "bus='0x76' slot='0x00' function='0x2'/></source></interface>"))
+        interface = ("<interface type='hostdev'><source><address type='pci' domain='0x0000' bus='0x76' slot='0x00' function='0x2'/>"
+                     "</source></interface>")
+        conn.defineXML(base % (HOSTDEV_XML[17:-19] + interface))
         owners, note = _devices.hostdev_owners(empty_uri)
         assert note["available"] is True
         assert owners == {"0000:75:00.1": ["kae-union"], "0000:76:00.2": ["kae-union"]}
