@@ -6,7 +6,9 @@
 build(root, ...) lays out, under ROOT, what /sys shows on a Kunpeng 920 host: for each of ZIP, SEC and
 HPRE one PF per accelerator NUMA node under its root port, ``bus/pci/devices/BDF`` links into ``devices/``,
 ``driver`` links into ``bus/pci/drivers/NAME``, ``iommu_group`` links, ``physfn``/``virtfnN`` links, the
-drivers' ``bind``/``unbind`` files, ``bus/pci/drivers_probe`` and ``module/hisi_*/parameters``.
+drivers' ``bind``/``unbind`` files, ``bus/pci/drivers_probe`` and ``module/NAME`` for every loaded module:
+``initstate``, ``refcnt``, ``srcversion`` (and ``version`` where the module declares one), ``taint`` and, for
+the accelerator drivers, ``parameters/{pf_q_num,vfs_num,uacce_mode}``.
 
 The files are plain files, so nothing happens when a program writes one. play(root) is one pass of the
 "kernel": it looks at the control files a program may have written (``sriov_numvfs``, ``drivers_probe``,
@@ -22,6 +24,7 @@ CLI (run with python3): ``simsysfs.py build ROOT [--vfs N] [--migration-driver D
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import shutil
 import sys
@@ -123,9 +126,21 @@ def _add_driver(root, name, module=None):
         _link(os.path.join(ddir, "module"), _path(root, "module/" + module))
 
 
-def _add_module(root, name, parameters=None):
+def default_srcversion(name):
+    """The srcversion a simulated module NAME gets: 23 upper-case hex digits, as modpost writes them."""
+    return hashlib.sha256(name.encode("ascii")).hexdigest()[:23].upper()
+
+
+def _add_module(root, name, parameters=None, identity=None):
+    """/sys/module/NAME of a loaded module; IDENTITY may set its version, srcversion and taint."""
     mdir = _path(root, "module/" + name)
     os.makedirs(mdir, exist_ok=True)
+    identity = dict({"srcversion": default_srcversion(name), "taint": ""}, **(identity or {}))
+    _write(os.path.join(mdir, "initstate"), "live")
+    _write(os.path.join(mdir, "refcnt"), "0")
+    for key in ("version", "srcversion", "taint"):
+        if identity.get(key) is not None:
+            _write(os.path.join(mdir, key), identity[key])
     for key, value in (parameters or {}).items():
         _write(os.path.join(mdir, "parameters", key), str(value))
 
@@ -165,7 +180,7 @@ def _unbind(root, bdf):
 
 
 def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total_vfs=63,
-          migration_driver="hisi_acc_vfio_pci", vf_driver=None, pf_q_num=64, without=(), pf_drivers=None):
+          migration_driver="hisi_acc_vfio_pci", vf_driver=None, pf_q_num=64, without=(), pf_drivers=None, modules=None):
     """Lay out a sysfs-shaped tree of a Kunpeng 920 host under ROOT (which must not exist or be empty).
 
     nodes: the NUMA nodes that hold an accelerator IO die (a 2-socket, 4-node Kunpeng 920 has them on 0
@@ -176,6 +191,9 @@ def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total
     (openEuler 22.03: vfio-pci plus the hisi_migration module); None for neither.
     without: (engine, node) pairs with no PF (for example ("hpre", 2): a node without HPRE).
     pf_drivers: {(engine, node): driver or None} to bind a PF elsewhere or leave it unbound.
+    pf_q_num: the drivers' pf_q_num, one number for all or {engine: number}.
+    modules: {module name: {"version", "srcversion", "taint"}} to change what /sys/module/NAME shows of a
+    module (for example another build's srcversion).
     Returns {(engine, node): PF BDF}.
     """
     if layout not in LAYOUTS:
@@ -185,21 +203,24 @@ def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total
     if os.path.exists(root) and os.listdir(root):
         raise ValueError("%s is not empty; remove it first" % root)
     pf_drivers = pf_drivers or {}
+    modules = modules or {}
+    if not isinstance(pf_q_num, dict):
+        pf_q_num = dict((engine, pf_q_num) for engine in ENGINES)
     os.makedirs(_path(root, "kernel/iommu_groups"), exist_ok=True)
     for node in range(max(nodes) + 2):
         _write(_path(root, "devices/system/node/node%d/cpulist" % node), "%d-%d" % (node * 32, node * 32 + 31))
     _write(_path(root, "bus/pci/drivers_probe"), "")
     _write(_path(root, "bus/pci/drivers_autoprobe"), "1")
     for module in ("hisi_qm", "uacce", "vfio", "vfio_pci"):
-        _add_module(root, module)
+        _add_module(root, module, identity=modules.get(module))
     _add_driver(root, "vfio-pci", "vfio_pci")
     if migration_driver == "hisi_acc_vfio_pci":
-        _add_module(root, "hisi_acc_vfio_pci")
+        _add_module(root, "hisi_acc_vfio_pci", identity=modules.get("hisi_acc_vfio_pci"))
         _add_driver(root, "hisi_acc_vfio_pci", "hisi_acc_vfio_pci")
     elif migration_driver == "vfio-pci":
-        _add_module(root, "hisi_migration")
-    for _pf, _vf, driver, module in ENGINES.values():
-        _add_module(root, module, {"pf_q_num": pf_q_num, "vfs_num": 0, "uacce_mode": 1})
+        _add_module(root, "hisi_migration", identity=modules.get("hisi_migration"))
+    for engine, (_pf, _vf, driver, module) in ENGINES.items():
+        _add_module(root, module, {"pf_q_num": pf_q_num[engine], "vfs_num": 0, "uacce_mode": 1}, identity=modules.get(module))
         _add_driver(root, driver, module)
 
     pfs = {}

@@ -16,7 +16,7 @@ A device is a dict (the collection's device facts format):
 
 from __future__ import annotations
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml, _libvirt, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml, _libvirt, _queues, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import SysfsError, ascii_int, wait_for
 from ansible_collections.openeuler.kae.plugins.module_utils._validate import InputError
 
@@ -122,7 +122,7 @@ def scan(sysfs):
         device = read_device(sysfs, bdf)
         if device is not None:
             devices.append(device)
-    return devices
+    return _queues.annotate(sysfs, devices, read_pf_q_num(sysfs))
 
 
 def read_pf_q_num(sysfs):

@@ -6,18 +6,28 @@
 """Pure ElementTree edits of a libvirt domain XML for KAE passthrough live migration.
 
 Everything here works on an ``xml.etree.ElementTree`` element of ``<domain>`` and
-touches only what it is asked to: KAE hostdevs, the QEMU ``--trace`` arguments of the
-trace profiles, NUMA placement, and hostdev source addresses (remap).
+touches only what it is asked to: KAE hostdevs and the ``<qemu:override>`` entries of
+their aliases, the QEMU ``--trace`` arguments of the trace profiles, NUMA placement,
+and hostdev source addresses (remap).
 """
 
 from __future__ import annotations
 
+import collections
 import re
 import xml.etree.ElementTree as ET
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 QEMU_COMMANDLINE = "{%s}commandline" % QEMU_NS
 QEMU_ARG = "{%s}arg" % QEMU_NS
+QEMU_OVERRIDE = "{%s}override" % QEMU_NS
+QEMU_DEVICE = "{%s}device" % QEMU_NS
+QEMU_FRONTEND = "{%s}frontend" % QEMU_NS
+QEMU_PROPERTY = "{%s}property" % QEMU_NS
+# User aliases (libvirt keeps only "ua-" aliases in a definition) of the KAE hostdevs: the <qemu:override>
+# entries of these aliases are this collection's to manage, every other entry is left alone.
+KAE_ALIAS_PREFIX = "ua-kae-"
+_KAE_ALIAS_RE = re.compile(r"ua-kae-[a-z0-9][a-z0-9-]{0,40}")
 TRACE_FLAGS = ("--trace", "-trace")
 PLACEMENTS = ("none", "numatune", "vcpu", "cputune")
 
@@ -30,6 +40,11 @@ _BDF_RE = re.compile(r"^(?:([0-9a-fA-F]{1,4}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{
 
 class DomainXMLError(Exception):
     """The XML or a value given for it cannot be used; the message says why and what to do."""
+
+
+# What the guest role's hostdev.xml.j2 renders: hostdevs [(element, bdf)] and the <qemu:device> override
+# entries of their aliases (empty for the variants without one).
+KaeFragment = collections.namedtuple("KaeFragment", ["hostdevs", "overrides"])
 
 
 # ---------------------------------------------------------------------------
@@ -131,34 +146,92 @@ def pci_hostdevs(root):
 
 
 def parse_hostdev_fragments(text):
-    """Parse XML text holding zero or more <hostdev> elements (as the role's template renders them).
+    """Parse the XML text the guest role's hostdev.xml.j2 renders: zero or more <hostdev> elements and
+    at most one <qemu:override> holding the override entries of those hostdevs' aliases.
 
-    Returns ``[(element, bdf)]``. Every element must be a PCI subsystem hostdev with a
-    source address, and no address may appear twice.
+    Returns a KaeFragment. Every hostdev must be a PCI subsystem hostdev with a source address, no address
+    may appear twice, an alias must be a KAE user alias (``ua-kae-...``) and each override entry must name
+    the alias of one of these hostdevs and hold only ``<qemu:frontend>`` properties.
     """
     try:
-        wrapper = ET.fromstring("<hostdevs>%s</hostdevs>" % (text or ""))
+        wrapper = ET.fromstring("<hostdevs xmlns:qemu='%s'>%s</hostdevs>" % (QEMU_NS, text or ""))
     except ET.ParseError as exc:
-        raise DomainXMLError("the hostdev XML is not well-formed (%s); render it with the guest role's hostdev.xml.j2" % exc) from exc
+        raise DomainXMLError("hostdev_xml is not well-formed (%s); render it with the guest role's hostdev.xml.j2" % exc) from exc
+    hostdevs = [element for element in wrapper if element.tag != QEMU_OVERRIDE]
+    overrides = [element for element in wrapper if element.tag == QEMU_OVERRIDE]
+    if len(overrides) > 1:
+        raise DomainXMLError("hostdev_xml holds %d <qemu:override> elements; give at most one" % len(overrides))
+    wanted = _parse_wanted_hostdevs(hostdevs)
+    aliases = set(alias for alias in (_kae_alias(element) for element, _bdf in wanted) if alias)
+    devices = _parse_override_devices(overrides[0], aliases) if overrides else []
+    return KaeFragment(wanted, devices)
+
+
+def _parse_wanted_hostdevs(elements):
     wanted = []
     seen = set()
-    for element in wrapper:
+    aliases = set()
+    for element in elements:
         bdf = hostdev_bdf(element) if element.tag == "hostdev" else None
         address = element.find("source/address")
         if bdf is None and element.tag == "hostdev" and address is not None:
-            raise DomainXMLError("the hostdev XML holds a <hostdev> whose source address %s is not a PCI address; "
+            raise DomainXMLError("hostdev_xml holds a <hostdev> whose source address %s is not a PCI address; "
                                  "give VF addresses like 0000:31:00.1" % " ".join("%s='%s'" % i for i in sorted(address.items())))
         if bdf is None:
             raise DomainXMLError(
-                "the hostdev XML holds %s, which is not a <hostdev mode='subsystem' type='pci'> with a "
+                "hostdev_xml holds %s, which is not a <hostdev mode='subsystem' type='pci'> with a "
                 "<source><address .../></source>; only KAE VF hostdevs belong there" % describe_element(element))
         if bdf in seen:
-            raise DomainXMLError("the hostdev XML names %s twice; each VF can be given to a guest once" % bdf)
+            raise DomainXMLError("hostdev_xml names %s twice; each VF can be given to a guest once" % bdf)
         seen.add(bdf)
+        alias = element.find("alias")
+        if alias is not None:
+            name = alias.get("name", "")
+            if not _KAE_ALIAS_RE.fullmatch(name):
+                raise DomainXMLError("hostdev_xml gives the hostdev of %s the alias %r; a KAE hostdev's alias must be a user alias "
+                                     "%s<letters, digits, '-'> (the guest role's template names them)" % (bdf, name, KAE_ALIAS_PREFIX))
+            if name in aliases:
+                raise DomainXMLError("hostdev_xml gives the alias %s to two hostdevs; each alias names one device" % name)
+            aliases.add(name)
         # libvirt writes its default back; stating it keeps the comparison with the definition exact.
         element.attrib.setdefault("managed", "no")
         wanted.append((element, bdf))
     return wanted
+
+
+def _parse_override_devices(override, aliases):
+    """The <qemu:device> entries of an override, checked to target one of ALIASES and to override frontend properties only."""
+    devices = []
+    for device in override:
+        alias = device.get("alias")
+        if device.tag != QEMU_DEVICE or alias not in aliases:
+            raise DomainXMLError(
+                "hostdev_xml's <qemu:override> holds %s; it may only hold <qemu:device alias='...'> entries for "
+                "the aliases of its own hostdevs (%s)" % (_describe_qemu(device), ", ".join(sorted(aliases)) or "none given"))
+        if any(other.get("alias") == alias for other in devices):
+            raise DomainXMLError("hostdev_xml's <qemu:override> names alias %s twice" % alias)
+        for frontend in device:
+            properties = list(frontend)
+            if frontend.tag != QEMU_FRONTEND or not properties or any(
+                    prop.tag != QEMU_PROPERTY or not prop.get("name") or len(prop) for prop in properties):
+                raise DomainXMLError("the <qemu:override> entry of %s holds %s; only <qemu:frontend> with "
+                                     "<qemu:property name='...' type='...' value='...'/> elements belong there"
+                                     % (alias, _describe_qemu(frontend)))
+        devices.append(device)
+    return devices
+
+
+def _describe_qemu(element):
+    tag = element.tag.replace("{%s}" % QEMU_NS, "qemu:")
+    attrs = " ".join("%s='%s'" % item for item in sorted(element.items()))
+    return "<%s%s>" % (tag, " " + attrs if attrs else "")
+
+
+def _kae_alias(hostdev):
+    """The hostdev's alias when it is a KAE user alias, else None."""
+    alias = hostdev.find("alias")
+    name = alias.get("name", "") if alias is not None else ""
+    return name if name.startswith(KAE_ALIAS_PREFIX) else None
 
 
 def describe_element(element):
@@ -215,12 +288,15 @@ def _merge_hostdev(current, wanted):
     if changed:
         current.attrib.clear()
         current.attrib.update(wanted.attrib)
+    if wanted.find("alias") is None and _kae_alias(current):
+        # The variant without aliases (openEuler's migration='on') was asked for: the alias was ours.
+        current.remove(current.find("alias"))
+        changed = True
     for child in wanted:
         if child.tag == "source":
             continue
         existing = current.find(child.tag)
-        if existing is not None and canonical(ET.tostring(existing, encoding="unicode")) == canonical(
-                ET.tostring(child, encoding="unicode")):
+        if existing is not None and _same_element(existing, child):
             continue
         changed = True
         if existing is not None:
@@ -257,6 +333,59 @@ def set_kae_hostdevs(root, wanted, is_kae_vf):
             _insert_device(devices, _copy(element))
             summary["added"].append(bdf)
     return summary
+
+
+def set_kae_overrides(root, wanted):
+    """Make the domain's <qemu:override> entries of KAE aliases (``ua-kae-...``) exactly WANTED (<qemu:device> elements).
+
+    Entries of other aliases are kept; an override left empty is removed. Returns
+    ``{"added": [...], "removed": [...], "updated": [...]}`` (alias lists).
+    """
+    summary = {"added": [], "removed": [], "updated": []}
+    override = root.find(QEMU_OVERRIDE)
+    present = {}
+    for device in override.findall(QEMU_DEVICE) if override is not None else []:
+        alias = device.get("alias") or ""
+        if not alias.startswith(KAE_ALIAS_PREFIX):
+            continue
+        if alias in present:
+            override.remove(device)  # a second entry for one alias: libvirt would apply only one
+            summary["updated"].append(alias)
+        else:
+            present[alias] = device
+    wanted_aliases = set(device.get("alias") for device in wanted)
+    for alias, device in sorted(present.items()):
+        if alias not in wanted_aliases:
+            override.remove(device)
+            summary["removed"].append(alias)
+    for device in wanted:
+        alias = device.get("alias")
+        current = present.get(alias)
+        if current is not None and _same_element(current, device):
+            continue
+        if override is None:
+            override = ET.SubElement(root, QEMU_OVERRIDE)
+        if current is None:
+            override.append(_copy(device))
+            summary["added"].append(alias)
+        else:
+            override.insert(list(override).index(current), _copy(device))
+            override.remove(current)
+            if alias not in summary["updated"]:
+                summary["updated"].append(alias)
+    if override is not None and len(override) == 0:
+        root.remove(override)
+    return summary
+
+
+def kae_override_aliases(root):
+    """Aliases of the domain's <qemu:override> entries that belong to KAE hostdevs."""
+    return [device.get("alias") for device in root.findall("%s/%s" % (QEMU_OVERRIDE, QEMU_DEVICE))
+            if (device.get("alias") or "").startswith(KAE_ALIAS_PREFIX)]
+
+
+def _same_element(left, right):
+    return canonical(ET.tostring(left, encoding="unicode")) == canonical(ET.tostring(right, encoding="unicode"))
 
 
 def _insert_device(devices, element):
@@ -316,7 +445,10 @@ def set_trace_args(root, wanted, managed):
                 present.append(pattern)
     missing = [pattern for pattern in wanted if pattern not in present]
     if missing and commandline is None:
-        commandline = ET.SubElement(root, QEMU_COMMANDLINE)
+        # libvirt writes <qemu:commandline> before <qemu:override>.
+        commandline = ET.Element(QEMU_COMMANDLINE)
+        override = root.find(QEMU_OVERRIDE)
+        root.insert(list(root).index(override) if override is not None else len(root), commandline)
     for pattern in missing:
         ET.SubElement(commandline, QEMU_ARG, {"value": TRACE_FLAGS[0]})
         ET.SubElement(commandline, QEMU_ARG, {"value": pattern})

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import stat
 
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import parse_line
 
 CHUNK_SIZE = 1024 * 1024
+# No QEMU trace line comes near this; longer lines (a huge libvirt command line, binary junk) are skipped
+# without being kept, so memory stays bounded and the cost linear in the bytes read.
+MAX_LINE = 64 * 1024
 
 
 class LogReadError(Exception):
@@ -53,13 +57,70 @@ def _start(handle, size, ino, offset, inode):
     return offset, False
 
 
-def _events_of(block, keep):
-    events = []
-    for raw in block.split(b"\n"):
-        event = parse_line(raw)
-        if event is not None and keep(event["name"]):
-            events.append(event)
-    return events
+def _find_newline(chunk, start):
+    """Index of the first newline of CHUNK at or after START, or -1 (every byte read passes here once)."""
+    return chunk.find(b"\n", start)
+
+
+class _LineSplitter:
+    """Complete lines of a byte stream fed in chunks, each byte scanned once.
+
+    A line longer than MAX_LINE is dropped as it goes: its bytes are not kept.
+    """
+
+    def __init__(self, start, max_line=MAX_LINE):
+        self.line_start = start   # file offset where the line being assembled begins
+        self.max_line = max_line
+        self._parts = []
+        self._kept = 0
+        self._too_long = False
+
+    def _keep(self, piece):
+        if self._too_long or self._kept + len(piece) > self.max_line:
+            self._parts, self._kept, self._too_long = [], 0, True
+            return
+        self._parts.append(piece)
+        self._kept += len(piece)
+
+    def feed(self, chunk, base):
+        """The complete lines (without newline) that CHUNK, starting at file offset BASE, ends; over-long lines left out."""
+        lines = []
+        cut = 0
+        while True:
+            newline = _find_newline(chunk, cut)
+            if newline < 0:
+                break
+            self._keep(chunk[cut:newline])
+            if not self._too_long:
+                lines.append(b"".join(self._parts))
+            self._parts, self._kept, self._too_long = [], 0, False
+            cut = newline + 1
+            self.line_start = base + cut
+        if cut < len(chunk):
+            self._keep(chunk[cut:])
+        return lines
+
+
+def _regular_file(path):
+    """An open binary handle on PATH and its fstat; LogReadError unless it is a regular file.
+
+    O_NONBLOCK keeps the open of a FIFO from waiting for a writer; it changes nothing for a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    status = os.fstat(fd)
+    if not stat.S_ISREG(status.st_mode):
+        os.close(fd)
+        raise LogReadError("cannot read the QEMU log %s: it is %s, not a regular file; give the domain's log file "
+                           "(/var/log/libvirt/qemu/DOMAIN.log)" % (path, _file_kind(status.st_mode)))
+    return os.fdopen(fd, "rb"), status
+
+
+def _file_kind(mode):
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def read_events(path, offset=0, inode=None, names=None, max_bytes=None, allow_missing=False, chunk_size=CHUNK_SIZE):
@@ -78,8 +139,8 @@ def read_events(path, offset=0, inode=None, names=None, max_bytes=None, allow_mi
         raise LogReadError("max_bytes must be at least 1, got %d" % max_bytes)
     keep = _name_filter(names)
     try:
-        with open(path, "rb") as handle:
-            status = os.fstat(handle.fileno())
+        handle, status = _regular_file(path)
+        with handle:
             start, rotated = _start(handle, status.st_size, status.st_ino, offset, inode)
             # Stop at the size seen now: what QEMU appends meanwhile is for the next call.
             end = status.st_size if max_bytes is None else min(status.st_size, start + max_bytes)
@@ -108,15 +169,14 @@ def read_events(path, offset=0, inode=None, names=None, max_bytes=None, allow_mi
 def _read_lines(handle, position, end, keep, chunk_size):
     """Events of the complete lines between POSITION and END, and the offset just after the last of them."""
     events = []
-    pending = b""
+    splitter = _LineSplitter(position)
     while position < end:
         chunk = handle.read(min(chunk_size, end - position))
         if not chunk:
             break
+        for line in splitter.feed(chunk, position):
+            event = parse_line(line)
+            if event is not None and keep(event["name"]):
+                events.append(event)
         position += len(chunk)
-        data = pending + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut:
-            events.extend(_events_of(data[:cut - 1], keep))
-        pending = data[cut:]
-    return events, position - len(pending)
+    return events, splitter.line_start

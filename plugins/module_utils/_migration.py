@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import threading
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
+
 # Boolean module options and the libvirt migration flag each one sets, in the order
 # virsh prints them.
 FLAG_OPTIONS = (
@@ -51,6 +53,8 @@ DOMAIN_STATES = {
     7: "suspended",
 }
 ABSENT = "not defined"
+# The state of a host that could not be asked (connection lost, libvirt error): never taken for ABSENT.
+UNKNOWN = "unknown"
 # States in which the domain's QEMU process exists on that host.
 ACTIVE_STATES = ("running", "blocked", "paused", "shutting down", "suspended")
 
@@ -59,6 +63,21 @@ JOB_NONE = 0
 JOB_COMPLETED = 3
 
 MIB = 1024 * 1024
+
+# Upper limits of the number options, each with where it comes from. QEMU refuses a downtime-limit above
+# 2000 s (MAX_MIGRATE_DOWNTIME in migration/options.c); libvirt caps the bandwidth at INT64_MAX bytes/s in MiB/s
+# (QEMU_DOMAIN_MIG_BANDWIDTH_MAX); QEMU's multifd-channels is a uint8 between 1 and 255.
+NUMBER_LIMITS = (
+    ("max_downtime_ms", True, 2000 * 1000, "QEMU's downtime-limit is at most 2000 s"),
+    ("bandwidth_mib_s", True, (2 ** 63 - 1) // MIB, "libvirt's migration bandwidth limit"),
+    ("parallel_connections", True, 255, "QEMU's multifd-channels is at most 255"),
+    ("timeout_s", False, None, None),
+)
+URI_OPTIONS = ("destination_uri", "source_uri")
+TEXT_OPTIONS = ("migrate_uri", "destination_xml", "persistent_xml", "log_path")
+
+# What became of a migration, judged from where the domain runs afterwards.
+MIGRATED, ABORTED, FAILED = "migrated", "aborted", "failed"
 
 # Completed-job statistics renamed with their unit; everything else is kept under "stats".
 JOB_FIELDS = (
@@ -84,14 +103,42 @@ def default_log_path(domain):
     return "/var/log/libvirt/qemu/%s.log" % domain
 
 
+def _number_problems(params):
+    """One sentence per number option that is not finite and positive, or is above its limit (saying whose limit)."""
+    problems = []
+    for name, integer, maximum, why in NUMBER_LIMITS:
+        value = params.get(name)
+        if value is None:
+            continue
+        try:
+            _validate.positive(value, name, integer=integer)
+        except _validate.InputError as exc:
+            problems.append(str(exc))
+            continue
+        if maximum is not None and value > maximum:
+            problems.append("%s must be at most %d, got %s (%s)" % (name, maximum, value, why))
+    return problems
+
+
+def _text_problems(params):
+    """One sentence per text option that holds a NUL byte or is empty, and for a domain name that cannot be a file name."""
+    given = [name for name in URI_OPTIONS + TEXT_OPTIONS if params.get(name) is not None]
+    checks = [("domain", _validate.domain_name)] + [(name, _validate.text) for name in given]
+    problems = []
+    for name, check in checks:
+        try:
+            check(params.get(name), name)
+        except _validate.InputError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def option_problems(params):
     """Return a list of sentences, one per inconsistent option; empty when all is well."""
-    problems = []
-    for name in ("max_downtime_ms", "timeout_s", "bandwidth_mib_s", "parallel_connections"):
-        value = params.get(name)
-        if value is not None and value <= 0:
-            problems.append("%s must be greater than 0, got %s" % (name, value))
-    for name in ("destination_uri", "source_uri"):
+    problems = _number_problems(params) + _text_problems(params)
+    if problems:
+        return problems
+    for name in URI_OPTIONS:
         value = params.get(name) or ""
         if "://" not in value:
             problems.append("%s must be a libvirt URI such as qemu+ssh://HOST/system, got %r" % (name, value))
@@ -147,6 +194,10 @@ def placement_decision(domain, source_host, source_state, destination_host, dest
     Returns ("migrate", None), ("done", message) when the domain already runs on the
     destination only, or ("error", message).
     """
+    unknown = [host for host, state in ((source_host, source_state), (destination_host, destination_state)) if state == UNKNOWN]
+    if unknown:
+        return "error", ("cannot tell whether %s runs on %s: libvirt there did not answer; nothing was changed"
+                         % (domain, " nor on ".join(unknown)))
     src_active = source_state in ACTIVE_STATES
     dst_active = destination_state in ACTIVE_STATES
     if source_state == "running" and not dst_active:
@@ -160,6 +211,23 @@ def placement_decision(domain, source_host, source_state, destination_host, dest
         return "error", "%s is %s on %s: only a running domain is live-migrated; resume it first" % (domain, source_state, source_host)
     return "error", ("%s is not running on %s (%s) nor on %s (%s): start it on the source first"
                      % (domain, source_host, source_state, destination_host, destination_state))
+
+
+def outcome(placement, source_host, destination_host, aborted):
+    """What became of a migration, from where the domain is now: MIGRATED, ABORTED (when ABORTED, an abort took
+    effect), FAILED, or UNKNOWN.
+
+    MIGRATED means running on the destination and inactive on the source; ABORTED and FAILED mean active on the
+    source and inactive on the destination. Anything else, a host that could not be asked included, is UNKNOWN.
+    """
+    src, dst = placement.get(source_host, UNKNOWN), placement.get(destination_host, UNKNOWN)
+    if UNKNOWN in (src, dst):
+        return UNKNOWN
+    if dst == "running" and src not in ACTIVE_STATES:
+        return MIGRATED
+    if src in ACTIVE_STATES and dst not in ACTIVE_STATES:
+        return ABORTED if aborted else FAILED
+    return UNKNOWN
 
 
 def running_hosts(placement):
@@ -209,20 +277,33 @@ def progress_text(stats):
     return "%.1f of %.1f MiB sent" % (processed / float(MIB), total / float(MIB))
 
 
-def timeout_message(domain, source_host, destination_host, timeout_s, progress, placement):
-    """The failure sentence after an aborted migration, stating where the guest now runs."""
-    where = running_hosts(placement)
+def timeout_message(domain, source_host, destination_host, timeout_s, progress, placement, errors=None, abort=None):
+    """The failure sentence after the deadline passed: what the abort did and where the guest now runs.
+
+    ABORT is {"error": abortJob's error or None, "ended": whether the job ended within the grace period,
+    "grace_s": that period}. Only an abortJob that succeeded and a job that ended let it say "the job was aborted".
+    """
+    abort = abort or {"error": None, "ended": True, "grace_s": None}
     done = " (%s)" % progress if progress else ""
-    head = "migration of %s from %s to %s did not finish within %s s%s; the job was aborted" % (
-        domain, source_host, destination_host, timeout_s, done)
-    if where == [source_host]:
+    head = "migration of %s from %s to %s did not finish within %s s%s" % (domain, source_host, destination_host, timeout_s, done)
+    where = describe_placement(placement, errors)
+    if not abort["ended"]:
+        asked = "abortJob failed (%s)" % abort["error"] if abort["error"] else "the abort was requested"
+        return ("%s; %s, but the job did not end within %s s after it, so the migration may still be running (%s): "
+                "check both hosts (virsh domjobinfo %s) before touching %s" % (head, asked, abort["grace_s"], where, domain, domain))
+    if abort["error"]:
+        head += "; abortJob failed (%s) and the job ended by itself" % abort["error"]
+    else:
+        head += "; the job was aborted"
+    if outcome(placement, source_host, destination_host, abort["error"] is None) in (ABORTED, FAILED) and placement[source_host] == "running":
         return head + " and %s is still running on %s" % (domain, source_host)
-    return head + ", but %s is not running on %s alone (%s): check both hosts" % (domain, source_host, describe_placement(placement))
+    return head + ", but %s is not running on %s alone (%s): check both hosts" % (domain, source_host, where)
 
 
-def describe_placement(placement):
-    """'host-a: running, host-b: shut off' for messages."""
-    return ", ".join("%s: %s" % (host, placement[host]) for host in sorted(placement))
+def describe_placement(placement, errors=None):
+    """'host-a: running, host-b: unknown (why)' for messages."""
+    errors = errors or {}
+    return ", ".join("%s: %s%s" % (host, placement[host], " (%s)" % errors[host] if host in errors else "") for host in sorted(placement))
 
 
 class Worker(threading.Thread):

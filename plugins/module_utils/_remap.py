@@ -8,11 +8,12 @@
 A guest keeps its hostdev host addresses when it migrates, so the destination must have free VFs at
 those addresses. When it does not, the guest's XML for the destination points its hostdevs at free
 VFs of the same engines on one NUMA node of the destination (the node the guest is pinned to, if any).
+Only a VF of the same queue class qualifies (see _queues): the destination driver refuses any other.
 """
 
 from __future__ import annotations
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx
+from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx, _queues
 from ansible_collections.openeuler.kae.plugins.module_utils._devices import DeviceError, check_devices, check_owners_known, is_free, select_vfs
 
 
@@ -42,12 +43,12 @@ def _as_free_for(devices, guest):
     return [dict(d, domain=None, domains=[]) if own(d) else d for d in devices]
 
 
-def _keeps_addresses(hostdevs, engines, dst_vfs, pinned):
-    """True when every guest VF address is a free VF of the same engine on the destination, on one node."""
+def _keeps_addresses(hostdevs, src_vfs, dst_vfs, pinned):
+    """True when every guest VF address is a free VF of the same engine and queue class on the destination, on one node."""
     nodes = set()
     for bdf in hostdevs:
         vf = dst_vfs.get(bdf)
-        if vf is None or not is_free(vf) or vf["engine"] != engines[bdf]:
+        if vf is None or not is_free(vf) or not _queues.same_class(vf, src_vfs[bdf]):
             return False
         nodes.add(vf["numa_node"])
     return len(nodes) == 1 and (pinned is None or nodes == {pinned})
@@ -60,21 +61,30 @@ def _request(hostdevs, engines):
     return request
 
 
-def _assign(hostdevs, engines, chosen):
-    """{guest bdf: destination bdf}, engine by engine, both in address order."""
+def _assign(hostdevs, src_vfs, chosen):
+    """{guest bdf: destination bdf}, queue class by queue class, both in address order; None when CHOSEN does not pair up."""
     pools = {}
     for vf in sorted(chosen, key=lambda vf: vf["bdf"]):
-        pools.setdefault(vf["engine"], []).append(dx.normalise_bdf(vf["bdf"]))
-    return dict((bdf, pools[engines[bdf]].pop(0)) for bdf in sorted(hostdevs))
+        pools.setdefault(_queues.class_key(vf), []).append(dx.normalise_bdf(vf["bdf"]))
+    mapping = {}
+    for bdf in sorted(hostdevs):
+        pool = pools.get(_queues.class_key(src_vfs[bdf]))
+        if not pool:
+            return None
+        mapping[bdf] = pool.pop(0)
+    return mapping
 
 
-def plan(guest_xml, src_devices, dst_devices):
+def plan(guest_xml, src_devices, dst_devices, destination=None):
     """Map the guest's KAE VFs to VFs of the destination.
 
     Returns ``{"mapping": {src_bdf: dst_bdf}, "numa_node": int or None, "remapped": bool}``.
     Raises RemapError when the guest holds a PCI hostdev that is no KAE VF of the source, or the
-    destination has no node with enough free VFs (on the pinned node when the guest is pinned).
+    destination has no node with enough free VFs of the guest VFs' queue classes (on the pinned node when the
+    guest is pinned). DESTINATION names the destination host in those messages.
     """
+    where = "the destination %s" % destination if destination else "the destination"
+    of_host = " of %s" % destination if destination else ""
     root = dx.parse_domain(guest_xml)
     guest = root.findtext("name")
     src_vfs = _vfs_by_bdf(_device_list(src_devices, "src_devices"))
@@ -91,25 +101,36 @@ def plan(guest_xml, src_devices, dst_devices):
     try:
         check_owners_known(dst_view, "choose the destination's VFs for guest %s" % guest)
     except DeviceError as exc:
-        raise RemapError("on the destination, %s" % exc) from None
+        raise RemapError("on %s, %s" % (where, exc)) from None
     engines = dict((bdf, src_vfs[bdf]["engine"]) for bdf in hostdevs)
+    guest_vfs = [src_vfs[bdf] for bdf in hostdevs]
+    class_view = _queues.matching_only(dst_view, guest_vfs)
     pinned = dx.pinned_node(root)
-    if _keeps_addresses(hostdevs, engines, dst_vfs, pinned):
+    if _keeps_addresses(hostdevs, src_vfs, dst_vfs, pinned):
         return {"mapping": dict((bdf, bdf) for bdf in hostdevs), "numa_node": dst_vfs[hostdevs[0]]["numa_node"], "remapped": False}
     request = _request(hostdevs, engines)
     wanted = ", ".join("%d %s" % (count, engine) for engine, count in sorted(request.items()))
     prefer = pinned if pinned is not None else src_vfs[hostdevs[0]]["numa_node"]
     try:
-        chosen = select_vfs(dst_view, request, prefer_node=prefer)
+        chosen = select_vfs(class_view, request, prefer_node=prefer)
     except DeviceError as exc:
-        raise RemapError("the destination cannot host guest %s: it needs %s free VFs on one NUMA node and %s. Free or create "
-                         "VFs there (openeuler.kae.host role) or choose another destination" % (guest, wanted, exc)) from exc
+        reasons = _queues.shortages(guest_vfs, [vf for vf in dst_vfs.values() if is_free(vf)], where)
+        if any(d["function"] == "vf" for d in class_view):
+            reasons.insert(0, str(exc))
+        raise RemapError("the destination cannot host guest %s: it needs %s free VFs on one NUMA node%s and %s. Free or create "
+                         "VFs there (openeuler.kae.host role) or choose another destination"
+                         % (guest, wanted, of_host, "; ".join(reasons))) from exc
     node = chosen[0]["numa_node"]
     if pinned is not None and node != pinned:
-        raise RemapError("the destination cannot host guest %s on NUMA node %d, where its placement (numatune) pins it: "
+        raise RemapError("the destination cannot host guest %s on NUMA node %d%s, where its placement (numatune) pins it: "
                          "node %d lacks free VFs for %s (node %d has them). Free VFs on node %d of the destination, or re-pin the "
-                         "guest with openeuler.kae.guest_config" % (guest, pinned, pinned, wanted, node, pinned))
-    mapping = _assign(hostdevs, engines, chosen)
+                         "guest with openeuler.kae.guest_config" % (guest, pinned, of_host, pinned, wanted, node, pinned))
+    mapping = _assign(hostdevs, src_vfs, chosen)
+    if mapping is None:
+        raise RemapError("the destination cannot host guest %s on node %d%s: the guest holds VFs of one engine in different queue "
+                         "classes (%s), and the free VFs chosen there do not pair up with them; give the guest VFs of one queue "
+                         "class per engine (openeuler.kae.guest_config), or map its VFs by hand"
+                         % (guest, node, of_host, "; ".join("%s: %s" % (vf["bdf"], _queues.describe(vf.get("queue_class"))) for vf in guest_vfs)))
     return {"mapping": mapping, "numa_node": node, "remapped": any(src != dst for src, dst in mapping.items())}
 
 

@@ -18,6 +18,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from ansible_collections.openeuler.kae.plugins.module_utils._stats import downtime_stats
+from ansible_collections.openeuler.kae.plugins.module_utils._validate import number_text_problem
 
 REPORT_FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
 ROUND_FIELDS = (
@@ -27,7 +28,7 @@ ROUND_FIELDS = (
 NUMBER_FIELDS = ("downtime_ms", "libvirt_downtime_ms", "clock_offset_ms", "duration_s", "paused_at", "resumed_at")
 STATUSES = ("passed", "failed", "error")
 # A run id names a directory next to `latest`: one safe path component.
-RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]*")
 # Characters XML 1.0 cannot carry at all, even escaped.
 XML_INVALID_CHARS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
@@ -41,7 +42,7 @@ class ReportError(ValueError):
 def check_run_id(run_id):
     """Return RUN_ID when it can name a report directory, else raise ReportError."""
     text = "" if run_id is None else str(run_id)
-    if text == "latest" or not RUN_ID_PATTERN.match(text):
+    if text == "latest" or not RUN_ID_PATTERN.fullmatch(text):
         raise ReportError(
             "run id %r cannot name a report directory: use letters, digits and . _ : + - only, "
             "starting with a letter or digit, and not 'latest' (for example 20261125T182300Z)" % (text,))
@@ -166,11 +167,11 @@ def normalise_environment(environment):
 
 def _number(value):
     """VALUE as a finite float, or None when it is null or not a number."""
-    if value is None or isinstance(value, bool):
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and number_text_problem(value, "value")):
         return None
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return number if math.isfinite(number) else None
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import statistics
 
+from ansible_collections.openeuler.kae.plugins.module_utils._validate import number_text_problem
+
 DEFAULT_THRESHOLD_MS = 200.0
 
 
@@ -20,10 +22,13 @@ def _as_milliseconds(value, what):
         if isinstance(value, dict) and "downtime_ms" in value:
             hint = " (for migration results, pass them through map(attribute='downtime_ms') first)"
         raise ValueError("%s must be a number of milliseconds, got %s %r%s" % (what, type(value).__name__, value, hint))
+    if isinstance(value, str) and number_text_problem(value, what):
+        raise ValueError("%s must be a number of milliseconds written with the digits 0-9 (such as 158 or 127.5), got the text %r"
+                         % (what, value))
     try:
         number = float(value)
-    except ValueError:
-        raise ValueError("%s must be a number of milliseconds, got the text %r" % (what, value)) from None
+    except OverflowError:
+        raise ValueError("%s must be a finite number of milliseconds >= 0, got %r" % (what, value)) from None
     if not math.isfinite(number) or number < 0:
         raise ValueError("%s must be a finite number of milliseconds >= 0, got %r" % (what, value))
     return number

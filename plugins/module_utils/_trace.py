@@ -20,12 +20,18 @@ import re
 from collections import namedtuple
 from decimal import Decimal, InvalidOperation
 
-_LINE_RE = re.compile(r"(?P<tid>\d+)@(?P<sec>\d+)\.(?P<usec>\d{6}):(?P<name>\w+)(?:\s+(?P<args>.*))?\Z")
+from ansible_collections.openeuler.kae.plugins.module_utils._validate import number_text_problem
+
+# ASCII digits only, and no more of them than a thread id or an epoch time has.
+_LINE_RE = re.compile(r"(?P<tid>[0-9]{1,10})@(?P<sec>[0-9]{1,11})\.(?P<usec>[0-9]{6}):(?P<name>[A-Za-z0-9_]+)(?:\s+(?P<args>.*))?\Z")
 
 _MICROS_PER_SECOND = 1000000
 _MICROS_PER_MS = Decimal(1000)
 _MS_QUANTUM = Decimal("0.001")
 _SECONDS_QUANTUM = Decimal("0.000001")
+# Event times are epoch seconds (QEMU prints up to 11 digits); a clock offset beyond a day is no clock offset.
+_MAX_EPOCH_S = Decimal(10) ** 11
+_MAX_OFFSET_MS = Decimal(86400000)
 
 
 class TraceError(ValueError):
@@ -110,10 +116,12 @@ def parse_line(line):
 def _event_from_dict(item, what):
     """Check and normalise an already-parsed event, e.g. one returned by the qemu_trace_events module."""
     tid = item.get("tid") or 0
-    if not isinstance(item.get("name"), str) or _decimal(item.get("ts")) is None or not str(tid).isdigit():
+    ts = _decimal(item.get("ts"))
+    tid_ok = (isinstance(tid, int) and not isinstance(tid, bool) and tid >= 0) or (isinstance(tid, str) and re.fullmatch("[0-9]{1,10}", tid))
+    if not isinstance(item.get("name"), str) or ts is None or not 0 <= ts < _MAX_EPOCH_S or not tid_ok:
         raise TraceError("expected each event of the %s to be a dict with 'ts' (epoch seconds), 'name' and optionally 'tid' "
                          "(a number) and 'args', got %s" % (what, _describe(item)))
-    return {"ts": float(item["ts"]), "tid": int(tid), "name": item["name"], "args": str(item.get("args") or "")}
+    return {"ts": float(ts), "tid": int(tid), "name": item["name"], "args": str(item.get("args") or "")}
 
 
 def parse_events(log, what="log"):
@@ -148,8 +156,8 @@ def _describe(value):
 
 
 def _decimal(value):
-    """VALUE (int, float or decimal text) as an exact finite Decimal, or None when it is no such number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+    """VALUE (int, float or decimal text in ASCII digits) as an exact finite Decimal, or None when it is no such number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)) or number_text_problem(value, "value") is not None:
         return None
     try:
         # repr() of a float is its shortest round-trip text, which keeps the six logged decimals.
@@ -165,16 +173,16 @@ def _micros(ts):
 
 
 def _profile(name):
-    if name not in PROFILE_BY_NAME:
+    if not isinstance(name, str) or name not in PROFILE_BY_NAME:
         raise TraceError("unknown profile %r: choose one of %s" % (name, ", ".join(PROFILE_CHOICES)))
     return PROFILE_BY_NAME[name]
 
 
 def _offset_micros(clock_offset_ms):
     value = _decimal(clock_offset_ms)
-    if value is None:
-        raise TraceError("clock_offset_ms must be a finite number of milliseconds (destination clock minus source clock), got %s"
-                         % _describe(clock_offset_ms))
+    if value is None or abs(value) > _MAX_OFFSET_MS:
+        raise TraceError("clock_offset_ms must be a finite number of milliseconds (destination clock minus source clock) "
+                         "between -%s and %s (one day), got %s" % (_MAX_OFFSET_MS, _MAX_OFFSET_MS, _describe(clock_offset_ms)))
     return value * _MICROS_PER_MS
 
 
@@ -215,35 +223,98 @@ def _missing_event(row, side):
                       % (side, _event_label(row, side), row.name, row.hint, side))
 
 
-def _resumed_before_paused(row, pause, resume, offset_us):
-    """The error for the latest source PAUSE when no destination resume follows it, RESUME being the latest one."""
-    gap_ms = (Decimal(pause[0]) - (resume[0] - offset_us)) / _MICROS_PER_MS
+def _pause_label(pauses, index):
+    return " (pause %d of %d in the source log)" % (index + 1, len(pauses)) if len(pauses) > 1 else ""
+
+
+def _gap_and_correction(pause, resume, offset_us):
+    gap_ms = _ms((Decimal(pause[0]) - (resume[0] - offset_us)) / _MICROS_PER_MS)
     corrected = " after correcting by clock_offset_ms %s" % _ms(offset_us / _MICROS_PER_MS) if offset_us else ""
+    return gap_ms, corrected
+
+
+def _resumed_before_paused(row, pause, resume, offset_us, which=""):
+    """The error for a source PAUSE that no destination resume follows, RESUME being the latest one."""
+    gap_ms, corrected = _gap_and_correction(pause, resume, offset_us)
     return TraceError(
-        "the destination resumed ('%s' at %s) %s ms before the source paused ('%s' at %s)%s, so no migration can be measured: "
+        "the destination resumed ('%s' at %s) %s ms before the source paused ('%s' at %s%s)%s, so no migration can be measured: "
         "either the two hosts' clocks disagree by at least that much (synchronise them with NTP, or pass clock_offset_ms = "
         "destination clock minus source clock), or the destination log was read before the migration finished."
-        % (_event_label(row, "destination"), resume[1]["ts"], _ms(gap_ms), _event_label(row, "source"), pause[1]["ts"], corrected))
+        % (_event_label(row, "destination"), resume[1]["ts"], gap_ms, _event_label(row, "source"), pause[1]["ts"], which, corrected))
+
+
+def _resumed_while_on_source(row, pause, resume, offset_us, which):
+    """The error for a PAUSE that a destination RESUME precedes while the guest was still on the source."""
+    gap_ms, corrected = _gap_and_correction(pause, resume, offset_us)
+    return TraceError(
+        "the destination resumed ('%s' at %s) %s ms before the source paused for the migration at %s%s%s, and after the "
+        "source's previous event, so that migration cannot be measured: the two hosts' clocks disagree by at least that much "
+        "(synchronise them with NTP, or pass clock_offset_ms = destination clock minus source clock), or the guest ran on "
+        "both hosts at once." % (_event_label(row, "destination"), resume[1]["ts"], gap_ms, pause[1]["ts"], which, corrected))
+
+
+def _ran_on_source_again(row, pause, restart, which):
+    """The error for a PAUSE after which the source ran the guest again before any destination resume."""
+    return TraceError(
+        "the source paused ('%s' at %s%s) and then ran the guest again ('%s' at %s) before any destination resume, so "
+        "that migration did not complete (it failed or was aborted after the pause) and has no downtime to measure."
+        % (_event_label(row, "source"), pause[1]["ts"], which, _event_label(row, "destination"), restart[1]["ts"]))
 
 
 def _ms(value):
     return float(Decimal(value).quantize(_MS_QUANTUM))
 
 
-def _pair(pauses, resumes, offset_us):
-    """Map each source pause to the first destination resume at or after it (on the source's clock).
+class _Pairing:
+    """Source pauses matched with destination resumes, on the source's clock.
 
-    When several pauses map to the same resume, only the latest one is a migration: the earlier
-    ones were pauses that did not end on the destination (a suspend, a failed attempt).
-    Returns {pause index: resume index}.
+    A pause ends at the first destination resume at or after it that comes before the source's next pause and
+    before the source runs the guest again (its own resume event, a restart): a resume past those belongs to a
+    later migration or to something else. When several pauses precede one resume, only the latest is the
+    migration: the earlier ones were pauses that did not end on the destination (a suspend, a failed attempt).
+    A destination resume between the source's previous event and a pause is early: with right clocks the guest
+    cannot resume on the destination while it still runs on the source.
     """
-    corrected = [micros - offset_us for micros, _event in resumes]
-    latest_pause_for = {}
-    for index, (micros, _event) in enumerate(pauses):
-        found = bisect.bisect_left(corrected, micros)
-        if found < len(corrected):
-            latest_pause_for[found] = index
-    return dict((pause, resume) for resume, pause in latest_pause_for.items())
+
+    def __init__(self, pauses, resumes, restarts, offset_us):
+        self.pauses, self.resumes, self.restarts = pauses, resumes, restarts
+        self.corrected = [micros - offset_us for micros, _event in resumes]
+        self.restart_times = [micros for micros, _event in restarts]
+        self.pairs = {}
+        self.early = {}
+        for index in range(len(pauses)):
+            self._match(index)
+
+    def _match(self, index):
+        micros = self.pauses[index][0]
+        ends = [self.pauses[index + 1][0]] if index + 1 < len(self.pauses) else []
+        restart = self.restart_after(index)
+        if restart is not None:
+            ends.append(restart[0])
+        found = bisect.bisect_left(self.corrected, micros)
+        if found < len(self.corrected) and (not ends or self.corrected[found] < min(ends)):
+            self.pairs[index] = found
+        bound = self._previous_source_event(index)
+        if bound is not None and found > 0 and self.corrected[found - 1] > bound:
+            self.early[index] = found - 1
+
+    def _previous_source_event(self, index):
+        """The latest of the previous pause, its resume and the source's last restart before pause INDEX; None when none."""
+        micros = self.pauses[index][0]
+        candidates = []
+        if index > 0:
+            candidates.append(self.pauses[index - 1][0])
+            if index - 1 in self.pairs:
+                candidates.append(self.corrected[self.pairs[index - 1]])
+        before = bisect.bisect_left(self.restart_times, micros)
+        if before > 0:
+            candidates.append(self.restart_times[before - 1])
+        return max(candidates) if candidates else None
+
+    def restart_after(self, index):
+        """The source's first restart (microseconds, event) after pause INDEX, or None."""
+        later = bisect.bisect_right(self.restart_times, self.pauses[index][0])
+        return self.restarts[later] if later < len(self.restarts) else None
 
 
 def _record(row, pause, resume, offset_us):
@@ -271,15 +342,38 @@ def _analyse(src_log, dst_log, profile, clock_offset_ms):
     resumes = _select(dst_events, row.dst_event, row.dst_args)
     if not resumes:
         raise _missing_event(row, "destination")
-    return row, pauses, resumes, offset_us, _pair(pauses, resumes, offset_us)
+    # The source's own resume events: the guest running there again (a failed attempt, or back from a migration).
+    restarts = _select(src_events, row.dst_event, row.dst_args)
+    return row, offset_us, _Pairing(pauses, resumes, restarts, offset_us)
+
+
+def _checked_record(row, offset_us, pairing, index):
+    """The migration that pause INDEX starts; TraceError when it has no destination resume or an early one."""
+    pause = pairing.pauses[index]
+    which = _pause_label(pairing.pauses, index)
+    if index in pairing.early:
+        raise _resumed_while_on_source(row, pause, pairing.resumes[pairing.early[index]], offset_us, which)
+    if index not in pairing.pairs:
+        restart = pairing.restart_after(index)
+        if restart is not None:
+            raise _ran_on_source_again(row, pause, restart, which)
+        raise _resumed_before_paused(row, pause, pairing.resumes[-1], offset_us, which)
+    return _record(row, pause, pairing.resumes[pairing.pairs[index]], offset_us)
 
 
 def migrations(src_log, dst_log, profile="auto", clock_offset_ms=0.0):
-    """Every migration found in the two logs, oldest first (see latest_migration for the fields)."""
-    row, pauses, resumes, offset_us, pairs = _analyse(src_log, dst_log, profile, clock_offset_ms)
-    if not pairs:
-        raise _resumed_before_paused(row, pauses[-1], resumes[-1], offset_us)
-    return [_record(row, pauses[pause], resumes[resume], offset_us) for pause, resume in sorted(pairs.items())]
+    """Every migration found in the two logs, oldest first (see latest_migration for the fields).
+
+    Pauses without a destination resume (suspends, failed attempts) are left out. A pause whose destination resume
+    came before it while the guest was still on the source raises TraceError naming it, as do logs without any
+    migration.
+    """
+    row, offset_us, pairing = _analyse(src_log, dst_log, profile, clock_offset_ms)
+    found = [_checked_record(row, offset_us, pairing, index) for index in range(len(pairing.pauses))
+             if index in pairing.pairs or index in pairing.early]
+    if not found:
+        _checked_record(row, offset_us, pairing, len(pairing.pauses) - 1)
+    return found
 
 
 def latest_migration(src_log, dst_log, profile="auto", clock_offset_ms=0.0):
@@ -288,10 +382,7 @@ def latest_migration(src_log, dst_log, profile="auto", clock_offset_ms=0.0):
     Returns {downtime_ms, raw_downtime_ms, paused_at, resumed_at, profile, src_event, dst_event,
     clock_offset_ms}: downtime_ms is corrected by clock_offset_ms, raw_downtime_ms is not,
     resumed_at is on the source's clock. Raises TraceError when the latest source pause has no
-    destination resume after it, rather than answering with an older migration.
+    destination resume after it (or one that came early), rather than answering with an older migration.
     """
-    row, pauses, resumes, offset_us, pairs = _analyse(src_log, dst_log, profile, clock_offset_ms)
-    latest = len(pauses) - 1
-    if latest not in pairs:
-        raise _resumed_before_paused(row, pauses[-1], resumes[-1], offset_us)
-    return _record(row, pauses[latest], resumes[pairs[latest]], offset_us)
+    row, offset_us, pairing = _analyse(src_log, dst_log, profile, clock_offset_ms)
+    return _checked_record(row, offset_us, pairing, len(pairing.pauses) - 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 
 # A PCI address as the kernel names it under /sys/bus/pci/devices: domain, bus, slot (0-0x1f), function (0-7).
 _BDF_RE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[01][0-9a-fA-F]\.[0-7]")
@@ -22,9 +23,12 @@ _HOST_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _IPV6_RE = re.compile(r"\[[0-9A-Fa-f:.]+\]")
 # libvirt refuses '/' in a domain name; control characters and a leading dot make unsafe file names.
 _DOMAIN_NAME_MAX = 200
-# A number as text (``-e name=value`` passes text): ASCII digits, an optional fraction, no exponent.
-_DECIMAL_RE = re.compile(r"[+-]?[0-9]{1,18}(?:\.[0-9]{1,9})?")
 BDF_FORM = "DDDD:BB:SS.F such as 0000:75:00.1"
+# Numbers written as text: ASCII digits only, and short, so that no conversion meets a huge exponent or a digit of
+# another script. ansible-core's own int conversion hangs on '1e99999999' and raises on 'inf'.
+_INTEGER_TEXT_RE = re.compile(r"\s*[+-]?[0-9]{1,30}(?:\.0*)?\s*")
+_LARGEST_FLOAT = int(sys.float_info.max)
+_NUMBER_TEXT_RE = re.compile(r"\s*[+-]?(?:[0-9]{1,30}(?:\.[0-9]{0,30})?|\.[0-9]{1,30})(?:[eE][+-]?[0-9]{1,3})?\s*")
 
 
 class InputError(ValueError):
@@ -73,15 +77,38 @@ def number(value, option, minimum=None, maximum=None, integer=False):
     return value
 
 
-def from_text(value, option, integer=False):
-    """VALUE, or the number its ASCII decimal text spells (no exponent, NaN or infinity); other values unchanged."""
-    if not isinstance(value, str):
-        return value
-    stripped = value.strip()
-    if not _DECIMAL_RE.fullmatch(stripped) or (integer and "." in stripped):
-        kind = "a whole number" if integer else "a number"
-        raise InputError("%s must be %s written with the digits 0-9 (no exponent), got %s" % (option, kind, _shown(value)))
-    return float(stripped) if "." in stripped else int(stripped)
+def number_text_problem(value, option, integer=False):
+    """A sentence when VALUE, as handed in before any conversion, cannot be a number of OPTION; None otherwise.
+
+    Text must use the ASCII digits (at most 30, an exponent of at most 3 digits, none for a whole number); a float
+    must be finite. Anything else (None, lists, ...) is left to the type conversion that follows.
+    """
+    kind = "a whole number" if integer else "a finite number"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "%s must be %s, got %s" % (option, kind, value)
+    if not integer and isinstance(value, int) and not isinstance(value, bool) and abs(value) > _LARGEST_FLOAT:
+        return "%s must be a finite number, got a whole number of %d digits that no float holds" % (option, len(str(abs(value))))
+    if isinstance(value, str) and not (_INTEGER_TEXT_RE if integer else _NUMBER_TEXT_RE).fullmatch(value):
+        return "%s must be %s written with the digits 0-9%s, got %s" % (
+            option, kind, "" if integer else " (such as 2.5 or 1e3)", _shown(value))
+    return None
+
+
+def screen_number_options(raw_params, argument_spec):
+    """(ARGUMENT_SPEC to build the module with, sentence or None) after checking the raw values of its int and float options.
+
+    RAW_PARAMS are the module's arguments before any conversion (None when unknown). When one of them cannot be a
+    number, the returned spec types every number option as raw, so that the module can be built and fail with the
+    sentence without handing the value to ansible-core's conversion.
+    """
+    numbers = [(name, option.get("type") == "int") for name, option in argument_spec.items() if option.get("type") in ("int", "float")]
+    for name, integer in numbers:
+        problem = number_text_problem((raw_params or {}).get(name), name, integer)
+        if problem:
+            raw_spec = dict(argument_spec)
+            raw_spec.update((other, dict(argument_spec[other], type="raw")) for other, _integer in numbers)
+            return raw_spec, problem
+    return argument_spec, None
 
 
 def positive(value, option, maximum=None, integer=False):

@@ -34,11 +34,11 @@ options:
     default: 3
     choices: [1, 2, 3, 4]
   timeout_s:
-    description: How long to wait for each answer, in seconds.
+    description: How long to wait for each answer, in seconds; a finite number greater than 0 and at most 60.
     type: float
     default: 2
   samples:
-    description: Requests sent to each server; the answer with the smallest delay is kept.
+    description: Requests sent to each server, from 1 to 100; the answer with the smallest delay is kept.
     type: int
     default: 4
 notes:
@@ -106,9 +106,11 @@ results:
 
 import traceback
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _migration
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
 try:
     import ntplib
@@ -134,28 +136,40 @@ def query_server(client, server, version, timeout_s, samples):
     return _migration.server_result(server, answers, errors)
 
 
+ARGUMENT_SPEC = dict(
+    servers=dict(type="list", elements="str", required=True),
+    version=dict(type="int", default=3, choices=[1, 2, 3, 4]),
+    timeout_s=dict(type="float", default=2.0),
+    samples=dict(type="int", default=4),
+)
+
+
+def check_params(params):
+    """Refuse servers that are no names and numbers out of range, naming the option."""
+    servers = params["servers"]
+    if not servers:
+        raise _validate.InputError("servers must list at least one NTP server (host name or address), got %r" % (servers,))
+    for index, server in enumerate(servers):
+        _validate.text(server, "servers[%d]" % index)
+    _validate.positive(params["timeout_s"], "timeout_s", maximum=60)
+    _validate.number(params["samples"], "samples", minimum=1, maximum=100, integer=True)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            servers=dict(type="list", elements="str", required=True),
-            version=dict(type="int", default=3, choices=[1, 2, 3, 4]),
-            timeout_s=dict(type="float", default=2.0),
-            samples=dict(type="int", default=4),
-        ),
-        supports_check_mode=True,
-    )
-    servers = module.params["servers"]
-    if not servers or not all(servers):
-        module.fail_json(msg="servers must list at least one NTP server (host name or address), got %r" % (servers,))
-    if module.params["samples"] < 1 or module.params["timeout_s"] <= 0:
-        module.fail_json(msg="samples must be at least 1 and timeout_s greater than 0, got samples=%s, timeout_s=%s"
-                         % (module.params["samples"], module.params["timeout_s"]))
+    spec, problem = _validate.screen_number_options(basic._load_params(), ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if problem:
+        module.fail_json(msg=problem)
+    try:
+        check_params(module.params)
+    except _validate.InputError as exc:
+        module.fail_json(msg=str(exc))
     if ntplib is None:
         module.fail_json(msg=missing_required_lib("ntplib (python3-ntplib)"), exception=NTPLIB_IMPORT_ERROR)
     client = ntplib.NTPClient()
     results = [
         query_server(client, server, module.params["version"], module.params["timeout_s"], module.params["samples"])
-        for server in servers
+        for server in module.params["servers"]
     ]
     chosen = _migration.choose_server(results)
     if chosen is None:

@@ -19,6 +19,13 @@ description:
     P(openeuler.kae.select_vfs#filter), M(openeuler.kae.hostdev_remap) and the P(openeuler.kae.host#role) role refuse
     to choose or change VFs from such facts.
   - A device that disappears while it is read is left out rather than failing the module.
+  - Each VF's queue class (RV(devices[].queue_class)) is derived from its engine's C(pf_q_num), its PF's C(sriov_numvfs)
+    and whether it is its PF's last VF, because the kernel shows no queue count of a VF bound to a vfio driver; the
+    PF driver splits the queues left after C(pf_q_num) evenly and gives the remainder to the last VF, and the
+    destination driver refuses a VF whose queue count differs.
+  - Reports the identity (RV(drivers)) of C(hisi_qm), C(hisi_zip), C(hisi_sec2), C(hisi_hpre) and the VF migration
+    modules from C(/sys/module/NAME) and the running kernel release, and the file C(modprobe) loads for each from
+    C(modules.dep) under O(modules_root); nothing is run.
 author:
   - openEuler KAE collection contributors (@openeuler)
 extends_documentation_fragment:
@@ -43,6 +50,18 @@ options:
       - Only safe when nothing on the host can hand a VF to a guest; the default refuses to guess.
     type: bool
     default: false
+  modules_root:
+    description:
+      - Directory holding the kernel module trees (C(RELEASE/modules.dep)), read to find each KAE module's file.
+    type: path
+    default: /lib/modules
+  driver_origin:
+    description:
+      - Directory under C(/lib/modules/RELEASE) the KAE modules must come from, for example V(extra) (openEuler 24.03's
+        out-of-tree KAE 2.0 build) or V(kernel) (the kernel package's own); V(builtin) for modules built into the kernel.
+      - When set, RV(driver_origin_problems) lists every KAE module whose file comes from elsewhere, is missing, or is
+        not the build that is loaded. The module itself does not fail.
+    type: str
 requirements:
   - libvirt-python (python3-libvirt) on the managed host, to report VF assignment; without it RV(libvirt.available) is V(false).
 notes:
@@ -154,6 +173,28 @@ devices:
       description: VFs currently enabled (PFs only).
       type: int
       sample: 4
+    vf_index:
+      description: The VF's index on its PF, from the PF's C(virtfnN) link (V(0) is the kernel's VF 1); V(null) when the
+        PF does not list it (VFs only).
+      type: int
+      sample: 0
+    queue_class:
+      description:
+        - What decides the VF's queue count (VFs only), derived rather than read (the kernel does not show it while the
+          VF is bound to a vfio driver). Two VFs take each other's place in a migration only when their classes are equal
+          and fully known; a part the host did not show is V(null).
+      type: dict
+      contains:
+        pf_q_num:
+          description: C(pf_q_num) of the engine's host driver.
+          type: int
+        num_vfs:
+          description: C(sriov_numvfs) of the VF's PF.
+          type: int
+        last:
+          description: Whether the VF is its PF's last (it gets the remainder of the queue split).
+          type: bool
+      sample: {"pf_q_num": 64, "num_vfs": 7, "last": false}
 engines:
   description: Per engine (all three listed, absent ones with zero counts) the number of PFs, VFs and free VFs
     (unassigned, on a migration driver, migratable hardware) and the NUMA nodes holding its PFs.
@@ -171,6 +212,44 @@ migration_drivers:
   type: list
   elements: str
   sample: [hisi_acc_vfio_pci]
+host:
+  description: The host's node name, used in messages that compare two hosts.
+  returned: always
+  type: str
+  sample: hv-a
+kernel_release:
+  description: The running kernel's release.
+  returned: always
+  type: str
+  sample: 6.6.0-28.0.0.34.oe2403.aarch64
+modules_dir:
+  description: The module tree of the running kernel that was read.
+  returned: always
+  type: str
+  sample: /lib/modules/6.6.0-28.0.0.34.oe2403.aarch64
+modules_dep:
+  description: Whether RV(modules_dir)C(/modules.dep) could be read (V(false) when the kernel's modules are not installed).
+  returned: always
+  type: bool
+drivers:
+  description:
+    - Per module (C(hisi_qm), C(hisi_zip), C(hisi_sec2), C(hisi_hpre), C(hisi_acc_vfio_pci), C(vfio_pci), C(hisi_migration))
+      its identity from C(/sys/module/NAME) and its file from C(modules.dep).
+    - Keys C(loaded) (C(/sys/module/NAME) exists), C(builtin) (no C(initstate), so built into the kernel), C(version),
+      C(srcversion) and C(taint) (C(O) for out of tree) as the kernel shows them, C(file) (the path modprobe loads),
+      C(origin) (its first directory under RV(modules_dir), such as C(extra) or C(kernel); C(builtin) when
+      C(modules.builtin) lists it) and C(file_srcversion) (read from an uncompressed, xz or gzip file). Absent values are V(null).
+  returned: always
+  type: dict
+  sample: {"hisi_zip": {"loaded": true, "builtin": false, "version": null, "srcversion": "5E2F2C9E0B8A4C1D7A9B3F1",
+           "taint": "O", "file": "/lib/modules/6.6.0/extra/hisi_zip.ko", "origin": "extra",
+           "file_srcversion": "5E2F2C9E0B8A4C1D7A9B3F1"}}
+driver_origin_problems:
+  description: With O(driver_origin), one sentence per KAE module whose file comes from elsewhere, is missing, or is not
+    the loaded build; empty otherwise.
+  returned: always
+  type: list
+  elements: str
 sysfs_root:
   description: The sysfs root that was read.
   returned: always
@@ -197,40 +276,55 @@ libvirt:
       returned: when libvirt was not available
 """
 
+import platform
+
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _drivers, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
 def read_owners(devices, libvirt_uri, assume_unassigned=False):
-    """Set the VFs' owners from libvirt; returns (libvirt note, warnings)."""
+    """Set the VFs' owners from libvirt; returns the libvirt note."""
     owners, note = _devices.hostdev_owners(libvirt_uri)
     if note["available"]:
         _devices.assign_domains(devices, owners)
-        return note, []
+        return note
     note["assumed_unassigned"] = bool(assume_unassigned)
-    if not assume_unassigned:
-        _devices.assign_domains(devices, {}, unknown_reason=note["reason"])
-        return note, []
-    _devices.assign_domains(devices, {})
-    return note, ["libvirt could not be asked which domains hold the KAE VFs (%s); assume_unassigned is set, so every VF is "
-                  "reported as held by no domain: nothing else on this host may give VFs to guests" % note["reason"]]
+    _devices.assign_domains(devices, {}, unknown_reason=None if assume_unassigned else note["reason"])
+    return note
 
 
-def gather(sysfs_root, libvirt_uri, assume_unassigned=False):
-    """The module's result (without changed) for one host, and its warnings."""
+def assumption_warning(note):
+    """The warning a result whose VF owners were assumed, not read, must carry; None otherwise."""
+    if not note.get("assumed_unassigned"):
+        return None
+    return ("libvirt could not be asked which domains hold the KAE VFs (%s); assume_unassigned is set, so every VF is "
+            "reported as held by no domain: nothing else on this host may give VFs to guests" % note["reason"])
+
+
+def gather(sysfs_root, libvirt_uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_origin=None, assume_unassigned=False):
+    """The module's result (without changed) for one host."""
+    if driver_origin is not None:
+        _drivers.check_origin_word(driver_origin)
     sysfs = Sysfs(_validate.text(sysfs_root, "sysfs_root"))
     devices = _devices.scan(sysfs)
-    note, warnings = read_owners(devices, _validate.text(libvirt_uri, "libvirt_uri"), assume_unassigned)
+    note = read_owners(devices, _validate.text(libvirt_uri, "libvirt_uri"), assume_unassigned)
+    release, modules_dir, dep_found, drivers = _drivers.read_drivers(sysfs, modules_root)
     return {
+        "host": platform.node(),
+        "kernel_release": release,
+        "modules_dir": modules_dir,
+        "modules_dep": dep_found,
+        "drivers": drivers,
+        "driver_origin_problems": _drivers.origin_problems(drivers, driver_origin, modules_dir, dep_found) if driver_origin else [],
         "devices": devices,
         "engines": _devices.engine_summary(devices),
         "pf_q_num": _devices.read_pf_q_num(sysfs),
         "migration_drivers": _devices.migration_drivers(sysfs),
         "sysfs_root": sysfs.root,
         "libvirt": note,
-    }, warnings
+    }
 
 
 def main():
@@ -238,17 +332,21 @@ def main():
         argument_spec={
             "sysfs_root": {"type": "path", "default": "/sys"},
             "libvirt_uri": {"type": "str", "default": "qemu:///system"},
+            "modules_root": {"type": "path", "default": _drivers.DEFAULT_MODULES_ROOT},
+            "driver_origin": {"type": "str"},
             "assume_unassigned": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     try:
-        result, warnings = gather(module.params["sysfs_root"], module.params["libvirt_uri"], module.params["assume_unassigned"])
-    except (_devices.DeviceError, _validate.InputError) as exc:
+        result = gather(module.params["sysfs_root"], module.params["libvirt_uri"], module.params["modules_root"],
+                        module.params["driver_origin"], module.params["assume_unassigned"])
+    except (_devices.DeviceError, _drivers.DriverError, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
     except SysfsError as exc:
         module.fail_json(msg="reading the KAE devices failed: %s" % exc)
-    for warning in warnings:
+    warning = assumption_warning(result["libvirt"])
+    if warning:
         module.warn(warning)
     module.exit_json(changed=False, **result)
 

@@ -17,6 +17,10 @@ description:
     declared when missing, other arguments are kept); memory and vCPUs are optionally pinned to one NUMA node.
   - Refuses a domain holding any other passthrough device (a PCI hostdev that is not a KAE VF, a USB, SCSI or
     mediated hostdev, an C(<interface type='hostdev'>)), naming it, unless O(remove_foreign_passthrough=true).
+  - Gives the domain only KAE VFs of this host that no other domain holds (see O(hostdev_xml)); anything else is
+    refused by name and nothing is changed.
+  - Holds the host's lock of the collection while it reads, decides and defines (not in check mode), so that two
+    plays on one host cannot interleave a domain's redefinition; waits at most O(timeout_s) for it.
   - Idempotent by comparing the inactive XML (C(VIR_DOMAIN_XML_INACTIVE)) before and after.
   - A running guest sees the new definition only after it restarts (QEMU reads trace arguments and hostdevs at
     start). The module says so in RV(restart_required) or restarts it with O(restart=true).
@@ -48,8 +52,17 @@ options:
     description:
       - XML text of the C(<hostdev mode='subsystem' type='pci'>) elements the domain must hold for its KAE VFs, as
         rendered by the guest role's C(hostdev.xml.j2). Zero elements (an empty string) removes every KAE hostdev.
+      - Every address must be a KAE VF (vendor C(0x19e5), ZIP/SEC/HPRE VF device id) under O(sysfs_root) that no
+        other libvirt domain of O(uri) holds, running or only defined (the domain itself may hold it already). A root
+        port, an absent address, a PF, another device or a VF held elsewhere is refused, naming it; so is a request
+        when libvirt cannot list the domains' hostdevs. Nothing is changed then.
       - The attributes and child elements given replace those of a hostdev with the same host address; what libvirt
-        adds (the guest-side C(<address>), C(<alias>)) is kept.
+        adds (the guest-side C(<address>), libvirt's own C(<alias>)) is kept.
+      - May end with one C(<qemu:override>) whose C(<qemu:device alias='ua-kae-...'>) entries set C(<qemu:frontend>)
+        properties of those hostdevs (the template's upstream variant sets vfio-pci's C(enable-migration)). The
+        domain's override entries of C(ua-kae-) aliases become exactly those given (none when there is no
+        C(<qemu:override>), for example after switching to openEuler's C(migration='on') variant); entries of
+        other aliases are kept.
       - Omit to leave the hostdevs alone.
     type: str
   sysfs_root:
@@ -105,6 +118,13 @@ options:
         (for plays that run on every hypervisor of a pair while the guest is defined on one).
     type: bool
     default: false
+  timeout_s:
+    description:
+      - Seconds to wait for the host's lock of the collection (C(/run/lock/openeuler-kae.lock)) while another of its
+        state-changing tasks holds it. The task fails, naming the holder and changing nothing, when it is not released
+        in time. Not used in check mode.
+    type: float
+    default: 60.0
 seealso:
   - module: openeuler.kae.device_info
   - module: openeuler.kae.hostdev_remap
@@ -141,6 +161,25 @@ EXAMPLES = r"""
   openeuler.kae.guest_config:
     name: kae-guest
     hostdev_xml: "{{ lookup('ansible.builtin.template', 'hostdev.xml.j2', template_vars={'guest_hostdev_vfs': ['0000:31:00.1']}) }}"
+
+- name: Upstream QEMU 8.1 or later, libvirt 10.0 or later - vfio-pci's enable-migration through <qemu:override>
+  openeuler.kae.guest_config:
+    name: kae-guest
+    hostdev_xml: |
+      <hostdev mode='subsystem' type='pci' managed='yes'>
+        <driver name='vfio'/>
+        <source><address domain='0x0000' bus='0x75' slot='0x00' function='0x1'/></source>
+        <alias name='ua-kae-zip-0'/>
+      </hostdev>
+      <qemu:override xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>
+        <qemu:device alias='ua-kae-zip-0'>
+          <qemu:frontend>
+            <qemu:property name='enable-migration' type='bool' value='true'/>
+          </qemu:frontend>
+        </qemu:device>
+      </qemu:override>
+    trace_profile: upstream
+    timeout_s: 120
 """
 
 RETURN = r"""
@@ -164,6 +203,11 @@ hostdevs:
   returned: when the domain is defined on O(uri)
   type: dict
   sample: {"added": ["0000:31:00.1"], "removed": [], "updated": []}
+overrides:
+  description: Aliases of the KAE hostdevs whose C(<qemu:override>) entries were added, removed and updated.
+  returned: when the domain is defined on O(uri)
+  type: dict
+  sample: {"added": ["ua-kae-zip-0"], "removed": [], "updated": []}
 trace:
   description: C(--trace) patterns added and removed, and the patterns the definition holds afterwards.
   returned: when the domain is defined on O(uri)
@@ -195,21 +239,60 @@ msg:
 import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.validation import check_type_int
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx
-from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
-from ansible_collections.openeuler.kae.plugins.module_utils._devices import read_device
-from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs
+from ansible_collections.openeuler.kae.plugins.module_utils import _hostlock, _libvirt, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import PCI_DEVICES, read_device
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import AUTO_ORDER, PROFILE_BY_NAME, PROFILES
 
 # Every --trace pattern this module owns; others in <qemu:commandline> are left alone.
 MANAGED_PATTERNS = tuple(row.trace_pattern for row in PROFILES)
 TRACE_CHOICES = tuple(PROFILE_BY_NAME) + ("both", "none")
 RESTART_POLL_S = 0.5
+# Linux numbers at most 1024 NUMA nodes (NODES_SHIFT 10).
+MAX_NUMA_NODE = 1023
+# No wait of this module (lock, graceful shutdown) is meant to last longer than a day.
+MAX_WAIT_S = 86400
+# Where the host lock lives (the unit tests point it at a temporary directory).
+LOCK_DIR = _hostlock.DEFAULT_LOCK_DIR
+
+ARGUMENT_SPEC = dict(
+    name=dict(type="str", required=True),
+    uri=dict(type="str", default="qemu:///system"),
+    hostdev_xml=dict(type="str"),
+    sysfs_root=dict(type="path", default="/sys"),
+    trace_profile=dict(type="str", choices=list(TRACE_CHOICES)),
+    placement=dict(type="str", default="none", choices=list(dx.PLACEMENTS)),
+    numa_node=dict(type="int"),
+    remove_foreign_passthrough=dict(type="bool", default=False),
+    restart=dict(type="bool", default=False),
+    restart_timeout_s=dict(type="int", default=60),
+    skip_missing=dict(type="bool", default=False),
+    timeout_s=dict(type="float", default=60.0),
+)
+REQUIRED_IF = [("placement", "numatune", ("numa_node",)), ("placement", "vcpu", ("numa_node",)),
+               ("placement", "cputune", ("numa_node",))]
 
 
 class GuestConfigError(Exception):
     """The request cannot be applied; nothing was changed."""
+
+
+def check_params(params):
+    """InputError naming the first option whose value has the wrong form (before anything is read)."""
+    _validate.domain_name(params["name"], "name")
+    _validate.text(params["uri"], "uri (a libvirt connection URI such as qemu:///system)")
+    _validate.text(params["sysfs_root"], "sysfs_root (the root of a sysfs tree such as /sys)")
+    if params["hostdev_xml"] is not None:
+        _validate.text(params["hostdev_xml"], "hostdev_xml (the <hostdev> elements hostdev.xml.j2 renders)", allow_empty=True)
+    if params["numa_node"] is not None:
+        _validate.number(params["numa_node"], "numa_node (a NUMA node of this host, 0-%d)" % MAX_NUMA_NODE,
+                         minimum=0, maximum=MAX_NUMA_NODE, integer=True)
+    _validate.number(params["restart_timeout_s"], "restart_timeout_s (seconds, 0-%d)" % MAX_WAIT_S, minimum=0,
+                     maximum=MAX_WAIT_S, integer=True)
+    _validate.number(params["timeout_s"], "timeout_s (seconds, 0-%d)" % MAX_WAIT_S, minimum=0, maximum=MAX_WAIT_S)
 
 
 def wanted_patterns(profile):
@@ -220,14 +303,17 @@ def wanted_patterns(profile):
     return [PROFILE_BY_NAME[name].trace_pattern for name in names]
 
 
-def desired_definition(current_xml, params, is_kae, capabilities):
+def wanted_fragment(params):
+    """The parsed hostdev_xml (a KaeFragment), or None when the hostdevs are left alone."""
+    return dx.parse_hostdev_fragments(params["hostdev_xml"]) if params["hostdev_xml"] is not None else None
+
+
+def desired_definition(current_xml, params, fragment, is_kae, capabilities):
     """Apply the requested edits to the inactive XML; returns (root, report). Pure apart from CAPABILITIES()."""
     root = dx.parse_domain(current_xml)
-    report = {"hostdevs": {"added": [], "removed": [], "updated": []}, "trace": {"added": [], "removed": []},
-              "placement": [], "removed_foreign_passthrough": []}
-    wanted = dx.parse_hostdev_fragments(params["hostdev_xml"]) if params["hostdev_xml"] is not None else None
-    wanted_bdfs = set(bdf for _element, bdf in wanted or [])
-    foreign = [elem for elem in dx.foreign_passthrough(root, is_kae) if dx.hostdev_bdf(elem) not in wanted_bdfs]
+    report = {"hostdevs": {"added": [], "removed": [], "updated": []}, "overrides": {"added": [], "removed": [], "updated": []},
+              "trace": {"added": [], "removed": []}, "placement": [], "removed_foreign_passthrough": []}
+    foreign = dx.foreign_passthrough(root, is_kae)
     if foreign and not params["remove_foreign_passthrough"]:
         raise GuestConfigError(
             "domain %s holds passthrough devices that are not KAE VFs: %s. KAE live migration allows no other "
@@ -235,8 +321,9 @@ def desired_definition(current_xml, params, is_kae, capabilities):
             % (params["name"], "; ".join(dx.describe_element(elem) for elem in foreign)))
     dx.remove_elements(root, foreign)
     report["removed_foreign_passthrough"] = [dx.describe_element(elem) for elem in foreign]
-    if wanted is not None:
-        report["hostdevs"] = dx.set_kae_hostdevs(root, wanted, is_kae)
+    if fragment is not None:
+        report["hostdevs"] = dx.set_kae_hostdevs(root, fragment.hostdevs, is_kae)
+        report["overrides"] = dx.set_kae_overrides(root, fragment.overrides)
     if params["trace_profile"] is not None:
         report["trace"] = dx.set_trace_args(root, wanted_patterns(params["trace_profile"]), MANAGED_PATTERNS)
     if params["placement"] != "none":
@@ -246,15 +333,20 @@ def desired_definition(current_xml, params, is_kae, capabilities):
     return root, report
 
 
-def dropped_by_libvirt(defined_xml, params, is_kae, capabilities):
+def dropped_by_libvirt(defined_xml, params, fragment, is_kae, capabilities):
     """Warnings for what libvirt did not keep of the definition just written (a second pass would change it again)."""
-    _root, again = desired_definition(defined_xml, params, is_kae, capabilities)
+    _root, again = desired_definition(defined_xml, params, fragment, is_kae, capabilities)
     warnings = []
     if again["hostdevs"]["updated"] or again["hostdevs"]["added"]:
         warnings.append(
             "libvirt on %s did not keep all attributes of hostdevs %s (upstream libvirt has no migration='on' "
             "attribute and drops it): render the hostdevs without it (guest_hostdev_migration_attr: false)"
             % (params["uri"], ", ".join(again["hostdevs"]["updated"] + again["hostdevs"]["added"])))
+    if again["overrides"]["updated"] or again["overrides"]["added"]:
+        warnings.append(
+            "libvirt on %s did not keep the <qemu:override> entries of %s (only the QEMU driver of libvirt 8.2 or later "
+            "keeps them): render the hostdevs without them (guest_hostdev_enable_migration: false)"
+            % (params["uri"], ", ".join(again["overrides"]["updated"] + again["overrides"]["added"])))
     if again["trace"]["added"]:
         warnings.append(
             "libvirt on %s did not keep the <qemu:commandline> trace arguments (%s); only the QEMU driver keeps them"
@@ -263,6 +355,90 @@ def dropped_by_libvirt(defined_xml, params, is_kae, capabilities):
         warnings.append("libvirt on %s did not keep the placement elements %s" % (params["uri"], ", ".join(again["placement"])))
     return warnings
 
+
+# ---------------------------------------------------------------- which VFs the domain may be given
+
+def kae_vf_problem(sysfs, bdf):
+    """Why host PCI address BDF is not a KAE VF of this host (a sentence), or None when it is one.
+
+    Raises SysfsError when the tree cannot be read: that is never taken for an answer.
+    """
+    ddir = sysfs.resolve(PCI_DEVICES + "/" + bdf)
+    if ddir is None:
+        return "does not exist on this host (no %s)" % sysfs.path(PCI_DEVICES + "/" + bdf)
+    device = read_device(sysfs, bdf)
+    if device is None:
+        return "is not a KAE VF (vendor %s, device %s)" % (sysfs.read(ddir + "/vendor"), sysfs.read(ddir + "/device"))
+    if device["function"] != "vf":
+        return "is a KAE %s PF, not a VF" % device["engine"]
+    return None
+
+
+def kae_vf_checker(sysfs):
+    """is_kae(bdf): whether the host's PCI device BDF is a KAE VF, read from the sysfs tree."""
+    return lambda bdf: kae_vf_problem(sysfs, bdf) is None
+
+
+def hostdev_holders(conn, params):
+    """{bdf: ["DOMAIN (running)", ...]} of the PCI hostdevs every other domain holds, live or in its definition.
+
+    Raises GuestConfigError when libvirt cannot tell: an unknown owner is never taken for no owner.
+    """
+    def unknown(exc):
+        return GuestConfigError(
+            "cannot tell whether the VFs asked for domain %s are free: libvirt on %s could not list the domains and their "
+            "hostdevs (%s). Nothing was changed; run again when libvirt answers" % (params["name"], params["uri"], exc))
+    try:
+        domains = conn.listAllDomains(0)
+    except _libvirt.libvirt.libvirtError as exc:
+        raise unknown(_libvirt.error_text(exc)) from exc
+    holders = {}
+    for domain in domains:
+        name = domain.name()
+        if name == params["name"]:
+            continue
+        try:
+            documents = _domain_documents(domain)
+            held = [(bdf, state) for xml, state in documents for _element, bdf in dx.pci_hostdevs(dx.parse_domain(xml))]
+        except _libvirt.libvirt.libvirtError as exc:
+            if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # undefined since the listing: it holds nothing any more
+            raise unknown("domain %s: %s" % (name, _libvirt.error_text(exc))) from exc
+        except dx.DomainXMLError as exc:
+            raise unknown("domain %s: %s" % (name, exc)) from exc
+        for bdf, state in held:
+            entry = "%s (%s)" % (name, state)
+            if entry not in holders.setdefault(bdf, []):
+                holders[bdf].append(entry)
+    return holders
+
+
+def _domain_documents(domain):
+    """[(xml, state)]: a running domain's live XML and, when persistent, the definition it starts with next."""
+    if not domain.isActive():
+        return [(domain.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE), "defined, not running")]
+    documents = [(domain.XMLDesc(0), "running")]
+    if domain.isPersistent():
+        documents.append((domain.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE), "in its definition"))
+    return documents
+
+
+def check_requested_vfs(fragment, sysfs, conn, params):
+    """GuestConfigError naming every address of hostdev_xml that is not a KAE VF of this host free for the domain."""
+    bdfs = [bdf for _element, bdf in fragment.hostdevs]
+    if not bdfs:
+        return
+    problems = ["%s %s" % (bdf, problem) for bdf, problem in ((bdf, kae_vf_problem(sysfs, bdf)) for bdf in bdfs) if problem]
+    holders = hostdev_holders(conn, params)
+    problems.extend("%s is held by domain %s" % (bdf, ", ".join(holders[bdf])) for bdf in bdfs if bdf in holders)
+    if problems:
+        raise GuestConfigError(
+            "refusing hostdev_xml for domain %s: %s. Only KAE VFs of this host (read under %s) that no other domain holds "
+            "may be given; choose free VFs (openeuler.kae.device_info, the select_vfs filter). Nothing was changed"
+            % (params["name"], "; ".join(problems), sysfs.root))
+
+
+# ---------------------------------------------------------------- define and restart
 
 def restart_domain(domain, timeout_s):
     """Shut the guest down (power off after TIMEOUT_S) and start it again."""
@@ -280,62 +456,80 @@ def inactive_xml(domain):
     return domain.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE)
 
 
-def kae_vf_checker(sysfs_root):
-    """is_kae(bdf): whether the host's PCI device BDF is a KAE VF, read from the sysfs tree."""
-    sysfs = Sysfs(sysfs_root)
-
-    def is_kae(bdf):
-        device = read_device(sysfs, bdf)
-        return device is not None and device["function"] == "vf"
-    return is_kae
+def skipped_result(params):
+    return {"changed": False, "defined": False, "restarted": False, "restart_required": False, "warnings": [],
+            "msg": "%s: not defined on %s; skipped (skip_missing)" % (params["name"], params["uri"])}
 
 
-def run(params, check_mode, is_kae=None):
-    """Do the work; returns the module result. Raises GuestConfigError / LibvirtFailure / DomainXMLError."""
-    is_kae = is_kae or kae_vf_checker(params["sysfs_root"])
+def update_definition(conn, params, check_mode, sysfs):
+    """Read, decide and (unless CHECK_MODE) define; returns (result, domain or None when not defined)."""
+    domain = _libvirt.lookup_domain(conn, params["name"])
+    if domain is None:
+        if params["skip_missing"]:
+            return skipped_result(params), None
+        raise GuestConfigError("domain %s is not defined on %s; define it first (this module edits an existing definition)"
+                               % (params["name"], params["uri"]))
+    fragment = wanted_fragment(params)
+    if fragment is not None:
+        check_requested_vfs(fragment, sysfs, conn, params)
+    is_kae = kae_vf_checker(sysfs)
+
+    def capabilities():
+        return conn.getCapabilities()
+
+    before = inactive_xml(domain)
+    root, report = desired_definition(before, params, fragment, is_kae, capabilities)
+    after = dx.to_string(root)
+    before_text = dx.to_string(dx.parse_domain(before))
+    changed = not dx.same_xml(before_text, after)
+    result = dict(report, changed=changed, defined=True, restarted=False, restart_required=False, warnings=[])
+    if changed and not check_mode:
+        # Said only when it happens: check mode predictions run on transient guests too.
+        if not domain.isPersistent():
+            result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
+                                      "defining it made it persistent on %s" % (params["name"], params["uri"]))
+        try:
+            domain = conn.defineXML(after)
+        except _libvirt.libvirt.libvirtError as exc:
+            raise _libvirt.LibvirtFailure("libvirt on %s refused the new definition of %s: %s"
+                                          % (params["uri"], params["name"], _libvirt.error_text(exc))) from exc
+        defined = inactive_xml(domain)
+        result["warnings"].extend(dropped_by_libvirt(defined, params, fragment, is_kae, capabilities))
+        after = dx.to_string(dx.parse_domain(defined))
+    result["xml"] = after
+    result["diff"] = {"before": before_text, "after": after}
+    return result, domain
+
+
+def settle_running_guest(domain, result, params, check_mode):
+    """Restart a running guest whose definition changed (restart=true) or say that it must restart."""
+    running = bool(domain.isActive())
+    if result["changed"] and running:
+        if params["restart"] and not check_mode:
+            restart_domain(domain, params["restart_timeout_s"])
+            result["restarted"] = True
+        else:
+            result["restart_required"] = not params["restart"]
+            result["restarted"] = params["restart"]
+    result["msg"] = summary_message(params["name"], result["changed"], running, result)
+
+
+def run(params, check_mode):
+    """Do the work; returns the module result. Raises GuestConfigError, LibvirtFailure, DomainXMLError, LockTimeout, SysfsError.
+
+    The host lock spans reading the definition, deciding and defining, so that two plays cannot interleave a
+    domain's redefinition; check mode writes nothing and takes no lock.
+    """
+    sysfs = Sysfs(params["sysfs_root"])
     conn = _libvirt.connect(params["uri"], read_only=check_mode)
     try:
-        domain = _libvirt.lookup_domain(conn, params["name"])
-        if domain is None:
-            if params["skip_missing"]:
-                return {"changed": False, "defined": False, "restarted": False, "restart_required": False, "warnings": [],
-                        "msg": "%s: not defined on %s; skipped (skip_missing)" % (params["name"], params["uri"])}
-            raise GuestConfigError("domain %s is not defined on %s; define it first (this module edits an existing definition)"
-                                   % (params["name"], params["uri"]))
-
-        def capabilities():
-            return conn.getCapabilities()
-
-        before = inactive_xml(domain)
-        root, report = desired_definition(before, params, is_kae, capabilities)
-        after = dx.to_string(root)
-        before_text = dx.to_string(dx.parse_domain(before))
-        changed = not dx.same_xml(before_text, after)
-        result = dict(report, changed=changed, defined=True, restarted=False, restart_required=False, warnings=[])
-        if changed and not check_mode:
-            # Said only when it happens: check mode predictions run on transient guests too.
-            if not domain.isPersistent():
-                result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
-                                          "defining it made it persistent on %s" % (params["name"], params["uri"]))
-            try:
-                domain = conn.defineXML(after)
-            except _libvirt.libvirt.libvirtError as exc:
-                raise _libvirt.LibvirtFailure("libvirt on %s refused the new definition of %s: %s"
-                                              % (params["uri"], params["name"], _libvirt.error_text(exc))) from exc
-            defined = inactive_xml(domain)
-            result["warnings"].extend(dropped_by_libvirt(defined, params, is_kae, capabilities))
-            after = dx.to_string(dx.parse_domain(defined))
-        result["xml"] = after
-        result["diff"] = {"before": before_text, "after": after}
-        running = bool(domain.isActive())
-        if changed and running:
-            if params["restart"] and not check_mode:
-                restart_domain(domain, params["restart_timeout_s"])
-                result["restarted"] = True
-            else:
-                result["restart_required"] = not params["restart"]
-                result["restarted"] = params["restart"]
-        result["msg"] = summary_message(params["name"], changed, running, result)
+        if check_mode:
+            result, domain = update_definition(conn, params, check_mode, sysfs)
+        else:
+            with _hostlock.host_lock("guest_config of domain %s" % params["name"], params["timeout_s"], lock_dir=LOCK_DIR):
+                result, domain = update_definition(conn, params, check_mode, sysfs)
+        if domain is not None:
+            settle_running_guest(domain, result, params, check_mode)
         return result
     finally:
         conn.close()
@@ -351,36 +545,50 @@ def summary_message(name, changed, running, result):
     return "%s: definition updated%s" % (name, "" if running else "; it takes effect when the guest starts")
 
 
+def build_module():
+    """The AnsibleModule; an infinite number given to an int option fails it with a sentence, not a traceback."""
+    try:
+        return AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
+    except OverflowError:
+        # ansible-core's int conversion raises OverflowError for infinity instead of failing the module.
+        int_options = [key for key, spec in ARGUMENT_SPEC.items() if spec.get("type") == "int"]
+        raw_spec = dict((key, dict(spec, type="raw") if key in int_options else spec) for key, spec in ARGUMENT_SPEC.items())
+        module = AnsibleModule(argument_spec=raw_spec, supports_check_mode=True)
+        bad = [key for key in int_options if _overflows(module.params[key])]
+        module.fail_json(msg="%s must be a whole number, got %s; nothing was changed"
+                         % (" and ".join(bad), ", ".join(repr(module.params[key]) for key in bad)))
+        raise  # fail_json exits; this satisfies readers and linters
+
+
+def _overflows(value):
+    try:
+        check_type_int(value)
+    except OverflowError:
+        return True
+    except (TypeError, ValueError):
+        return False
+    return False
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str", required=True),
-            uri=dict(type="str", default="qemu:///system"),
-            hostdev_xml=dict(type="str"),
-            sysfs_root=dict(type="path", default="/sys"),
-            trace_profile=dict(type="str", choices=list(TRACE_CHOICES)),
-            placement=dict(type="str", default="none", choices=list(dx.PLACEMENTS)),
-            numa_node=dict(type="int"),
-            remove_foreign_passthrough=dict(type="bool", default=False),
-            restart=dict(type="bool", default=False),
-            restart_timeout_s=dict(type="int", default=60),
-            skip_missing=dict(type="bool", default=False),
-        ),
-        required_if=[("placement", "numatune", ("numa_node",)), ("placement", "vcpu", ("numa_node",)),
-                     ("placement", "cputune", ("numa_node",))],
-        supports_check_mode=True,
-    )
+    module = build_module()
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    if module.params["restart_timeout_s"] < 0:
-        module.fail_json(msg="restart_timeout_s must be 0 or more seconds, got %s" % module.params["restart_timeout_s"])
+    params = module.params
     try:
-        result = run(module.params, module.check_mode)
-    except (GuestConfigError, dx.DomainXMLError, _libvirt.LibvirtFailure) as exc:
+        check_params(params)
+        result = run(params, module.check_mode)
+    except (_validate.InputError, GuestConfigError, dx.DomainXMLError, _libvirt.LibvirtFailure, _hostlock.LockTimeout) as exc:
         module.fail_json(msg=str(exc))
+    except SysfsError as exc:
+        module.fail_json(msg="cannot read the host's PCI devices under %s to check the domain's VFs: %s; nothing was changed"
+                         % (params["sysfs_root"], exc))
+    except OSError as exc:
+        module.fail_json(msg="guest_config of domain %s: cannot use %s: %s; nothing was changed"
+                         % (params["name"], exc.filename or "a file", exc.strerror or exc))
     except _libvirt.libvirt.libvirtError as exc:
         module.fail_json(msg="libvirt call failed for domain %s on %s: %s"
-                         % (module.params["name"], module.params["uri"], _libvirt.error_text(exc)))
+                         % (params["name"], params["uri"], _libvirt.error_text(exc)))
     for warning in result.pop("warnings"):
         module.warn(warning)
     if not module._diff:

@@ -17,7 +17,11 @@ description:
     addresses and RV(destination_xml) is null.
   - With O(domain_xml) instead of O(name), works on that XML alone (no libvirt needed), for example to check before
     a migration, or in a lab without passthrough, whether a destination can host a definition's VFs.
-  - Fails, naming what is missing on which node, when the destination cannot host the guest's VFs, or when the
+  - Only a destination VF of the same queue class as the guest's VF qualifies (RV(openeuler.kae.device_info#module:devices[].queue_class),
+    that is the same C(pf_q_num), the same C(sriov_numvfs) on its PF, last VF of its PF or not), because the destination
+    driver refuses a VF whose queue count differs.
+  - Fails, naming what is missing on which node and, when the queue class is the reason, each guest VF's class and
+    the classes of the destination's free VFs, when the destination cannot host the guest's VFs, or when the
     guest holds a PCI hostdev that is not a KAE VF of the source.
   - Refuses to choose the destination's VFs when its device facts say that VF ownership could not be read
     (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable there), since a VF whose
@@ -57,6 +61,9 @@ options:
     type: list
     elements: dict
     required: true
+  destination_host:
+    description: Name of the destination host, used in the messages that say why it cannot host the guest's VFs.
+    type: str
 seealso:
   - module: openeuler.kae.live_migration
   - module: openeuler.kae.device_info
@@ -160,7 +167,7 @@ def run(params):
         live, persistent = params["domain_xml"], None
     else:
         live, persistent = guest_xmls(params)
-    result = plan(live, params["src_devices"], params["dst_devices"])
+    result = plan(live, params["src_devices"], params["dst_devices"], destination=params.get("destination_host"))
     result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
     result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
     return result
@@ -174,6 +181,7 @@ def main():
             uri=dict(type="str", default="qemu:///system"),
             src_devices=dict(type="list", elements="dict", required=True),
             dst_devices=dict(type="list", elements="dict", required=True),
+            destination_host=dict(type="str"),
         ),
         required_one_of=[("name", "domain_xml")],
         mutually_exclusive=[("name", "domain_xml")],

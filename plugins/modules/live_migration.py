@@ -12,8 +12,15 @@ description:
   - Runs on the source hypervisor. Sets the domain's maximum downtime, then migrates the running domain to
     O(destination_uri) with C(virDomainMigrate3) (managed migration, the equivalent of C(virsh migrate --live))
     or, with O(peer2peer=true), C(virDomainMigrateToURI3), and waits for the job to end.
-  - The migration call runs in a worker thread while the module waits; past O(timeout_s) it aborts the job, waits
-    for the job to end, checks that the domain still runs on the source and fails saying where the domain runs.
+  - The migration call runs in a worker thread while the module waits; past O(timeout_s) it calls C(abortJob), waits
+    up to 60 s for the job to end, reads again where the domain is on both hosts and fails, saying what the abort did
+    and where the domain runs. It says "the job was aborted" only when C(abortJob) succeeded and the job ended; when
+    C(abortJob) fails or the job goes on, the message says so and RV(outcome) is V(unknown).
+  - Whatever happened, the domain's state on both hosts is read again after the migration call, and RV(outcome) says
+    what became of it. A migration that libvirt reports as done must leave the domain running on the destination
+    and not active on the source; otherwise the module fails naming where it runs.
+  - A host whose libvirt cannot be asked is reported as V(unknown) in RV(placement), with the error in
+    RV(placement_errors), never as V(not defined).
   - Before migrating it records the size and inode of the domain's QEMU log on the source (O(log_path)), so that
     the trace events of this migration can be read from that offset on (see M(openeuler.kae.qemu_trace_events)).
   - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
@@ -68,6 +75,7 @@ options:
     description:
       - Maximum tolerable downtime in milliseconds, set on the domain before migrating
         (C(virDomainMigrateSetMaxDowntime), the same as C(virsh migrate-setmaxdowntime)).
+      - From V(1) to V(2000000); QEMU refuses a C(downtime-limit) above 2000 s.
     type: int
     default: 100
   live:
@@ -124,10 +132,12 @@ options:
     type: bool
     default: false
   parallel_connections:
-    description: Number of connections for a parallel migration. Needs O(parallel=true).
+    description: Number of connections for a parallel migration, from V(1) to V(255) (QEMU's C(multifd-channels)). Needs O(parallel=true).
     type: int
   bandwidth_mib_s:
-    description: Bandwidth limit of the migration in MiB/s (libvirt's C(bandwidth) parameter). Without it libvirt's default applies.
+    description:
+      - Bandwidth limit of the migration in MiB/s (libvirt's C(bandwidth) parameter), from V(1) to V(8796093022207)
+        (libvirt's limit). Without it libvirt's default applies.
     type: int
   destination_xml:
     description:
@@ -139,17 +149,20 @@ options:
     type: str
   timeout_s:
     description:
-      - How long to wait for the migration, in seconds. Past it the job is aborted and the module fails, with the
-        domain still running on the source.
+      - How long to wait for the migration, in seconds; a finite number greater than 0. Past it the job is aborted
+        and the module fails; RV(outcome) and RV(placement) say where the domain was left.
     type: float
     default: 300
   log_path:
     description:
       - The domain's QEMU log on the source, whose size and inode are returned as RV(log_offset) and RV(log_inode).
-      - Defaults to C(/var/log/libvirt/qemu/DOMAIN.log).
+      - Defaults to C(/var/log/libvirt/qemu/DOMAIN.log); the module refuses a O(domain) that cannot be a file name
+        there (a C(/), a leading C(.), a control character).
     type: path
 notes:
   - The O(timeout_s) check runs about twice a second, so the abort happens up to half a second after the deadline.
+  - Numbers given as text must use the digits 0-9; C(nan), C(inf) and out-of-range values are refused before
+    libvirt is called.
   - libvirt's C(downtime) in RV(job) is measured across both hosts' clocks, like the trace-based downtime of
     M(openeuler.kae.qemu_trace_events) and the P(openeuler.kae.migration_downtime#filter) filter.
 seealso:
@@ -207,9 +220,30 @@ placement:
   description:
     - State of the domain on each host (by host name) after the module ran, for example V(running), V(shut off) or
       V(not defined). After a successful migration exactly one host shows V(running).
-  returned: always
+    - V(unknown) for a host whose libvirt could not be asked (RV(placement_errors) says why); such a host may or may
+      not run the domain.
+  returned: when both hosts' libvirt connections were opened
   type: dict
   sample: {"kae-lab-a": "shut off", "kae-lab-b": "running"}
+placement_errors:
+  description: Why the domain's state could not be read, by host name; empty when both hosts answered.
+  returned: when both hosts' libvirt connections were opened
+  type: dict
+  sample: {"kae-lab-b": "cannot look up domain kae-guest on qemu+ssh://kae-lab-b/system: Cannot recv data: Connection reset by peer"}
+outcome:
+  description:
+    - What became of the migration, from the domain's state on both hosts read after the migration call.
+    - V(migrated) it runs on the destination and is not active on the source.
+    - V(aborted) the job was aborted (C(abortJob) succeeded and the job ended) and the domain is active on the source
+      and not on the destination.
+    - V(failed) the migration ended with an error (or ended by itself after a failed C(abortJob)) and the domain is
+      active on the source and not on the destination.
+    - V(unknown) anything else, including a host that could not be asked and a job that did not end after the abort;
+      check both hosts before doing anything else with the domain.
+  returned: when a migration was attempted, and when the domain already ran on the destination
+  type: str
+  choices: [migrated, aborted, failed, unknown]
+  sample: migrated
 flags:
   description: The migration options that set a libvirt flag.
   returned: always
@@ -262,8 +296,10 @@ guest:
       type: int
       sample: 16384
 aborted:
-  description: True when the job was aborted because it did not finish within O(timeout_s) (the module then fails).
-  returned: when the migration was aborted
+  description:
+    - After O(timeout_s) passed (the module then fails), true when C(abortJob) succeeded and the job ended, false
+      when C(abortJob) failed or the job did not end within 60 s.
+  returned: when the migration did not finish within O(timeout_s)
   type: bool
   sample: true
 started_at:
@@ -351,10 +387,12 @@ job:
 import os
 import time
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
 from ansible_collections.openeuler.kae.plugins.module_utils import _migration
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
 # How often the waiting loop wakes up, and how long an aborted job may take to end.
 POLL_INTERVAL_S = 0.5
@@ -404,12 +442,20 @@ def host_name(conn, uri):
 
 
 def domain_and_state(conn, host, name):
-    """(domain or None, state name) of NAME on CONN."""
-    dom = _libvirt.lookup_domain(conn, name)
-    if dom is None:
-        return None, _migration.state_name(None)
-    state = libvirt_call("reading the state of %s" % name, host, dom.state)
-    return dom, _migration.state_name(state[0])
+    """(domain or None, state name, error or None) of NAME on CONN; the state is UNKNOWN, with the error, when libvirt cannot say."""
+    try:
+        dom = _libvirt.lookup_domain(conn, name)
+        if dom is None:
+            return None, _migration.ABSENT, None
+        state = dom.state()
+    except _libvirt.LibvirtFailure as exc:
+        return None, _migration.UNKNOWN, str(exc)
+    except _libvirt.libvirt.libvirtError as exc:
+        if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
+            # Gone between the look-up and the state: a transient domain that has just migrated away.
+            return None, _migration.ABSENT, None
+        return None, _migration.UNKNOWN, "reading the state of %s on %s failed: %s" % (name, host, _libvirt.error_text(exc))
+    return dom, _migration.state_name(state[0]), None
 
 
 def log_position(path):
@@ -465,10 +511,21 @@ class Migration:
                     pass
 
     def placement(self):
-        """({host: state}, source domain, destination domain) as libvirt reports them now."""
-        src_dom, src_state = domain_and_state(self.src_conn, self.src_host, self.name)
-        dst_dom, dst_state = domain_and_state(self.dst_conn, self.dst_host, self.name)
-        return {self.src_host: src_state, self.dst_host: dst_state}, src_dom, dst_dom
+        """Record where the domain is on both hosts now (placement, placement_errors); return (source domain, destination domain)."""
+        src_dom, src_state, src_error = domain_and_state(self.src_conn, self.src_host, self.name)
+        dst_dom, dst_state, dst_error = domain_and_state(self.dst_conn, self.dst_host, self.name)
+        self.result["placement"] = {self.src_host: src_state, self.dst_host: dst_state}
+        self.result["placement_errors"] = dict((host, error) for host, error in ((self.src_host, src_error), (self.dst_host, dst_error)) if error)
+        return src_dom, dst_dom
+
+    def where(self):
+        """The recorded placement for messages: 'a: running, b: unknown (why)'."""
+        return _migration.describe_placement(self.result["placement"], self.result["placement_errors"])
+
+    def outcome(self, aborted=False):
+        """Record and return what became of the migration, judged from the recorded placement."""
+        self.result["outcome"] = _migration.outcome(self.result["placement"], self.src_host, self.dst_host, aborted)
+        return self.result["outcome"]
 
     def fail(self, msg):
         self.module.fail_json(msg=msg, **self.result)
@@ -484,8 +541,8 @@ class Migration:
         if self.src_host == self.dst_host:
             self.fail("%s and %s both lead to %s: a domain cannot migrate to the host it runs on; check destination_uri"
                       % (params["source_uri"], params["destination_uri"], self.src_host))
-        placement, src_dom, dst_dom = self.placement()
-        self.result["placement"] = placement
+        src_dom, dst_dom = self.placement()
+        placement = self.result["placement"]
         decision, message = _migration.placement_decision(
             self.name, self.src_host, placement[self.src_host], self.dst_host, placement[self.dst_host])
         if decision == "error":
@@ -493,6 +550,7 @@ class Migration:
         self.result["versions"] = host_versions(self.src_conn, self.src_host)
         if decision == "done":
             self.result["guest"] = guest_size(self.dst_host, dst_dom, self.name)
+            self.result["outcome"] = _migration.MIGRATED
             self.module.exit_json(msg=message, **self.result)
         self.result["guest"] = guest_size(self.src_host, src_dom, self.name)
         job_type = libvirt_call("reading the job of %s" % self.name, self.src_host, src_dom.jobInfo)[0]
@@ -518,48 +576,71 @@ class Migration:
         worker = _migration.Worker(self.migrate_call(src_dom, flags, typed))
         started_at = time.time()
         deadline = time.monotonic() + self.params["timeout_s"]
+        abort = None
         worker.start()
         while True:
             action = _migration.poll_action(time.monotonic(), deadline, not worker.is_alive())
             if action == "done":
                 break
             if action == "abort":
-                self.abort(src_dom, worker)
+                abort = self.abort(src_dom, worker)
                 break
             worker.join(POLL_INTERVAL_S)
         duration_s = time.time() - started_at
         self.result.update(started_at=round(started_at, 6), duration_s=round(duration_s, 3))
-        self.result["placement"] = self.placement()[0]
+        # Where the domain is now, asked again whatever happened: nothing below trusts an earlier answer.
+        self.placement()
+        if abort is not None and (not abort["ended"] or worker.error is not None):
+            self.fail_timeout(abort)
         if worker.error is not None:
-            self.fail("migration of %s from %s to %s failed: %s; the domain is now %s" % (
-                self.name, self.src_host, self.dst_host, _libvirt.error_text(worker.error),
-                _migration.describe_placement(self.result["placement"])))
+            self.fail_migration(worker.error)
+        if abort is not None:
+            self.module.warn("the migration of %s finished as it was being aborted after %s s" % (self.name, self.params["timeout_s"]))
+        if self.outcome() != _migration.MIGRATED:
+            self.fail("libvirt reported the migration of %s from %s to %s as done, but %s is not running on %s alone (%s): "
+                      "check both hosts" % (self.name, self.src_host, self.dst_host, self.name, self.dst_host, self.where()))
         self.result["job"] = self.completed_job(src_dom)
         self.module.exit_json(msg="migrated %s from %s to %s in %.3f s" % (self.name, self.src_host, self.dst_host, duration_s),
                               **self.result)
 
     def abort(self, src_dom, worker):
-        """Abort the running job, wait for it to end and fail saying where the domain runs."""
+        """Ask libvirt to abort the job and wait up to ABORT_GRACE_S for it to end.
+
+        Returns {"error": abortJob's error or None, "ended": whether the job ended, "grace_s", "progress"}.
+        """
         try:
             progress = _migration.progress_text(src_dom.jobStats())
         except _libvirt.libvirt.libvirtError:
             progress = ""
-        abort_error = None
+        error = None
         try:
             src_dom.abortJob()
         except _libvirt.libvirt.libvirtError as exc:
-            abort_error = _libvirt.error_text(exc)
+            error = _libvirt.error_text(exc)
         worker.join(ABORT_GRACE_S)
-        if worker.is_alive():
-            self.fail("the migration of %s did not end within %s s after the abort (%s); check %s and %s" % (
-                self.name, ABORT_GRACE_S, abort_error or "abort requested", self.src_host, self.dst_host))
-        if worker.error is None:
-            # The job completed between the deadline and the abort request.
-            self.module.warn("the migration of %s finished as it was being aborted after %s s" % (self.name, self.params["timeout_s"]))
-            return
-        placement = self.placement()[0]
-        self.result.update(placement=placement, aborted=True)
-        self.fail(_migration.timeout_message(self.name, self.src_host, self.dst_host, self.params["timeout_s"], progress, placement))
+        return {"error": error, "ended": not worker.is_alive(), "grace_s": ABORT_GRACE_S, "progress": progress}
+
+    def fail_timeout(self, abort):
+        """Fail after the deadline, saying what the abort did and where the domain runs."""
+        took = abort["ended"] and abort["error"] is None
+        self.result["aborted"] = took
+        if abort["ended"]:
+            self.outcome(aborted=took)
+        else:
+            # The job may still move the domain: nothing about its place is settled.
+            self.result["outcome"] = _migration.UNKNOWN
+        self.fail(_migration.timeout_message(self.name, self.src_host, self.dst_host, self.params["timeout_s"], abort["progress"],
+                                             self.result["placement"], self.result["placement_errors"], abort))
+
+    def fail_migration(self, error):
+        """Fail after libvirt's migration call raised, saying where the domain runs."""
+        outcome = self.outcome()
+        tail = {
+            _migration.UNKNOWN: ": where it runs is not certain; check both hosts",
+            _migration.MIGRATED: ": it runs on %s alone although libvirt reported the error" % self.dst_host,
+        }.get(outcome, "")
+        self.fail("migration of %s from %s to %s failed: %s; the domain is now %s%s" % (
+            self.name, self.src_host, self.dst_host, _libvirt.error_text(error), self.where(), tail))
 
     def completed_job(self, src_dom):
         """libvirt's completed-job statistics: from the source while the domain is defined there, else the destination."""
@@ -581,8 +662,9 @@ class Migration:
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    problems = _migration.option_problems(module.params)
+    spec, problem = _validate.screen_number_options(basic._load_params(), argument_spec())
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    problems = [problem] if problem else _migration.option_problems(module.params)
     if problems:
         module.fail_json(msg="; ".join(problems))
     if not _libvirt.HAS_LIBVIRT:

@@ -204,10 +204,12 @@ import json
 import os
 import tempfile
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_native
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _report
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
 FILE_KEYS = {"report.json": "json", "report.md": "markdown", "junit.xml": "junit", "downtime.svg": "svg"}
 LATEST = "latest"
@@ -296,18 +298,25 @@ def apply(module, params, run_id, texts, changes):
             write_file(module, os.path.join(run_dir, name), texts[name])
 
 
+ARGUMENT_SPEC = dict(
+    rounds=dict(type="list", elements="dict", required=True),
+    environment=dict(type="dict", default={}),
+    threshold_ms=dict(type="float", default=200),
+    report_dir=dict(type="path", required=True),
+    run_id=dict(type="str", required=True),
+    latest=dict(type="bool", default=True),
+)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            rounds=dict(type="list", elements="dict", required=True),
-            environment=dict(type="dict", default={}),
-            threshold_ms=dict(type="float", default=200),
-            report_dir=dict(type="path", required=True),
-            run_id=dict(type="str", required=True),
-            latest=dict(type="bool", default=True),
-        ),
-        supports_check_mode=True,
-    )
+    spec, problem = _validate.screen_number_options(basic._load_params(), ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    try:
+        if problem:
+            raise _validate.InputError(problem)
+        _validate.text(module.params["report_dir"], "report_dir")
+    except _validate.InputError as exc:
+        module.fail_json(msg="cannot write the migration report: %s" % exc)
     params = dict(module.params, report_dir=os.path.abspath(module.params["report_dir"]))
     try:
         report, texts, changes, diffs = plan(params, utc_now())

@@ -18,6 +18,9 @@ description:
     A log rotated or truncated since then (a different O(inode), a size below O(offset), or no line boundary at
     O(offset)) is read from its start, and RV(rotated) says so.
   - A last line that QEMU has not finished writing (no newline yet) is not consumed; RV(next_offset) points at its start.
+  - Only a regular file is read; a FIFO, a device or a directory is refused without waiting on it.
+  - The cost is linear in the bytes read. Lines longer than 64 KiB (no QEMU trace line is) are skipped without being
+    kept in memory.
   - Feed the results of the source and destination hosts to the P(openeuler.kae.migration_downtime#filter) filter.
 extends_documentation_fragment:
   - openeuler.kae.attributes
@@ -30,7 +33,8 @@ options:
     type: path
   domain:
     description:
-      - Name of the libvirt domain whose log C(/var/log/libvirt/qemu/DOMAIN.log) is read.
+      - Name of the libvirt domain whose log C(/var/log/libvirt/qemu/DOMAIN.log) is read. A name that cannot be a
+        file name there (a C(/), a leading C(.), a control character) is refused.
       - Exactly one of O(path) and O(domain) is required.
     type: str
   offset:
@@ -162,27 +166,47 @@ log_path:
 
 import os
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._logread import LogReadError, read_events
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import PROFILE_CHOICES, profile_event_names
 
 LIBVIRT_QEMU_LOG_DIR = "/var/log/libvirt/qemu"
 
+ARGUMENT_SPEC = dict(
+    path=dict(type="path"),
+    domain=dict(type="str"),
+    offset=dict(type="int", default=0),
+    inode=dict(type="int"),
+    profile=dict(type="str", default="auto", choices=list(PROFILE_CHOICES)),
+    events=dict(type="list", elements="str"),
+    max_bytes=dict(type="int"),
+    allow_missing=dict(type="bool", default=False),
+)
+
 
 def log_path(params):
     """The log named by O(path), or the one libvirt writes for O(domain)."""
-    if params["path"]:
-        return params["path"]
-    domain = params["domain"]
-    if not domain or "/" in domain or domain.startswith("."):
-        raise LogReadError("domain must be a libvirt domain name (no '/', not starting with '.'), got %r" % domain)
-    return os.path.join(LIBVIRT_QEMU_LOG_DIR, domain + ".log")
+    if params["path"] is not None:
+        return _validate.text(params["path"], "path")
+    return os.path.join(LIBVIRT_QEMU_LOG_DIR, _validate.domain_name(params["domain"], "domain") + ".log")
+
+
+def check_numbers(params):
+    """Refuse booleans and negative numbers where offsets, inodes and sizes go."""
+    _validate.number(params["offset"], "offset", integer=True)
+    if params["inode"] is not None:
+        _validate.number(params["inode"], "inode", minimum=0, integer=True)
+    if params["max_bytes"] is not None:
+        _validate.number(params["max_bytes"], "max_bytes", integer=True)
 
 
 def run(params):
-    """The module's result for PARAMS, or LogReadError."""
+    """The module's result for PARAMS, or LogReadError / InputError."""
     path = log_path(params)
+    check_numbers(params)
     names = params["events"] if params["events"] is not None else profile_event_names(params["profile"])
     result = read_events(path, offset=params["offset"], inode=params["inode"], names=names, max_bytes=params["max_bytes"],
                          allow_missing=params["allow_missing"])
@@ -191,24 +215,18 @@ def run(params):
 
 
 def main():
+    spec, problem = _validate.screen_number_options(basic._load_params(), ARGUMENT_SPEC)
     module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path"),
-            domain=dict(type="str"),
-            offset=dict(type="int", default=0),
-            inode=dict(type="int"),
-            profile=dict(type="str", default="auto", choices=list(PROFILE_CHOICES)),
-            events=dict(type="list", elements="str"),
-            max_bytes=dict(type="int"),
-            allow_missing=dict(type="bool", default=False),
-        ),
+        argument_spec=spec,
         mutually_exclusive=[("path", "domain")],
         required_one_of=[("path", "domain")],
         supports_check_mode=True,
     )
+    if problem:
+        module.fail_json(msg=problem)
     try:
         result = run(module.params)
-    except LogReadError as exc:
+    except (LogReadError, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, **result)
 

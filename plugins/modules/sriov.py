@@ -48,9 +48,8 @@ options:
   num_vfs:
     description:
       - Number of VFs the PF must have (V(0) removes them all). At most the PF's C(sriov_totalvfs).
-      - A whole number; text of ASCII digits (as C(-e) passes it) is accepted too.
       - Source and destination hosts need the same count on matching PFs.
-    type: raw
+    type: int
     required: true
   driver:
     description:
@@ -75,8 +74,8 @@ options:
   timeout_s:
     description:
       - Seconds to wait for the host lock, and for the kernel after each write (VFs to appear or go, a driver to bind).
-      - A number greater than 0 and at most 3600; text of ASCII digits is accepted too.
-    type: raw
+      - Greater than 0 and at most 3600.
+    type: float
     default: 10
 requirements:
   - libvirt-python (python3-libvirt) on the managed host, when existing VFs would be removed or rebound (the module fails
@@ -140,23 +139,31 @@ diff:
 
 import contextlib
 
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _validate
-from ansible_collections.openeuler.kae.plugins.module_utils._hostlock import LockTimeout, host_lock
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _hostlock, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._libvirt import LIBRARY_NAME, LIBVIRT_IMPORT_ERROR
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 MAX_TIMEOUT_S = 3600
+LOCK_DIR = _hostlock.DEFAULT_LOCK_DIR
+ARGUMENT_SPEC = {
+    "pf": {"type": "str", "required": True},
+    "num_vfs": {"type": "int", "required": True},
+    "driver": {"type": "str", "default": "auto", "choices": ["auto", "hisi_acc_vfio_pci", "vfio-pci", "none"]},
+    "sysfs_root": {"type": "path", "default": "/sys"},
+    "libvirt_uri": {"type": "str", "default": "qemu:///system"},
+    "timeout_s": {"type": "float", "default": 10},
+}
 
 
 def check_params(params):
     """The module's parameters in canonical form; InputError naming the option when one has the wrong form."""
     checked = dict(params)
     checked["pf"] = _validate.bdf(params["pf"], "pf")
-    num_vfs = _validate.from_text(params["num_vfs"], "num_vfs", integer=True)
-    checked["num_vfs"] = _validate.number(num_vfs, "num_vfs", minimum=0, maximum=_devices.MAX_COUNT, integer=True)
-    checked["timeout_s"] = _validate.positive(_validate.from_text(params["timeout_s"], "timeout_s"), "timeout_s", maximum=MAX_TIMEOUT_S)
+    checked["num_vfs"] = _validate.number(params["num_vfs"], "num_vfs", minimum=0, maximum=_devices.MAX_COUNT, integer=True)
+    checked["timeout_s"] = _validate.positive(params["timeout_s"], "timeout_s", maximum=MAX_TIMEOUT_S)
     checked["sysfs_root"] = _validate.text(params["sysfs_root"], "sysfs_root")
     checked["libvirt_uri"] = _validate.text(params["libvirt_uri"], "libvirt_uri")
     return checked
@@ -186,28 +193,23 @@ def ensure(sysfs, params, check_mode):
 def run(params, check_mode):
     """ensure() on checked PARAMS; outside check mode under the host lock, so the read, decision and writes are one step."""
     params = check_params(params)
-    lock = contextlib.nullcontext() if check_mode else host_lock("openeuler.kae.sriov on PF %s" % params["pf"], params["timeout_s"])
+    what = "openeuler.kae.sriov on PF %s" % params["pf"]
+    lock = contextlib.nullcontext() if check_mode else _hostlock.host_lock(what, params["timeout_s"], lock_dir=LOCK_DIR)
     with lock:
         return ensure(Sysfs(params["sysfs_root"]), params, check_mode)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "pf": {"type": "str", "required": True},
-            "num_vfs": {"type": "raw", "required": True},
-            "driver": {"type": "str", "default": "auto", "choices": ["auto", "hisi_acc_vfio_pci", "vfio-pci", "none"]},
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "libvirt_uri": {"type": "str", "default": "qemu:///system"},
-            "timeout_s": {"type": "raw", "default": 10},
-        },
-        supports_check_mode=True,
-    )
+    # Numbers given as text are screened before ansible-core converts them (it hangs on '1e99999999', raises on 'inf').
+    spec, problem = _validate.screen_number_options(basic._load_params(), ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if problem:
+        module.fail_json(msg=problem)
     try:
         changed, before, after, pf, driver, warnings = run(module.params, module.check_mode)
     except _devices.LibvirtMissing as exc:
         module.fail_json(msg=missing_required_lib(LIBRARY_NAME, reason=str(exc)), exception=LIBVIRT_IMPORT_ERROR)
-    except (_devices.DeviceError, SysfsError, _validate.InputError, LockTimeout) as exc:
+    except (_devices.DeviceError, SysfsError, _validate.InputError, _hostlock.LockTimeout) as exc:
         module.fail_json(msg=str(exc), pf=module.params["pf"])
     except OSError as exc:
         module.fail_json(msg="openeuler.kae.sriov failed on PF %s: %s" % (module.params["pf"], exc), pf=module.params["pf"])

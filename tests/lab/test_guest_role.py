@@ -42,7 +42,7 @@ def recap_changed(output, host=HOST):
     return int(match.group(1))
 
 
-def role_playbook(tmp_path, domain=PROBE, host=HOST):
+def role_playbook(tmp_path, domain=PROBE, host=HOST, domains=None):
     path = tmp_path / "guest_role.yml"
     path.write_text(textwrap.dedent("""\
         - name: Guest definition for KAE live migration
@@ -51,27 +51,30 @@ def role_playbook(tmp_path, domain=PROBE, host=HOST):
           roles:
             - role: openeuler.kae.guest
               vars:
-                guest_domains:
-                  - name: %s
-        """ % (host, domain)))
+                guest_domains: %s
+        """ % (host, json.dumps([{"name": name} for name in (domains or [domain])]))))
     return str(path)
 
 
-@pytest.fixture
-def probe(ansible_adhoc, tmp_path):
-    """Define the probe domain on kae-lab-a (and undefine it afterwards); returns a reader of its inactive XML."""
-    xml_path = "/tmp/%s.xml" % PROBE
-    copied = ansible_adhoc(HOST, "ansible.builtin.copy", "dest=%s mode=0644 content=%s" % (xml_path, _quoted(PROBE_XML)))
+def define(ansible_adhoc, name, xml):
+    """Define domain NAME from XML on kae-lab-a; returns a reader of its inactive XML."""
+    xml_path = "/tmp/%s.xml" % name
+    copied = ansible_adhoc(HOST, "ansible.builtin.copy", "dest=%s mode=0644 content=%s" % (xml_path, _quoted(xml)))
     assert copied.returncode == 0, copied.stdout + copied.stderr
     defined = ansible_adhoc(HOST, "ansible.builtin.command", "virsh define %s" % xml_path)
     assert defined.returncode == 0, defined.stdout + defined.stderr
 
     def read():
-        dumped = ansible_adhoc(HOST, "ansible.builtin.command", "virsh dumpxml --inactive %s" % PROBE)
+        dumped = ansible_adhoc(HOST, "ansible.builtin.command", "virsh dumpxml --inactive %s" % name)
         assert dumped.returncode == 0, dumped.stdout + dumped.stderr
         return ET.fromstring(dumped.stdout[dumped.stdout.index("<domain"):])
+    return read
 
-    yield read
+
+@pytest.fixture
+def probe(ansible_adhoc, tmp_path):
+    """Define the probe domain on kae-lab-a (and undefine it afterwards); returns a reader of its inactive XML."""
+    yield define(ansible_adhoc, PROBE, PROBE_XML)
     ansible_adhoc(HOST, "ansible.builtin.command", "virsh undefine %s" % PROBE)
 
 
@@ -86,6 +89,17 @@ def trace_patterns(root):
 
 def hostdev_sources(root):
     return [hostdev.find("source/address").attrib for hostdev in root.iter("hostdev")]
+
+
+def hostdev_bdfs(root):
+    return sorted("%04x:%02x:%02x.%x" % tuple(int(a[key], 16) for key in ("domain", "bus", "slot", "function"))
+                  for a in hostdev_sources(root))
+
+
+def kae_overrides(root):
+    """{alias: [property attributes]} of the domain's <qemu:override> entries."""
+    return dict((device.get("alias"), [prop.attrib for prop in device.iter("{%s}property" % QEMU_NS)])
+                for device in root.iter("{%s}device" % QEMU_NS))
 
 
 def test_role_sets_trace_arguments_then_changes_nothing(probe, ansible_playbook, tmp_path):
@@ -218,3 +232,72 @@ def test_restart_puts_the_trace_arguments_on_the_running_qemu(probe, ansible_adh
         assert "running" in state.stdout
     finally:
         ansible_adhoc(HOST, "ansible.builtin.command", "virsh destroy %s" % PROBE)
+
+
+UPSTREAM = '{"guest_define_hostdevs": true, "guest_placement": "none", "guest_hostdev_enable_migration": %s}'
+
+
+def test_upstream_variant_overrides_are_defined_once_and_removed_with_the_variant(probe, ansible_playbook, tmp_path):
+    """libvirt 9.0's QEMU driver keeps <qemu:override> (>= 8.2): the upstream variant's entries, for real."""
+    playbook = role_playbook(tmp_path)
+    first = ansible_playbook(playbook, "-e", UPSTREAM % "true", "--diff")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert recap_changed(first.stdout) == 1
+    assert "Validate the predicted definition against libvirt's domain schema" in first.stdout, "the schema accepts it"
+    root = probe()
+    aliases = sorted(hostdev.find("alias").get("name") for hostdev in root.iter("hostdev"))
+    assert aliases == ["ua-kae-hpre-0", "ua-kae-sec-0", "ua-kae-zip-0"]
+    assert kae_overrides(root) == dict((alias, [{"name": "enable-migration", "type": "bool", "value": "true"}]) for alias in aliases)
+    vfs = hostdev_bdfs(root)
+    second = ansible_playbook(playbook, "-e", UPSTREAM % "true")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert recap_changed(second.stdout) == 0 and "definition already as requested" in second.stdout
+    # Another variant: the same VFs without aliases, and no override entry left.
+    switched = ansible_playbook(playbook, "-e", UPSTREAM % "false")
+    assert switched.returncode == 0, switched.stdout + switched.stderr
+    assert recap_changed(switched.stdout) == 1
+    root = probe()
+    assert kae_overrides(root) == {} and [hostdev.find("alias") for hostdev in root.iter("hostdev")] == [None] * 3
+    assert hostdev_bdfs(root) == vfs
+
+
+HOLDER = "kae-role-holder"
+HOLDER_XML = PROBE_XML.replace(PROBE, HOLDER).replace("<devices>", "<devices>%s")
+SYSFS_ROOT = "/var/lib/kae-lab/hosts/%s/sysfs" % HOST
+ROOT_PORT = "0000:74:00.0"  # the root port above the simulated ZIP and SEC PFs of node 0
+
+
+def hostdev_xml(bdf):
+    return ("<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source><address domain='0x%s' "
+            "bus='0x%s' slot='0x%s' function='0x%s'/></source></hostdev>" % tuple(re.split("[:.]", bdf)))
+
+
+def test_only_free_kae_vfs_are_given_and_each_guest_gets_its_own(probe, ansible_adhoc, ansible_playbook, tmp_path):
+    read = ansible_adhoc(HOST, "openeuler.kae.device_info", json.dumps({"sysfs_root": SYSFS_ROOT}))
+    devices = _module_json(read, HOST)["devices"]
+    held = min(d["bdf"] for d in devices if d["function"] == "vf" and d["engine"] == "zip" and d["domain"] is None)
+    holder = define(ansible_adhoc, HOLDER, HOLDER_XML % hostdev_xml(held))
+    try:
+        for bdf, reason in ((held, "%s is held by domain %s (defined, not running)" % (held, HOLDER)),
+                            (ROOT_PORT, "%s is not a KAE VF (vendor 0x19e5, device 0xa121)" % ROOT_PORT),
+                            ("0000:3f:00.1", "0000:3f:00.1 does not exist on this host")):
+            args = {"name": PROBE, "sysfs_root": SYSFS_ROOT, "hostdev_xml": hostdev_xml(bdf)}
+            refused = ansible_adhoc(HOST, "openeuler.kae.guest_config", json.dumps(args))
+            assert "%s | FAILED!" % HOST in refused.stdout, refused.stdout + refused.stderr
+            assert reason in _module_json(refused, HOST)["msg"]
+        assert hostdev_sources(probe()) == [], "nothing was defined"
+
+        # Two guests in one run: each its own three VFs, none of them the one the holder had; a second run keeps them.
+        playbook = role_playbook(tmp_path, domains=[PROBE, HOLDER])
+        extra = ["-e", '{"guest_define_hostdevs": true, "guest_placement": "none"}']
+        first = ansible_playbook(playbook, *extra)
+        assert first.returncode == 0, first.stdout + first.stderr
+        probe_vfs, holder_vfs = hostdev_bdfs(probe()), hostdev_bdfs(holder())
+        assert len(probe_vfs) == 3 and len(holder_vfs) == 3 and not set(probe_vfs) & set(holder_vfs)
+        assert held not in probe_vfs
+        again = ansible_playbook(playbook, *extra)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert recap_changed(again.stdout) == 0
+        assert (hostdev_bdfs(probe()), hostdev_bdfs(holder())) == (probe_vfs, holder_vfs)
+    finally:
+        ansible_adhoc(HOST, "ansible.builtin.command", "virsh undefine %s" % HOLDER)

@@ -172,20 +172,63 @@ def test_failing_threshold_fails_the_play_after_writing(lab, ansible_playbook, t
     ET.parse(str(tmp_path / "latest" / "junit.xml"))
 
 
-def test_timeout_aborts_with_the_guest_on_its_source_and_the_report_is_written(lab, conns, ansible_playbook, tmp_path):
+@pytest.mark.parametrize("go_on", [True, False])
+def test_timeout_aborts_with_the_guest_on_its_source_and_the_report_is_written(lab, conns, ansible_playbook, tmp_path, go_on):
     source = where(conns, lab)
     done = ansible_playbook(PLAYBOOK, "--skip-tags", "host", "-e", "report_dir=%s" % tmp_path, "-e", "migration_rounds=2",
-                            "-e", "migration_timeout_s=2", "-e", "migration_bandwidth_mib_s=1")
+                            "-e", "migration_timeout_s=2", "-e", "migration_bandwidth_mib_s=1",
+                            "-e", "migration_continue_after_abort=%s" % go_on)
     assert done.returncode != 0
     rounds = json.loads((tmp_path / "latest" / "report.json").read_text())["rounds"]
-    # Round 1 was aborted and recorded; round 2 was skipped rather than run from an uncertain place.
-    assert len(rounds) == 1
-    failed = rounds[0]
-    assert failed["status"] == "error" and failed["downtime_ms"] is None and failed["source"] == source
-    assert "did not finish within 2.0 s" in failed["error"]
-    assert failed["error"].endswith("the job was aborted and %s is still running on %s" % (lab.guest, source))
+    # A clean abort leaves the guest on its source, read back after the abort: round 2 starts there again.
+    # Without migration_continue_after_abort, round 2 is skipped.
+    assert len(rounds) == (2 if go_on else 1)
+    for failed in rounds:
+        assert failed["status"] == "error" and failed["downtime_ms"] is None and failed["source"] == source
+        assert failed["outcome"] == "aborted"
+        assert "did not finish within 2.0 s" in failed["error"]
+        assert failed["error"].endswith("the job was aborted and %s is still running on %s" % (lab.guest, source))
+    if not go_on:
+        assert "round 2 skipped: round 1 failed with outcome aborted" in done.stdout
     assert running_on(conns, lab.guest) == [source]
     assert conns[source].lookupByName(lab.guest).jobInfo()[0] == libvirt.VIR_DOMAIN_JOB_NONE
+
+
+@pytest.mark.parametrize("extra, variable", [
+    ({"migration_peer_names": {"kae-lab-b": "kae-lab-b/system?socket=/tmp/other"}}, "migration_peer_names"),
+    ({"migration_peer_names": {"kae-lab-a": "root@kae-lab-a:2222"}}, "migration_peer_names"),
+    ({"kae_guest": "../../etc/passwd"}, "migration_domain"),
+    ({"migration_timeout_s": "nan"}, "migration_timeout_s"),
+    ({"migration_max_clock_skew_ms": "inf"}, "migration_max_clock_skew_ms"),
+    ({"migration_max_downtime_ms": 2000001}, "migration_max_downtime_ms"),
+])
+def test_bad_role_variables_are_refused_before_any_host_is_asked(lab, conns, ansible_playbook, extra, variable):
+    source = where(conns, lab)
+    domain_id = conns[source].lookupByName(lab.guest).ID()
+    done = ansible_playbook(PLAYBOOK, "--tags", "migration_preflight", "-e", json.dumps(extra))
+    assert done.returncode != 0
+    failure = play_failure(done)
+    assert "Check the role's variables" in failure and variable + " " in failure, failure
+    assert "Locate the guest" not in done.stdout
+    assert conns[source].lookupByName(lab.guest).ID() == domain_id
+
+
+def test_qemus_downtime_limit_is_the_modules_limit(lab, conns, ansible_adhoc):
+    """QEMU takes 2000000 ms and refuses one more; the module refuses that before libvirt sees it."""
+    source = where(conns, lab)
+    dom = conns[source].lookupByName(lab.guest)
+    before = dom.migrateGetMaxDowntime(0)
+    try:
+        dom.migrateSetMaxDowntime(2000000, 0)
+        assert dom.migrateGetMaxDowntime(0) == 2000000
+        with pytest.raises(libvirt.libvirtError, match="2000"):
+            dom.migrateSetMaxDowntime(2000001, 0)
+    finally:
+        dom.migrateSetMaxDowntime(before, 0)
+    result = migrate(ansible_adhoc, source, other(lab, source), lab.guest, "max_downtime_ms=2000001")
+    assert result["failed"] is True
+    assert result["msg"] == "max_downtime_ms must be at most 2000000, got 2000001 (QEMU's downtime-limit is at most 2000 s)"
+    assert running_on(conns, lab.guest) == [source]
 
 
 def test_destination_down_is_a_clear_error_and_touches_nothing(lab, conns, ansible_adhoc):
@@ -205,6 +248,8 @@ def test_repeated_round_is_unchanged(lab, conns, ansible_adhoc):
     first = migrate(ansible_adhoc, source, destination, lab.guest)
     assert first["failed"] is False, first
     assert first["changed"] is True
+    assert first["outcome"] == "migrated" and first["placement_errors"] == {}
+    assert first["placement"][destination] == "running"
     again = migrate(ansible_adhoc, source, destination, lab.guest)
     assert again["failed"] is False, again
     assert again["changed"] is False

@@ -14,6 +14,7 @@ writes sriov_numvfs or drivers_probe sees the VFs and driver links appear as on 
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -54,6 +55,15 @@ PARKED_NODE_XML = GUEST_NODE_XML.replace("</node>", """  <domain type='test' xml
   </domain>
 </node>
 """)
+
+
+@pytest.fixture(autouse=True)
+def fresh_libvirt_error():
+    """Forget libvirt's last error after each test: a libvirtError made by hand takes its message from it."""
+    yield
+    libvirt = sys.modules.get("libvirt")
+    if libvirt is not None:
+        libvirt.virResetLastError()
 
 
 @pytest.fixture

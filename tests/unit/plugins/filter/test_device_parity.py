@@ -14,7 +14,7 @@ device_parity = FilterModule().filters()["device_parity"]
 
 
 def gather(root, uri):
-    return device_info.gather(root, uri)[0]
+    return device_info.gather(root, uri)
 
 
 def test_matching_hosts_have_no_mismatch(kae_host, empty_uri):

@@ -46,3 +46,41 @@ def test_core_errors_become_filter_errors_naming_the_filter():
 def test_bad_all_flag_is_named():
     with pytest.raises(AnsibleFilterError, match=r"^openeuler.kae.migration_downtime: expected all=true or all=false, got 'maybe'"):
         migration_downtime(SRC, DST, all="maybe")
+
+
+# Every bad input is a filter error naming the filter and what was wrong, never another exception.
+@pytest.mark.parametrize("args, kwargs, named", [
+    ((None, DST), {}, "source log"),
+    ((SRC, b"\xff\xfe"), {}, "destination log has no 'all_vcpus_prepared' event"),
+    (([{"ts": 1747835912.854818}], DST), {}, "source log to be a dict with 'ts'"),                 # missing key
+    (([{"name": "all_vcpus_paused"}], DST), {}, "source log to be a dict with 'ts'"),
+    (([{"ts": "1e99999999", "name": "all_vcpus_paused"}], DST), {}, "source log to be a dict with 'ts'"),
+    (([{"ts": "\u0661\u0662", "name": "all_vcpus_paused"}], DST), {}, "source log to be a dict with 'ts'"),
+    (({"events": "not a list"}, DST), {}, "expected the source log to be the text of a QEMU log"),
+    ((SRC, [[DST]]), {}, "expected the destination log to hold lines (strings) or events (dicts)"),
+    ((SRC, DST), {"clock_offset_ms": "nan"}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"clock_offset_ms": "inf"}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"clock_offset_ms": "1e400000000"}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"clock_offset_ms": 10 ** 400}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"clock_offset_ms": "\u0663"}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"clock_offset_ms": "5\x00"}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"clock_offset_ms": {"ms": 5}}, "clock_offset_ms must be a finite number"),
+    ((SRC, DST), {"profile": ["openeuler"]}, "unknown profile ['openeuler']"),
+    ((SRC, DST), {"profile": None}, "unknown profile None"),
+    ((SRC, DST), {"all": ["yes"]}, "expected all=true or all=false"),
+    ((SRC, DST), {"all": None}, "expected all=true or all=false"),
+])
+def test_bad_input_is_a_filter_error(args, kwargs, named):
+    with pytest.raises(AnsibleFilterError) as caught:
+        migration_downtime(*args, **kwargs)
+    assert str(caught.value).startswith("openeuler.kae.migration_downtime: ")
+    assert named in str(caught.value)
+
+
+def test_all_refuses_an_earlier_migration_whose_resume_the_offset_puts_before_its_pause():
+    src = ["1@1800000100.000000:all_vcpus_prepared", "1@1800000200.000000:all_vcpus_paused",
+           "1@1800000300.000000:all_vcpus_prepared", "1@1800000400.000000:all_vcpus_paused"]
+    dst = ["2@1800000200.020000:all_vcpus_prepared", "2@1800000400.020000:all_vcpus_prepared"]
+    assert [item["downtime_ms"] for item in migration_downtime(src, dst, all=True)] == [20.0, 20.0]
+    with pytest.raises(AnsibleFilterError, match=r"before the source paused for the migration at 1800000200.0 \(pause 1 of 2"):
+        migration_downtime(src, dst, all=True, clock_offset_ms=25)

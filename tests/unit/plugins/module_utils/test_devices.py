@@ -40,6 +40,7 @@ def test_scan_reads_a_kunpeng920_tree(kae_host):
         "bdf": "0000:75:00.2", "engine": "zip", "function": "vf", "vendor": "0x19e5", "device": "0xa251",
         "numa_node": 0, "iommu_group": devices["0000:75:00.2"]["iommu_group"], "driver": "hisi_acc_vfio_pci",
         "revision": "0x30", "migratable_hw": True, "pf": "0000:75:00.0", "domain": None,
+        "vf_index": 1, "queue_class": {"pf_q_num": 64, "num_vfs": 2, "last": True},
     }
     assert {d["engine"] for d in devices.values() if d["numa_node"] == 2} == {"zip", "sec", "hpre"}
     assert devices["0000:b9:00.0"]["engine"] == "hpre" and devices["0000:b6:00.1"]["device"] == "0xa256"

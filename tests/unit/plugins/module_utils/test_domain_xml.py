@@ -84,9 +84,9 @@ def test_pci_hostdevs_reads_host_addresses_only():
 
 
 def test_fragments_accept_several_and_refuse_other_elements():
-    wanted = dx.parse_hostdev_fragments(hostdev("31") + "\n" + hostdev("76"))
+    wanted = dx.parse_hostdev_fragments(hostdev("31") + "\n" + hostdev("76")).hostdevs
     assert [bdf for _e, bdf in wanted] == ["0000:31:00.1", "0000:76:00.1"]
-    assert dx.parse_hostdev_fragments("  ") == []
+    assert dx.parse_hostdev_fragments("  ") == ([], [])
     with pytest.raises(dx.DomainXMLError, match="holds <disk>, .*only KAE VF hostdevs"):
         dx.parse_hostdev_fragments("<disk/>")
     with pytest.raises(dx.DomainXMLError, match="names 0000:31:00.1 twice"):
@@ -109,7 +109,7 @@ def test_foreign_passthrough_names_non_kae_devices():
 
 def test_set_kae_hostdevs_adds_removes_and_merges_keeping_libvirt_additions():
     root = dx.parse_domain(DOMAIN)
-    summary = dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")), is_kae)
+    summary = dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")).hostdevs, is_kae)
     assert summary == {"added": ["0000:76:00.1"], "removed": [], "updated": ["0000:31:00.1"]}
     by_bdf = dict((bdf, elem) for elem, bdf in dx.pci_hostdevs(root))
     merged = by_bdf["0000:31:00.1"]
@@ -117,7 +117,7 @@ def test_set_kae_hostdevs_adds_removes_and_merges_keeping_libvirt_additions():
     assert merged.find("alias").get("name") == "hostdev0" and merged.find("address").get("bus") == "0x07"
     assert "0000:41:00.0" in by_bdf, "a hostdev that is not a KAE VF is not the KAE set's to remove"
     # The same request again changes nothing.
-    assert dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")), is_kae) == {
+    assert dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")).hostdevs, is_kae) == {
         "added": [], "removed": [], "updated": []}
     # An empty set removes the KAE ones only.
     assert dx.set_kae_hostdevs(root, [], is_kae)["removed"] == ["0000:31:00.1", "0000:76:00.1"]
@@ -126,7 +126,7 @@ def test_set_kae_hostdevs_adds_removes_and_merges_keeping_libvirt_additions():
 
 def test_new_hostdev_is_placed_after_existing_hostdevs():
     root = dx.parse_domain(DOMAIN)
-    dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")), is_kae)
+    dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")).hostdevs, is_kae)
     tags = [child.tag for child in root.find("devices")]
     assert tags == ["disk", "hostdev", "hostdev", "hostdev"]
 
@@ -219,10 +219,82 @@ def test_hostdev_without_managed_or_with_short_address_spelling_converges():
     root = dx.parse_domain(DOMAIN)
     short = ("<hostdev mode='subsystem' type='pci'><driver name='vfio'/><source>"
              "<address domain='0x0' bus='0x76' slot='0x0' function='0x1'/></source></hostdev>")
-    assert dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(short), is_kae)["added"] == ["0000:76:00.1"]
+    assert dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(short).hostdevs, is_kae)["added"] == ["0000:76:00.1"]
     added = dict((bdf, elem) for elem, bdf in dx.pci_hostdevs(root))["0000:76:00.1"]
     assert added.get("managed") == "no", "libvirt's default is stated, as libvirt writes it back"
     # libvirt writes the address back in its own spelling: still the same device, nothing to change.
     added.find("source/address").attrib.update({"domain": "0x0000", "slot": "0x00"})
-    summary = dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(short), is_kae)
+    summary = dx.set_kae_hostdevs(root, dx.parse_hostdev_fragments(short).hostdevs, is_kae)
     assert summary["updated"] == [] and summary["added"] == []
+
+
+def aliased(bus, alias):
+    return hostdev(bus, extra="").replace("</source>", "</source><alias name='%s'/>" % alias)
+
+
+def override(*aliases, prop="<qemu:property name='enable-migration' type='bool' value='true'/>"):
+    return ("<qemu:override xmlns:qemu='%s'>%s</qemu:override>"
+            % (dx.QEMU_NS, "".join("<qemu:device alias='%s'><qemu:frontend>%s</qemu:frontend></qemu:device>" % (a, prop)
+                                   for a in aliases)))
+
+
+def test_fragments_read_the_override_of_their_own_aliases():
+    fragment = dx.parse_hostdev_fragments(aliased("31", "ua-kae-zip-0") + aliased("76", "ua-kae-sec-0")
+                                          + override("ua-kae-zip-0", "ua-kae-sec-0"))
+    assert [bdf for _e, bdf in fragment.hostdevs] == ["0000:31:00.1", "0000:76:00.1"]
+    assert [device.get("alias") for device in fragment.overrides] == ["ua-kae-zip-0", "ua-kae-sec-0"]
+
+
+@pytest.mark.parametrize("text, message", [
+    (aliased("31", "ua-kae-zip-0") + override("ua-kae-sec-0"), r"<qemu:device alias='ua-kae-sec-0'>; it may only hold .* \(ua-kae-zip-0\)"),
+    (aliased("31", "ua-kae-zip-0") + override("ua-kae-zip-0", prop="<qemu:arg value='-x'/>"),
+     "entry of ua-kae-zip-0 holds <qemu:frontend>; only <qemu:frontend> with <qemu:property"),
+    (aliased("31", "ua-kae-zip-0") + override("ua-kae-zip-0", "ua-kae-zip-0"), "names alias ua-kae-zip-0 twice"),
+    (aliased("31", "ua-kae-zip-0") + override("ua-kae-zip-0") + override("ua-kae-zip-0"), "holds 2 <qemu:override> elements"),
+    (aliased("31", "hostdev0"), "the alias 'hostdev0'; a KAE hostdev's alias must be a user alias ua-kae-"),
+    (aliased("31", "ua-kae-zip-0") + aliased("76", "ua-kae-zip-0"), "gives the alias ua-kae-zip-0 to two hostdevs"),
+    (hostdev("31") + "<qemu:commandline xmlns:qemu='%s'/>" % dx.QEMU_NS, "holds <{%s}commandline>" % dx.QEMU_NS),
+])
+def test_fragments_refuse_overrides_that_are_not_their_own(text, message):
+    with pytest.raises(dx.DomainXMLError, match=message):
+        dx.parse_hostdev_fragments(text)
+
+
+def test_kae_overrides_are_set_exactly_and_other_entries_kept():
+    root = dx.parse_domain(DOMAIN.replace("</domain>", override("ua-disk0", prop="<qemu:property name='x' type='remove'/>")
+                                          + "</domain>"))
+    fragment = dx.parse_hostdev_fragments(aliased("31", "ua-kae-zip-0") + aliased("76", "ua-kae-sec-0")
+                                          + override("ua-kae-zip-0", "ua-kae-sec-0"))
+    assert dx.set_kae_overrides(root, fragment.overrides) == {"added": ["ua-kae-zip-0", "ua-kae-sec-0"], "removed": [], "updated": []}
+    assert dx.kae_override_aliases(root) == ["ua-kae-zip-0", "ua-kae-sec-0"]
+    assert dx.set_kae_overrides(root, fragment.overrides) == {"added": [], "removed": [], "updated": []}
+    # Text and XML round trip (what libvirt hands back) changes nothing either.
+    again = dx.parse_domain(dx.to_string(root))
+    assert dx.set_kae_overrides(again, fragment.overrides) == {"added": [], "removed": [], "updated": []}
+    changed = dx.parse_hostdev_fragments(aliased("31", "ua-kae-zip-0") + override(
+        "ua-kae-zip-0", prop="<qemu:property name='enable-migration' type='bool' value='false'/>"))
+    assert dx.set_kae_overrides(root, changed.overrides) == {"added": [], "removed": ["ua-kae-sec-0"], "updated": ["ua-kae-zip-0"]}
+    # Another variant: every KAE entry goes, the entry of another device stays.
+    assert dx.set_kae_overrides(root, [])["removed"] == ["ua-kae-zip-0"]
+    assert [d.get("alias") for d in root.findall(dx.QEMU_OVERRIDE + "/" + dx.QEMU_DEVICE)] == ["ua-disk0"]
+
+
+def test_an_override_left_empty_is_removed_and_commandline_stays_before_it():
+    root = dx.parse_domain("<domain type='kvm'><name>vm</name><devices/></domain>")
+    dx.set_kae_overrides(root, dx.parse_hostdev_fragments(aliased("31", "ua-kae-zip-0") + override("ua-kae-zip-0")).overrides)
+    dx.set_trace_args(root, ["vm_state_notify"], MANAGED)
+    assert [child.tag for child in root][-2:] == [QEMU + "commandline", QEMU + "override"], "libvirt's order"
+    dx.set_kae_overrides(root, [])
+    assert root.find(dx.QEMU_OVERRIDE) is None
+
+
+def test_merge_drops_a_kae_alias_the_other_variant_does_not_have():
+    root = dx.parse_domain(DOMAIN)
+    upstream = dx.parse_hostdev_fragments(hostdev("31") + aliased("76", "ua-kae-sec-0")).hostdevs
+    dx.set_kae_hostdevs(root, upstream, is_kae)
+    openeuler = dx.parse_hostdev_fragments(hostdev("31") + hostdev("76")).hostdevs
+    assert dx.set_kae_hostdevs(root, openeuler, is_kae)["updated"] == ["0000:76:00.1"]
+    by_bdf = dict((bdf, e) for e, bdf in dx.pci_hostdevs(root))
+    assert by_bdf["0000:76:00.1"].find("alias") is None
+    # libvirt's own alias (of a running guest's XML) is not the collection's to drop.
+    assert by_bdf["0000:31:00.1"].find("alias").get("name") == "hostdev0"

@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _logread
 from ansible_collections.openeuler.kae.plugins.module_utils._logread import LogReadError, read_events
 
 BOOT = b"2026-11-25 17:00:00.000+0000: starting up libvirt version: 9.0.0\n100@1795626000.100000:vm_state_notify running 1 reason 9 (running)\n"
@@ -138,7 +139,7 @@ def test_a_missing_log_may_be_read_as_empty(tmp_path):
 
 
 def test_a_directory_is_not_a_log(tmp_path):
-    with pytest.raises(LogReadError, match="^cannot read the QEMU log"):
+    with pytest.raises(LogReadError, match="^cannot read the QEMU log .*: it is a directory, not a regular file"):
         read_events(str(tmp_path))
 
 
@@ -149,3 +150,71 @@ def test_a_directory_is_not_a_log(tmp_path):
 def test_bad_arguments_are_named(tmp_path, kwargs, expected):
     with pytest.raises(LogReadError, match=expected):
         read_events(_log(tmp_path, BOOT), **kwargs)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    path = str(tmp_path / "fifo.log")
+    os.mkfifo(path)
+    for allow_missing in (False, True):
+        with pytest.raises(LogReadError, match="it is a FIFO, not a regular file"):
+            read_events(path, allow_missing=allow_missing)
+
+
+class CountingFile:
+    """SIZE bytes of one unbroken line, then TAIL, served by read(); counts the reads and the bytes served."""
+
+    def __init__(self, size, tail):
+        self.size, self.tail = size, tail
+        self.position = 0
+        self.reads = 0
+        self.served = 0
+
+    def read(self, count):
+        self.reads += 1
+        if self.position < self.size:
+            data = b"x" * min(count, self.size - self.position)
+        else:
+            start = self.position - self.size
+            data = self.tail[start:start + count]
+        self.position += len(data)
+        self.served += len(data)
+        return data
+
+
+def test_a_long_line_costs_one_scan_of_its_bytes_and_is_never_held_whole(monkeypatch):
+    """A single line of 256 MiB: each byte is read once and scanned once, and the parser never sees the line."""
+    size, chunk = 256 * 1024 * 1024, 1024 * 1024
+    tail = b"\n" + PAUSE
+    handle = CountingFile(size, tail)
+    scanned, parsed = [], []
+    original_find, original_parse = _logread._find_newline, _logread.parse_line
+
+    def counting_find(data, start):
+        found = original_find(data, start)
+        scanned.append((found + 1 if found >= 0 else len(data)) - start)
+        return found
+
+    def recording_parse(line):
+        parsed.append(len(line))
+        return original_parse(line)
+
+    monkeypatch.setattr(_logread, "_find_newline", counting_find)
+    monkeypatch.setattr(_logread, "parse_line", recording_parse)
+    events, next_offset = _logread._read_lines(handle, 0, size + len(tail), lambda name: True, chunk)
+    assert [event["name"] for event in events] == ["vm_state_notify"]
+    assert next_offset == size + len(tail)
+    assert handle.reads == size // chunk + 1 and handle.served == size + len(tail)
+    assert sum(scanned) == size + len(tail)
+    assert parsed == [len(PAUSE) - 1]
+
+
+def test_a_long_line_is_skipped_and_the_lines_around_it_are_read(tmp_path):
+    path = _log(tmp_path, PAUSE + b"y" * (_logread.MAX_LINE + 1) + b"\n" + OTHER)
+    result = read_events(path, chunk_size=4096)
+    assert _names(result) == [("vm_state_notify", "running 0 reason 7 (finish-migrate)"), ("migration_completion_vm_stop", "ret 0")]
+    assert result["next_offset"] == result["size"]
+
+
+def test_a_long_unfinished_last_line_is_left_for_the_next_read(tmp_path):
+    path = _log(tmp_path, PAUSE + b"y" * (_logread.MAX_LINE * 3))
+    assert read_events(path, chunk_size=4096)["next_offset"] == len(PAUSE)

@@ -248,3 +248,57 @@ class TestClock:
                                          mig.server_result("ntp2", [], [])])
         assert message == ("no NTP server answered (ntp1: No response received from ntp1.; ntp2: no answer); "
                            "check that the servers are reachable on UDP port 123 from this host")
+
+
+class TestSafety:
+    @pytest.mark.parametrize("overrides, expected", [
+        ({"max_downtime_ms": 2000000}, []),
+        ({"max_downtime_ms": 2000001}, ["max_downtime_ms must be at most 2000000, got 2000001 (QEMU's downtime-limit is at most 2000 s)"]),
+        ({"max_downtime_ms": 2 ** 64}, ["max_downtime_ms must be at most 2000000, got 18446744073709551616 "
+                                        "(QEMU's downtime-limit is at most 2000 s)"]),
+        ({"timeout_s": float("nan")}, ["timeout_s must be a finite number, got nan"]),
+        ({"timeout_s": float("inf")}, ["timeout_s must be a finite number, got inf"]),
+        ({"parallel": True, "parallel_connections": 255}, []),
+        ({"parallel": True, "parallel_connections": 256}, ["parallel_connections must be at most 255, got 256 "
+                                                           "(QEMU's multifd-channels is at most 255)"]),
+        ({"bandwidth_mib_s": 8796093022207}, []),
+        ({"bandwidth_mib_s": 8796093022208}, ["bandwidth_mib_s must be at most 8796093022207, got 8796093022208 "
+                                              "(libvirt's migration bandwidth limit)"]),
+        ({"domain": "a/b"}, ["domain must be a libvirt domain name (no '/', no leading '.', no control characters), "
+                             "but 'a/b' contains '/'"]),
+        ({"log_path": "/x\x00"}, ["log_path must not contain a NUL byte, got '/x\\x00'"]),
+    ])
+    def test_numbers_and_names_are_checked_before_libvirt(self, overrides, expected):
+        assert mig.option_problems(params(**overrides)) == expected
+
+    def test_an_unknown_host_stops_the_decision(self):
+        assert mig.placement_decision("g", "a", "running", "b", mig.UNKNOWN) == (
+            "error", "cannot tell whether g runs on b: libvirt there did not answer; nothing was changed")
+        assert mig.placement_decision("g", "a", mig.UNKNOWN, "b", "running")[0] == "error"
+
+    @pytest.mark.parametrize("placement, aborted, expected", [
+        ({"a": "shut off", "b": "running"}, False, mig.MIGRATED),
+        ({"a": mig.ABSENT, "b": "running"}, False, mig.MIGRATED),
+        ({"a": "running", "b": mig.ABSENT}, True, mig.ABORTED),
+        ({"a": "running", "b": "shut off"}, False, mig.FAILED),
+        ({"a": "paused", "b": mig.ABSENT}, True, mig.ABORTED),
+        ({"a": "running", "b": "paused"}, True, mig.UNKNOWN),
+        ({"a": "running", "b": "running"}, False, mig.UNKNOWN),
+        ({"a": "shut off", "b": "paused"}, False, mig.UNKNOWN),
+        ({"a": "shut off", "b": mig.ABSENT}, False, mig.UNKNOWN),
+        ({"a": "running", "b": mig.UNKNOWN}, True, mig.UNKNOWN),
+        ({"a": mig.UNKNOWN, "b": "running"}, False, mig.UNKNOWN),
+    ])
+    def test_outcome_follows_the_placement(self, placement, aborted, expected):
+        assert mig.outcome(placement, "a", "b", aborted) == expected
+
+    def test_unknown_hosts_are_described_with_their_error(self):
+        assert mig.describe_placement({"b": mig.UNKNOWN, "a": "running"}, {"b": "lost"}) == "a: running, b: unknown (lost)"
+
+    def test_a_job_still_running_after_the_abort_is_not_called_aborted(self):
+        message = mig.timeout_message("g", "a", "b", 2.0, "", {"a": "running", "b": "paused"}, {},
+                                      {"error": None, "ended": False, "grace_s": 60.0})
+        assert "the job was aborted" not in message
+        assert message == ("migration of g from a to b did not finish within 2.0 s; the abort was requested, but the job did not "
+                           "end within 60.0 s after it, so the migration may still be running (a: running, b: paused): check both "
+                           "hosts (virsh domjobinfo g) before touching g")

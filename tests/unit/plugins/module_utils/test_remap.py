@@ -15,7 +15,8 @@ NODE1_BUS = {"zip": "b5", "sec": "b6", "hpre": "b9"}
 def vf(engine, bus, function, node, domain=None, driver="vfio-pci", migratable=True):
     return {"bdf": "0000:%s:00.%d" % (bus, function), "engine": engine, "function": "vf", "numa_node": node,
             "driver": driver, "migratable_hw": migratable, "domain": domain, "domains": [domain] if domain else [],
-            "owner_known": True, "pf": "0000:%s:00.0" % bus}
+            "owner_known": True, "pf": "0000:%s:00.0" % bus, "vf_index": function - 1,
+            "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
 
 
 def host(used=(), domain="other"):

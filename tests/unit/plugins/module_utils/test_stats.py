@@ -44,7 +44,12 @@ def test_p95_is_the_nearest_rank_observed_value():
     ([], "expected at least one downtime in milliseconds, got an empty list"),
     (None, "expected a list of downtimes in milliseconds, got NoneType None"),
     ("12.5", "expected a list of downtimes in milliseconds, got str '12.5'"),
-    ([12.5, "slow"], "downtime #2 must be a number of milliseconds, got the text 'slow'"),
+    ([12.5, "slow"], "downtime #2 must be a number of milliseconds written with the digits 0-9 (such as 158 or 127.5), got the text 'slow'"),
+    (["\u0661\u0662"], "downtime #1 must be a number of milliseconds written with the digits 0-9"),
+    (["1e99999999"], "downtime #1 must be a number of milliseconds written with the digits 0-9"),
+    (["1e999"], "downtime #1 must be a finite number of milliseconds >= 0, got '1e999'"),
+    ([10 ** 400], "downtime #1 must be a finite number of milliseconds >= 0, got 1000"),
+    (["nan"], "downtime #1 must be a number of milliseconds written with the digits 0-9"),
     ([True], "downtime #1 must be a number of milliseconds, got bool True"),
     ([None], "downtime #1 must be a number of milliseconds, got NoneType None"),
     ([-3], "downtime #1 must be a finite number of milliseconds >= 0, got -3"),
@@ -57,7 +62,7 @@ def test_bad_values_are_named(values, expected):
     assert expected in str(caught.value)
 
 
-@pytest.mark.parametrize("threshold", ["high", None, -1])
+@pytest.mark.parametrize("threshold", ["high", None, -1, "nan", "inf", float("nan"), 10 ** 400, "\u0662\u0660\u0660", [200]])
 def test_bad_threshold_is_named(threshold):
     with pytest.raises(ValueError, match="^threshold_ms must be"):
         downtime_stats([1.0], threshold_ms=threshold)

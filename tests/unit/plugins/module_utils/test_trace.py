@@ -280,7 +280,12 @@ def test_auto_without_any_known_source_event_lists_what_each_profile_needs():
     ({"profile": "qemu9"}, "unknown profile 'qemu9': choose one of auto, openeuler, upstream, downtime_checkpoint"),
     ({"clock_offset_ms": "fast"}, "clock_offset_ms must be a finite number of milliseconds"),
     ({"clock_offset_ms": float("nan")}, "clock_offset_ms must be a finite number of milliseconds"),
-    ({"clock_offset_ms": True}, "clock_offset_ms must be a finite number of milliseconds (destination clock minus source clock), got bool True"),
+    ({"clock_offset_ms": True}, "clock_offset_ms must be a finite number of milliseconds (destination clock minus source clock) "
+                                "between -86400000 and 86400000 (one day), got bool True"),
+    ({"clock_offset_ms": "1e999"}, "clock_offset_ms must be a finite number of milliseconds"),
+    ({"clock_offset_ms": "1e99999999"}, "clock_offset_ms must be a finite number of milliseconds"),
+    ({"clock_offset_ms": 1e300}, "clock_offset_ms must be a finite number of milliseconds"),
+    ({"clock_offset_ms": "\u0661\u0662"}, "clock_offset_ms must be a finite number of milliseconds"),
     ({"clock_offset_ms": [1]}, "clock_offset_ms must be a finite number of milliseconds"),
 ])
 def test_bad_arguments_are_named(kwargs, expected):
@@ -291,3 +296,92 @@ def test_bad_arguments_are_named(kwargs, expected):
 def test_bad_log_type_names_the_side():
     with pytest.raises(TraceError, match="expected the destination log to be the text of a QEMU log"):
         latest_migration(OPENEULER_SRC, 12)
+
+
+# Host A's log with the guest starting there, going to B (migration 1), coming back, and going to B again
+# (migration 2); host B's resumes of both, each 20 ms after the pause on a common clock.
+HOST_A_TWICE = [
+    "100@1800000100.000000:vm_state_notify running 1 reason 9 (running)",
+    "100@1800000200.000000:vm_state_notify running 0 reason 7 (finish-migrate)",
+    "200@1800000300.000000:vm_state_notify running 1 reason 9 (running)",
+    "200@1800000400.000000:vm_state_notify running 0 reason 7 (finish-migrate)",
+]
+HOST_B_TWICE = [
+    "300@1800000200.020000:vm_state_notify running 1 reason 9 (running)",
+    "400@1800000400.020000:vm_state_notify running 1 reason 9 (running)",
+]
+
+
+def test_every_migration_of_two_whole_logs_with_the_source_coming_back_between():
+    assert [item["downtime_ms"] for item in migrations(HOST_A_TWICE, HOST_B_TWICE)] == [20.0, 20.0]
+
+
+def test_an_offset_that_puts_an_earlier_resume_before_its_pause_is_an_error_naming_that_migration():
+    # 25 ms of correction moves migration 1's resume 5 ms before its pause; migration 2 would still pair.
+    with pytest.raises(TraceError) as caught:
+        migrations(HOST_A_TWICE, HOST_B_TWICE, clock_offset_ms=25)
+    message = str(caught.value)
+    assert message.startswith("the destination resumed ('vm_state_notify running 1 reason N (running)' at 1800000200.02) 5.0 ms "
+                              "before the source paused for the migration at 1800000200.0 (pause 1 of 2 in the source log) "
+                              "after correcting by clock_offset_ms 25.0, and after the source's previous event")
+    assert "clocks disagree" in message
+
+
+def test_a_pause_is_never_paired_with_a_resume_after_the_source_ran_the_guest_again():
+    # Migration 1 to B; back on A; an attempt at 400 that failed (A runs the guest again at 400.5); much later the
+    # guest is started on B. That start is no resume of the attempt.
+    src = HOST_A_TWICE + ["200@1800000400.500000:vm_state_notify running 1 reason 9 (running)"]
+    dst = ["300@1800000200.020000:vm_state_notify running 1 reason 9 (running)",
+           "500@1800000600.000000:vm_state_notify running 1 reason 9 (running)"]
+    assert [item["paused_at"] for item in migrations(src, dst)] == [1800000200.0]
+    with pytest.raises(TraceError) as caught:
+        latest_migration(src, dst)
+    assert str(caught.value) == (
+        "the source paused ('vm_state_notify running 0 reason N (finish-migrate)' at 1800000400.0 (pause 2 of 2 in the source log)) "
+        "and then ran the guest again ('vm_state_notify running 1 reason N (running)' at 1800000400.5) before any destination "
+        "resume, so that migration did not complete (it failed or was aborted after the pause) and has no downtime to measure.")
+
+
+def test_a_failed_attempt_alone_is_no_migration():
+    src = ["1@1800000000.000000:vm_state_notify running 0 reason 7 (finish-migrate)",
+           "1@1800000000.300000:vm_state_notify running 1 reason 9 (running)"]
+    dst = ["2@1800000900.000000:vm_state_notify running 1 reason 9 (running)"]
+    for measure in (migrations, latest_migration):
+        with pytest.raises(TraceError, match="did not complete"):
+            measure(src, dst)
+
+
+def test_a_resume_on_the_destination_while_the_guest_ran_on_the_source_is_not_taken_for_a_later_migration():
+    # B resumes at 250 while A still runs the guest (between A's restart at 100 and its pause at 200): either the
+    # clocks are 50 s apart or the guest ran twice; the later unrelated resume at 260 is not taken instead.
+    src = HOST_A_TWICE[:2]
+    dst = ["300@1800000150.000000:vm_state_notify running 1 reason 9 (running)",
+           "300@1800000260.000000:vm_state_notify running 1 reason 9 (running)"]
+    for measure in (migrations, latest_migration):
+        with pytest.raises(TraceError, match="50000.0 ms before the source paused for the migration at 1800000200.0, and after"):
+            measure(src, dst)
+
+
+@pytest.mark.parametrize("line", [
+    "\u0661\u0662@1795629893.041251:vm_state_notify running 0 reason 7 (finish-migrate)",   # Arabic-Indic digits
+    "12@\u0661795629893.041251:vm_state_notify running 0 reason 7 (finish-migrate)",
+    "12@" + "9" * 400 + ".041251:vm_state_notify running 0 reason 7 (finish-migrate)",        # no float can hold it
+    "12@1795629893.041251:vm_st\u00e4te running 0",
+])
+def test_parse_line_takes_ascii_trace_lines_only(line):
+    assert parse_line(line) is None
+
+
+@pytest.mark.parametrize("event", [
+    {"ts": "1e99999999", "name": "x"},
+    {"ts": 1e300, "name": "x"},
+    {"ts": -1, "name": "x"},
+    {"ts": "\u0661\u0662", "name": "x"},
+    {"ts": 1.5, "name": "x", "tid": "\u00b2"},
+    {"ts": 1.5, "name": "x", "tid": True},
+    {"ts": 1.5, "name": "x", "tid": -3},
+    {"ts": 1.5, "name": None},
+])
+def test_parse_events_refuses_event_dicts_no_clock_can_have(event):
+    with pytest.raises(TraceError, match="expected each event of the log to be a dict with 'ts'"):
+        parse_events([event])

@@ -109,21 +109,41 @@ def test_mapping_and_sequence():
         _validate.sequence("x", "s")
 
 
-@pytest.mark.parametrize("value, integer, expected", [
-    ("4", True, 4), (" 12 ", True, 12), ("-1", True, -1), ("2.5", False, 2.5), ("10", False, 10),
-    (4, True, 4), (2.5, False, 2.5), (True, True, True), (None, False, None),
-])
-def test_from_text_spells_out_ascii_decimals_only(value, integer, expected):
-    result = _validate.from_text(value, "num_vfs", integer=integer)
-    assert result == expected and type(result) is type(expected)
-
-
-@pytest.mark.parametrize("value", ["\u0664", "1\u0662", "\uff14", "1e3", "1e100000000", "inf", "nan", "0x10", "", "4 VFs", "2.5", "1" * 19])
-def test_from_text_refuses_other_text(value):
-    with pytest.raises(InputError, match=r"^num_vfs must be a whole number written with the digits 0-9 \(no exponent\), got "):
-        _validate.from_text(value, "num_vfs", integer=True)
-
-
 def test_a_number_too_long_to_print_is_still_named():
     with pytest.raises(InputError, match=r"^num_vfs must be at most 65535, got a 16610-bit number$"):
         _validate.number(10 ** 5000, "num_vfs", maximum=65535, integer=True)
+
+
+@pytest.mark.parametrize("value, integer", [
+    (100, True), ("100", True), (" 100 ", True), ("-3", True), ("7.0", True), (None, True), ([1], True),
+    (2.5, False), ("2.5", False), ("1e3", False), (".5", False), ("-1E-3", False), (10 ** 300, False),
+])
+def test_number_text_problem_lets_ordinary_numbers_through(value, integer):
+    assert _validate.number_text_problem(value, "timeout_s", integer) is None
+
+
+@pytest.mark.parametrize("value, integer, expected", [
+    ("1e99999999", True, "max_downtime_ms must be a whole number written with the digits 0-9, got '1e99999999'"),
+    ("1e3", True, "max_downtime_ms must be a whole number written with the digits 0-9, got '1e3'"),
+    ("inf", True, "max_downtime_ms must be a whole number written with the digits 0-9, got 'inf'"),
+    (float("inf"), True, "max_downtime_ms must be a whole number, got inf"),
+    ("\u0661\u0660\u0660", True, "max_downtime_ms must be a whole number written with the digits 0-9, got '\u0661\u0660\u0660'"),
+    ("1" * 31, True, "max_downtime_ms must be a whole number written with the digits 0-9"),
+    ("nan", False, "max_downtime_ms must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'nan'"),
+    ("1e1000", False, "max_downtime_ms must be a finite number written with the digits 0-9"),
+    (float("nan"), False, "max_downtime_ms must be a finite number, got nan"),
+    (10 ** 400, False, "max_downtime_ms must be a finite number, got a whole number of 401 digits that no float holds"),
+    ("12\x00", False, "max_downtime_ms must be a finite number written with the digits 0-9"),
+])
+def test_number_text_problem_refuses_what_no_conversion_should_see(value, integer, expected):
+    assert _validate.number_text_problem(value, "max_downtime_ms", integer).startswith(expected)
+
+
+def test_screen_number_options_types_every_number_raw_only_when_one_is_bad():
+    spec = {"count": {"type": "int", "default": 1}, "ratio": {"type": "float"}, "name": {"type": "str"}}
+    assert _validate.screen_number_options({"count": "3", "ratio": 0.5}, spec) == (spec, None)
+    assert _validate.screen_number_options(None, spec) == (spec, None)
+    screened, problem = _validate.screen_number_options({"count": "3", "ratio": "inf"}, spec)
+    assert problem == "ratio must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'inf'"
+    assert screened == {"count": {"type": "raw", "default": 1}, "ratio": {"type": "raw"}, "name": {"type": "str"}}
+    assert spec["count"]["type"] == "int"

@@ -85,8 +85,9 @@ def test_no_server_answers_names_them(client):
 
 def test_bad_arguments(client):
     client({})
-    assert fail(servers=[""])["msg"] == "servers must list at least one NTP server (host name or address), got ['']"
-    assert fail(servers=["ntp1"], samples=0)["msg"] == "samples must be at least 1 and timeout_s greater than 0, got samples=0, timeout_s=2.0"
+    assert fail(servers=[])["msg"] == "servers must list at least one NTP server (host name or address), got []"
+    assert fail(servers=[""])["msg"] == "servers[0] must not be empty"
+    assert fail(servers=["ntp1"], samples=0)["msg"] == "samples must be at least 1, got 0"
 
 
 def test_missing_ntplib(client, monkeypatch):
@@ -101,3 +102,32 @@ def test_real_request_to_a_silent_port_fails(module_exits):
     result = fail(servers=["127.0.0.1"], samples=1, timeout_s=0.2)
     assert result["msg"].startswith("no NTP server answered (127.0.0.1: ")
     assert result["results"][0]["answered"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"timeout_s": "nan"}, "timeout_s must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'nan'"),
+    ({"timeout_s": "-inf"}, "timeout_s must be a finite number written with the digits 0-9"),
+    ({"timeout_s": float("inf")}, "timeout_s must be a finite number, got inf"),
+    ({"timeout_s": "1e999"}, "timeout_s must be a finite number, got inf"),
+    ({"timeout_s": 0}, "timeout_s must be greater than 0, got 0"),
+    ({"timeout_s": 3600}, "timeout_s must be at most 60, got 3600"),
+    ({"timeout_s": "\u0662"}, "timeout_s must be a finite number written with the digits 0-9"),
+    ({"samples": "1e99999999"}, "samples must be a whole number written with the digits 0-9, got '1e99999999'"),
+    ({"samples": "inf"}, "samples must be a whole number written with the digits 0-9, got 'inf'"),
+    ({"samples": 10 ** 12}, "samples must be at most 100, got 1000000000000"),
+    ({"samples": True}, "samples must be a whole number, got bool True"),
+    ({"samples": "four"}, "samples must be a whole number written with the digits 0-9, got 'four'"),
+    ({"version": "\u0663"}, "value of version must be one of: 1, 2, 3, 4"),
+    ({"version": 5}, "value of version must be one of: 1, 2, 3, 4, got: 5"),
+    ({"servers": ["ntp1\x00"]}, "servers[0] must not contain a NUL byte"),
+    ({"servers": "ntp1"}, None),
+])
+def test_bad_input_is_a_sentence_naming_the_option(client, args, message):
+    fake = client({"ntp1": [(0.001, 0.002)] * 4})
+    params = dict({"servers": ["ntp1"]}, **args)
+    if message is None:
+        # A single name is taken as a list of one, as Ansible does for list options.
+        assert run(**params)["server"] == "ntp1"
+        return
+    assert message in fail(**params)["msg"]
+    assert fake.requests == []

@@ -21,7 +21,8 @@ HOSTDEVS = "".join(
 
 def vf(bdf, engine, node=0, domain=None):
     return {"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
-            "migratable_hw": True, "domain": domain, "domains": [domain] if domain else [], "owner_known": True}
+            "migratable_hw": True, "domain": domain, "domains": [domain] if domain else [], "owner_known": True,
+            "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
 
 
 SRC = [vf("0000:31:00.1", "zip", domain="test"), vf("0000:76:00.1", "sec", domain="test")]

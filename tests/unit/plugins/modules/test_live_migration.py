@@ -29,6 +29,8 @@ class FakeDomain:
         self.calls = []
 
     def state(self):
+        if self.host in self.world.state_errors:
+            raise self.world.state_errors[self.host]
         return [self.world.states[self.host], 1]
 
     def info(self):
@@ -51,10 +53,11 @@ class FakeDomain:
             raise libvirt.libvirtError(self.world.migration_error)
         if self.world.hang:
             # Block like a migration that cannot converge, until abortJob() cancels it.
-            self.world.aborted.wait(10)
+            self.world.aborted.wait(self.world.hang_s)
             raise libvirt.libvirtError("operation aborted: migration out job: canceled by client")
-        self.world.states = {"kae-lab-a": SHUTOFF, "kae-lab-b": RUNNING}
+        self.world.states = dict(self.world.states_after)
         self.world.completed = dict(self.world.completed_after)
+        self.world.after_migration()
         return self.world.domains["kae-lab-b"]
 
     def migrate3(self, dconn, params, flags):
@@ -65,7 +68,10 @@ class FakeDomain:
 
     def abortJob(self):
         self.calls.append(("abortJob",))
-        self.world.aborted.set()
+        if self.world.abort_ends_job:
+            self.world.aborted.set()
+        if self.world.abort_error:
+            raise libvirt.libvirtError(self.world.abort_error)
         return 0
 
 
@@ -99,8 +105,14 @@ class World:
         self.job_type = 0
         self.migration_error = None
         self.hang = False
+        self.hang_s = 10
         self.aborted = threading.Event()
+        self.abort_error = None
+        self.abort_ends_job = True
+        self.states_after = {"kae-lab-a": SHUTOFF, "kae-lab-b": RUNNING}
         self.unreachable = set()
+        self.lookup_errors = {}
+        self.state_errors = {}
         self.domains = {host: FakeDomain(self, host) for host in ("kae-lab-a", "kae-lab-b")}
         self.conns = {}
 
@@ -112,7 +124,12 @@ class World:
         return self.conns[host]
 
     def lookup(self, conn, name):
+        if conn.host in self.lookup_errors:
+            raise self.lookup_errors[conn.host]
         return self.domains[conn.host] if self.states.get(conn.host) is not None else None
+
+    def after_migration(self):
+        """Hook run when a migration completes; tests replace it to change the world at that moment."""
 
 
 @pytest.fixture
@@ -259,3 +276,159 @@ def test_missing_libvirt(world, monkeypatch):
     monkeypatch.setattr(_libvirt, "LIBVIRT_IMPORT_ERROR", "Traceback: No module named 'libvirt'")
     result = fail(world)
     assert "libvirt-python (python3-libvirt)" in result["msg"]
+
+
+class CodedError(libvirt.libvirtError):
+    """A libvirtError with a chosen error code (a real one takes it from libvirt's last error)."""
+
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+    def get_error_code(self):
+        return self.code
+
+
+LOST = "cannot look up domain kae-guest on qemu+ssh://kae-lab-b/system: Cannot recv data: Connection reset by peer"
+
+
+def test_a_host_that_cannot_be_asked_before_migrating_is_unknown_and_nothing_moves(world):
+    world.lookup_errors["kae-lab-b"] = _libvirt.LibvirtFailure(LOST)
+    result = fail(world)
+    assert result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "unknown"}
+    assert result["placement_errors"] == {"kae-lab-b": LOST}
+    assert result["msg"] == "cannot tell whether kae-guest runs on kae-lab-b: libvirt there did not answer; nothing was changed"
+    assert world.domains["kae-lab-a"].calls == []
+
+
+def test_a_host_lost_during_the_migration_is_unknown_not_absent(world):
+    world.after_migration = lambda: world.lookup_errors.update({"kae-lab-b": _libvirt.LibvirtFailure(LOST)})
+    result = fail(world)
+    assert result["placement"] == {"kae-lab-a": "shut off", "kae-lab-b": "unknown"}
+    assert result["placement_errors"] == {"kae-lab-b": LOST}
+    assert result["outcome"] == "unknown"
+    assert result["msg"] == ("libvirt reported the migration of kae-guest from kae-lab-a to kae-lab-b as done, but kae-guest is not "
+                             "running on kae-lab-b alone (kae-lab-a: shut off, kae-lab-b: unknown (%s)): check both hosts" % LOST)
+
+
+def test_a_state_that_cannot_be_read_is_unknown_and_a_vanished_domain_absent(world):
+    world.state_errors["kae-lab-a"] = CodedError("Cannot write data: Broken pipe", libvirt.VIR_ERR_SYSTEM_ERROR)
+    result = fail(world)
+    assert result["placement"]["kae-lab-a"] == "unknown"
+    assert result["placement_errors"]["kae-lab-a"] == "reading the state of kae-guest on kae-lab-a failed: Cannot write data: Broken pipe"
+    world.state_errors["kae-lab-a"] = CodedError("Domain not found", libvirt.VIR_ERR_NO_DOMAIN)
+    world.states["kae-lab-b"] = RUNNING
+    assert run(world)["placement"] == {"kae-lab-a": "not defined", "kae-lab-b": "running"}
+
+
+def test_a_successful_migration_says_migrated(world):
+    result = run(world)
+    assert (result["outcome"], result["placement_errors"]) == ("migrated", {})
+
+
+@pytest.mark.parametrize("states_after, where", [
+    ({"kae-lab-a": RUNNING, "kae-lab-b": RUNNING}, "kae-lab-a: running, kae-lab-b: running"),
+    ({"kae-lab-a": RUNNING, "kae-lab-b": None}, "kae-lab-a: running, kae-lab-b: not defined"),
+    ({"kae-lab-a": SHUTOFF, "kae-lab-b": 3}, "kae-lab-a: shut off, kae-lab-b: paused"),
+])
+def test_a_migration_libvirt_calls_done_must_leave_the_guest_on_the_destination_alone(world, states_after, where):
+    world.states_after = states_after
+    result = fail(world)
+    assert result["msg"] == ("libvirt reported the migration of kae-guest from kae-lab-a to kae-lab-b as done, but kae-guest is not "
+                             "running on kae-lab-b alone (%s): check both hosts" % where)
+    assert result["outcome"] in ("unknown", "failed")
+    assert "job" not in result
+
+
+def test_a_clean_abort_reads_the_placement_again_and_says_aborted(world):
+    world.hang = True
+    result = fail(world, timeout_s=0.1)
+    assert (result["outcome"], result["aborted"]) == ("aborted", True)
+    assert result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "not defined"}
+
+
+def test_an_abort_leaving_the_incoming_domain_is_not_called_clean(world, monkeypatch):
+    world.hang = True
+    original = world.domains["kae-lab-a"].abortJob
+
+    def abort_leaving_incoming():
+        world.states["kae-lab-b"] = 3
+        return original()
+
+    monkeypatch.setattr(world.domains["kae-lab-a"], "abortJob", abort_leaving_incoming)
+    result = fail(world, timeout_s=0.1)
+    assert result["outcome"] == "unknown" and result["aborted"] is True
+    assert result["msg"].endswith("; the job was aborted, but kae-guest is not running on kae-lab-a alone "
+                                  "(kae-lab-a: running, kae-lab-b: paused): check both hosts")
+
+
+def test_a_failed_abort_is_never_called_an_abort(world):
+    world.hang = True
+    world.abort_error = "Requested operation is not valid: no job is active on the domain"
+    result = fail(world, timeout_s=0.1)
+    assert "the job was aborted" not in result["msg"]
+    assert result["msg"] == ("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s (3.0 of 256.0 MiB sent); "
+                             "abortJob failed (Requested operation is not valid: no job is active on the domain) and the job ended "
+                             "by itself and kae-guest is still running on kae-lab-a")
+    assert (result["outcome"], result["aborted"]) == ("failed", False)
+
+
+@pytest.mark.parametrize("abort_error, asked", [
+    (None, "the abort was requested"),
+    ("Timed out during operation: cannot acquire state change lock", "abortJob failed (Timed out during operation: cannot acquire "
+                                                                     "state change lock)"),
+])
+def test_a_job_that_goes_on_after_the_abort_leaves_the_outcome_unknown(world, monkeypatch, abort_error, asked):
+    monkeypatch.setattr(live_migration, "ABORT_GRACE_S", 0.05)
+    world.hang, world.hang_s, world.abort_ends_job, world.abort_error = True, 1.0, False, abort_error
+    result = fail(world, timeout_s=0.1)
+    assert "the job was aborted" not in result["msg"]
+    assert result["msg"] == ("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s (3.0 of 256.0 MiB sent); "
+                             "%s, but the job did not end within 0.05 s after it, so the migration may still be running "
+                             "(kae-lab-a: running, kae-lab-b: not defined): check both hosts (virsh domjobinfo kae-guest) before "
+                             "touching kae-guest" % asked)
+    assert (result["outcome"], result["aborted"]) == ("unknown", False)
+
+
+def test_a_migration_error_with_the_destination_unreachable_is_unknown(world):
+    world.migration_error = "Cannot recv data: Connection reset by peer"
+    # The pre-flight sees the destination; it is lost once the migration starts.
+    world.domains["kae-lab-a"].migrateSetMaxDowntime = lambda ms, flags: world.lookup_errors.update({"kae-lab-b": _libvirt.LibvirtFailure(LOST)})
+    result = fail(world)
+    assert result["outcome"] == "unknown"
+    assert result["msg"].endswith("kae-lab-b: unknown (%s): where it runs is not certain; check both hosts" % LOST)
+
+
+# Bad input: each a sentence naming the option and the expected form, before any connection is opened.
+@pytest.mark.parametrize("args, message", [
+    ({"timeout_s": "nan"}, "timeout_s must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'nan'"),
+    ({"timeout_s": "inf"}, "timeout_s must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'inf'"),
+    ({"timeout_s": float("nan")}, "timeout_s must be a finite number, got nan"),
+    ({"timeout_s": "1e999"}, "timeout_s must be a finite number, got inf"),
+    ({"timeout_s": -1}, "timeout_s must be greater than 0, got -1"),
+    ({"timeout_s": "soon"}, "timeout_s must be a finite number written with the digits 0-9"),
+    ({"timeout_s": "\u0661\u0662"}, "timeout_s must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got '\u0661\u0662'"),
+    ({"max_downtime_ms": 2 ** 64}, "max_downtime_ms must be at most 2000000, got 18446744073709551616 (QEMU's downtime-limit is at most 2000 s)"),
+    ({"max_downtime_ms": 2000001}, "max_downtime_ms must be at most 2000000, got 2000001 (QEMU's downtime-limit is at most 2000 s)"),
+    ({"max_downtime_ms": "1e99999999"}, "max_downtime_ms must be a whole number written with the digits 0-9, got '1e99999999'"),
+    ({"max_downtime_ms": "inf"}, "max_downtime_ms must be a whole number written with the digits 0-9, got 'inf'"),
+    ({"max_downtime_ms": float("inf")}, "max_downtime_ms must be a whole number, got inf"),
+    ({"max_downtime_ms": "\u0661\u0660\u0660"}, "max_downtime_ms must be a whole number written with the digits 0-9"),
+    ({"max_downtime_ms": True}, "max_downtime_ms must be a whole number, got bool True"),
+    ({"max_downtime_ms": 0}, "max_downtime_ms must be greater than 0, got 0"),
+    ({"max_downtime_ms": [100]}, "argument 'max_downtime_ms' is of type list"),
+    ({"bandwidth_mib_s": 2 ** 63}, "bandwidth_mib_s must be at most 8796093022207, got 9223372036854775808 (libvirt's migration bandwidth limit)"),
+    ({"parallel": True, "parallel_connections": 256}, "parallel_connections must be at most 255, got 256 (QEMU's multifd-channels is at most 255)"),
+    ({"domain": "../../etc/passwd"}, "domain must be a libvirt domain name (no '/', no leading '.', no control characters), but '../../etc/passwd'"),
+    ({"domain": ".hidden"}, "starts with '.'"),
+    ({"domain": "kae\nguest"}, "contains a control character"),
+    ({"domain": "kae\x00guest"}, "domain must not contain a NUL byte"),
+    ({"log_path": "/var/log/x\x00.log"}, "log_path must not contain a NUL byte"),
+    ({"destination_uri": "qemu+ssh://b\x00/system"}, "destination_uri must not contain a NUL byte"),
+    ({"destination_xml": "<domain\x00/>"}, "destination_xml must not contain a NUL byte"),
+    ({"source_uri": ""}, "source_uri must not be empty"),
+])
+def test_bad_input_is_a_sentence_naming_the_option(world, args, message):
+    result = fail(world, **args)
+    assert message in result["msg"]
+    assert world.conns == {}

@@ -119,12 +119,33 @@ def test_diff_shows_the_markdown_change(tmp_path, run_module):
     ({"run_id": "../escape"}, "cannot name a report directory"),
     ({"threshold_ms": 0}, "threshold_ms must be a number of milliseconds above 0"),
     ({"rounds": [{"downtime_ms": "fast"}]}, "downtime_ms must be a number or null"),
+    ({"rounds": [{"downtime_ms": 10 ** 400}]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [{"downtime_ms": "1e99999999"}]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [{"downtime_ms": "\u0661\u0662"}]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [{"downtime_ms": "nan"}]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [{"downtime_ms": 12, "paused_at": -10 ** 400}]}, "round 1: paused_at must be a number or null"),
+    ({"rounds": [{"downtime_ms": 12, "status": ["passed"]}]}, "round 1: status must be one of passed, failed, error"),
+    ({"rounds": [5]}, "Elements value for option 'rounds' is of type int and we were unable to convert to dict"),
+    ({"run_id": "run1\n"}, "cannot name a report directory"),
+    ({"run_id": "run\x00"}, "cannot name a report directory"),
+    ({"run_id": "latest"}, "cannot name a report directory"),
+    ({"threshold_ms": "nan"}, "threshold_ms must be a finite number written with the digits 0-9 (such as 2.5 or 1e3), got 'nan'"),
+    ({"threshold_ms": "inf"}, "threshold_ms must be a finite number written with the digits 0-9"),
+    ({"threshold_ms": "1e999"}, "threshold_ms must be a number of milliseconds above 0, got inf"),
+    ({"threshold_ms": 10 ** 400}, "threshold_ms must be a finite number, got a whole number of 401 digits that no float holds"),
+    ({"threshold_ms": "\u0662\u0660\u0660"}, "threshold_ms must be a finite number written with the digits 0-9"),
 ])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, fail_module, overrides, message):
     result = fail_module(migration_report, args(tmp_path / "reports", **overrides))
-    assert result["msg"].startswith("cannot write the migration report: ")
+    assert result["msg"].startswith(("cannot write the migration report: ", "Elements value for option 'rounds'"))
     assert message in result["msg"]
     assert not (tmp_path / "reports").exists()
+
+
+def test_a_nul_byte_in_report_dir_is_named(tmp_path, fail_module):
+    result = fail_module(migration_report, dict(args(tmp_path), report_dir=str(tmp_path) + "/reports\x00"))
+    assert result["msg"] == "cannot write the migration report: report_dir must not contain a NUL byte, got '%s/reports\\x00'" % tmp_path
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_latest_that_is_not_a_link_is_refused(tmp_path, fail_module):

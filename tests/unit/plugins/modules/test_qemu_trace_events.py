@@ -83,17 +83,50 @@ def test_max_bytes_reads_in_steps(run_module, log):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"domain": "../etc/passwd"}, "domain must be a libvirt domain name (no '/', not starting with '.'), got '../etc/passwd'"),
+    ({"domain": "../etc/passwd"}, "domain must be a libvirt domain name (no '/', no leading '.', no control characters), "
+                                  "but '../etc/passwd' contains '/'"),
+    ({"domain": ".."}, "but '..' starts with '.'"),
+    ({"domain": "kae\x00guest"}, "domain must not contain a NUL byte"),
+    ({"domain": "kae\tguest"}, "contains a control character"),
+    ({"path": "/var/log/libvirt/qemu/kae\x00.log"}, "path must not contain a NUL byte"),
+    ({"offset": "1e99999999"}, "offset must be a whole number written with the digits 0-9, got '1e99999999'"),
+    ({"offset": "inf"}, "offset must be a whole number written with the digits 0-9, got 'inf'"),
+    ({"offset": float("inf")}, "offset must be a whole number, got inf"),
+    ({"offset": "\u0661\u0662"}, "offset must be a whole number written with the digits 0-9"),
+    ({"offset": True}, "offset must be a whole number, got bool True"),
+    ({"offset": "ten"}, "offset must be a whole number written with the digits 0-9, got 'ten'"),
+    ({"offset": [0]}, "argument 'offset' is of type list"),
+    ({"inode": -1}, "inode must be at least 0, got -1"),
+    ({"inode": "nan"}, "inode must be a whole number written with the digits 0-9, got 'nan'"),
+    ({"max_bytes": "1e400"}, "max_bytes must be a whole number written with the digits 0-9, got '1e400'"),
+    ({"max_bytes": False}, "max_bytes must be a whole number, got bool False"),
     ({"domain": "absent-guest"}, "the QEMU log /var/log/libvirt/qemu/absent-guest.log does not exist"),
     ({"offset": -5}, "offset must be 0 or a next_offset returned by an earlier read, got -5"),
     ({"max_bytes": 0}, "max_bytes must be at least 1, got 0"),
     ({"profile": "qemu9"}, "value of profile must be one of: auto, openeuler, upstream, downtime_checkpoint"),
 ])
 def test_bad_input_fails_with_a_clear_message(fail_module, log, args, message):
-    params = dict({"path": str(log)} if "domain" not in args else {}, **args)
+    params = dict({"path": str(log)} if "domain" not in args and "path" not in args else {}, **args)
     assert message in fail_module(qemu_trace_events, params)["msg"]
 
 
 def test_path_and_domain_are_exclusive_and_one_is_required(fail_module, log):
     assert "mutually exclusive: path|domain" in fail_module(qemu_trace_events, {"path": str(log), "domain": "kae-guest"})["msg"]
     assert "one of the following is required: path, domain" in fail_module(qemu_trace_events, {})["msg"]
+
+
+@pytest.mark.parametrize("make, kind", [
+    (os.mkfifo, "a FIFO"),
+    (os.mkdir, "a directory"),
+])
+def test_only_a_regular_file_is_read_and_a_fifo_does_not_block(fail_module, tmp_path, make, kind):
+    # With no writer, a plain open() of the FIFO would wait forever; the module must answer at once.
+    path = tmp_path / "kae-guest.log"
+    make(str(path))
+    message = fail_module(qemu_trace_events, {"path": str(path)})["msg"]
+    assert message == ("cannot read the QEMU log %s: it is %s, not a regular file; give the domain's log file "
+                       "(/var/log/libvirt/qemu/DOMAIN.log)" % (path, kind))
+
+
+def test_a_character_device_is_refused(fail_module):
+    assert "it is a character device, not a regular file" in fail_module(qemu_trace_events, {"path": "/dev/zero"})["msg"]

@@ -1,0 +1,61 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Driver identity in the playbook's parity pre-flight, against the lab hosts' simulated /sys/module."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.openeuler.kae.lab import simsysfs
+
+MODULE = "hisi_zip"
+OTHER_BUILD = "0DDB01D0000000000000001"
+
+
+def module_dir(lab, host):
+    return lab.kaelab.STATE / "hosts" / host / "sysfs" / "module" / MODULE
+
+
+@pytest.fixture
+def differing_srcversion(lab):
+    """kae-lab-b's tree shows another build of hisi_zip than kae-lab-a's; both trees are restored afterwards.
+
+    A tree laid out before /sys/module carried a loaded module's files gets them for the test (the simulated build
+    on kae-lab-a), and loses them again afterwards.
+    """
+    files = [module_dir(lab, host) / name for host in ("kae-lab-a", "kae-lab-b") for name in ("initstate", "srcversion")]
+    saved = dict((path, path.read_text() if path.exists() else None) for path in files)
+    for host in ("kae-lab-a", "kae-lab-b"):
+        if saved[module_dir(lab, host) / "initstate"] is None:
+            (module_dir(lab, host) / "initstate").write_text("live\n")
+    source = module_dir(lab, "kae-lab-a") / "srcversion"
+    if saved[source] is None:
+        source.write_text(simsysfs.default_srcversion(MODULE) + "\n")
+    (module_dir(lab, "kae-lab-b") / "srcversion").write_text(OTHER_BUILD + "\n")
+    try:
+        yield source.read_text().strip(), OTHER_BUILD
+    finally:
+        for path, text in saved.items():
+            if text is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.write_text(text)
+
+
+def test_parity_preflight_refuses_another_driver_build_naming_both(lab, ansible_playbook, differing_srcversion):
+    source_build, destination_build = differing_srcversion
+    run = ansible_playbook("playbooks/kae_migrate.yml", "--tags", "host")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output
+    assert "KAE devices differ between kae-lab-a and kae-lab-b" in output
+    assert ("%s differs: source kae-lab-a srcversion %s (kernel " % (MODULE, source_build)) in output
+    assert ("destination kae-lab-b srcversion %s (kernel " % destination_build) in output
+    assert "run the same build of %s on both hosts" % MODULE in output
+    # What the host phase says in the lab about the modules' files, instead of pretending to check them.
+    assert "kae_lab: the KAE kernel modules do not exist in the lab" in output
+
+
+def test_restored_trees_pass_the_parity_preflight(lab, ansible_playbook):
+    run = ansible_playbook("playbooks/kae_migrate.yml", "--tags", "host")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "KAE devices of kae-lab-a and kae-lab-b match (simulated)" in run.stdout

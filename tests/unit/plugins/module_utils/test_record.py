@@ -1,0 +1,91 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.openeuler.kae.plugins.module_utils import _record
+from ansible_collections.openeuler.kae.plugins.module_utils._record import RECORD_FIELDS, RecordError, build_record, check_record
+
+# The published openEuler sample: 127.518 ms.
+SRC = ["16465@1747835912.854818:all_vcpus_paused"]
+DST = ["19688@1747835912.982336:all_vcpus_prepared"]
+MIGRATION = {"started_at": 1747835911.5, "duration_s": 1.4, "outcome": "migrated",
+             "job": {"downtime_ms": 130, "downtime_net_ms": 128, "total_time_ms": 1390}}
+
+
+def steps(**extra):
+    base = {"guest": "kae-guest", "source": "a", "destination": "b", "round": 1, "migration": MIGRATION,
+            "src_events": SRC, "dst_events": DST, "threshold_ms": 200.0}
+    base.update(extra)
+    return base
+
+
+def test_passed_record_carries_every_figure():
+    record = build_record(steps(clock_offset_ms=0.5, remap={"mapping": {"0000:75:00.1": "0000:75:00.2"}}))
+    assert record["status"] == "passed" and record["error"] is None and record["outcome"] == "migrated"
+    assert record["downtime_ms"] == 127.018 and record["raw_downtime_ms"] == 127.518
+    assert record["clock_corrected"] is True and record["clock_offset_ms"] == 0.5
+    assert (record["libvirt_downtime_ms"], record["libvirt_downtime_net_ms"], record["libvirt_total_time_ms"]) == (130, 128, 1390)
+    assert record["kae_vf_mapping"] == {"0000:75:00.1": "0000:75:00.2"}
+    assert record["profile"] == "openeuler" and record["duration_s"] == 1.4
+
+
+def test_without_clock_offset_the_record_says_uncorrected():
+    record = build_record(steps())
+    assert record["clock_corrected"] is False and record["clock_offset_ms"] is None
+    assert record["downtime_ms"] == 127.518
+
+
+def test_passed_failed_and_error_records_have_the_same_keys():
+    passed = build_record(steps())
+    over = build_record(steps(threshold_ms=100.0))
+    failed = build_record(steps(migration=None, src_events=None, dst_events=None, error="migration failed: EOF"))
+    unmeasured = build_record(steps(dst_events=[]))
+    assert [r["status"] for r in (passed, over, failed, unmeasured)] == ["passed", "failed", "error", "error"]
+    for record in (passed, over, failed, unmeasured):
+        assert tuple(record) == RECORD_FIELDS
+        check_record(record)
+    assert "exceeds the 100.0 ms threshold" in over["error"]
+    assert failed["error"] == "migration failed: EOF" and failed["outcome"] == "unknown"
+    assert "destination" in unmeasured["error"]
+
+
+def test_error_keeps_what_the_failed_migration_reported():
+    aborted = dict(MIGRATION, outcome="aborted", job={})
+    record = build_record(steps(migration=aborted, error="timeout after 300 s"))
+    assert record["outcome"] == "aborted" and record["started_at"] == MIGRATION["started_at"]
+    assert record["libvirt_downtime_ms"] is None
+
+
+def test_resume_before_pause_by_the_corrected_clocks_is_an_error():
+    record = build_record(steps(clock_offset_ms=500.0))
+    assert record["status"] == "error" and "before the source paused" in record["error"]
+    assert record["downtime_ms"] is None and record["clock_offset_ms"] == 500.0
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([], "must be a mapping"),
+    ({"guest": "g", "source": "a", "destination": "b", "rounds": 1}, "unknown step key"),
+    ({"guest": "g", "source": "a"}, "destination must be a string"),
+    ({"guest": "g", "source": "a", "destination": "b", "round": 0}, "round must be at least 1"),
+    ({"guest": "g", "source": "a", "destination": "b", "clock_offset_ms": float("nan")}, "finite"),
+    ({"guest": "g", "source": "a", "destination": "b", "threshold_ms": "200"}, "threshold_ms must be a number"),
+    ({"guest": "g", "source": "a", "destination": "b", "migration": "done"}, "migration must be a mapping"),
+])
+def test_bad_steps_are_refused(bad, message):
+    with pytest.raises(RecordError, match=message):
+        build_record(bad)
+
+
+def test_check_record_names_missing_and_unknown_keys():
+    record = _record.empty_record()
+    record["status"] = "passed"
+    check_record(record)
+    del record["downtime_ms"]
+    record["downtime"] = 3
+    with pytest.raises(RecordError, match="missing downtime_ms; unknown downtime"):
+        check_record(record, "round 2")
+    with pytest.raises(RecordError, match="status must be one of"):
+        check_record(dict(_record.empty_record(), status="ok"))
