@@ -22,7 +22,8 @@ description:
   - Binding writes the driver to the VF's C(driver_override) and the VF to C(bus/pci/drivers_probe), after
     unbinding it from its current driver.
   - The read, decision and writes run under the host's lock (C(/run/lock/openeuler-kae.lock)), so two plays
-    cannot interleave a PF's VF change; the module waits at most O(timeout_s) seconds for it.
+    cannot interleave a PF's VF change; the module waits at most O(timeout_s) seconds for it. Check mode, which
+    writes nothing, takes no lock.
   - The PF must stay bound to its host driver (C(hisi_zip), C(hisi_sec2), C(hisi_hpre)); otherwise its VFs silently
     lose migration support, so the module fails and says how to fix it before changing anything.
   - The kernel creates VFs and binds drivers; after every write the module waits, at most O(timeout_s) seconds,
