@@ -65,7 +65,7 @@ def _write(path, text):
 
 def _read(path):
     try:
-        with open(path, encoding="ascii") as handle:
+        with open(path, encoding="ascii", errors="replace") as handle:
             return handle.read().strip()
     except OSError:
         return None
@@ -277,7 +277,7 @@ def enable_vfs(root, pf_bdf, count, driver=None):
     offset, stride = int(_read(os.path.join(pf_dir, "sriov_offset"))), int(_read(os.path.join(pf_dir, "sriov_stride")))
     vf_id = "0x" + _read(os.path.join(pf_dir, "sriov_vf_device"))
     revision, node = _read(os.path.join(pf_dir, "revision")), _read(os.path.join(pf_dir, "numa_node"))
-    autoprobe = _read(os.path.join(pf_dir, "sriov_drivers_autoprobe")) == "1"
+    autoprobe = _read(os.path.join(pf_dir, "sriov_drivers_autoprobe")) != "0"
     for index in range(count):
         vf = _bdf_from_routing_id(_bdf_routing_id(pf_bdf) + offset + index * stride)
         vf_dir = _add_device(root, os.path.dirname(pf_dir), vf, vf_id, revision, node)
@@ -306,16 +306,26 @@ def disable_vfs(root, pf_bdf):
     _write(os.path.join(pf_dir, "sriov_numvfs"), "0")
 
 
+def _override(ddir):
+    value = _read(os.path.join(ddir, "driver_override"))
+    return None if value in (None, "", NULL_OVERRIDE) else value
+
+
+def can_probe(root, bdf):
+    """Whether the kernel lets a driver probe device BDF: a VF of a PF with sriov_drivers_autoprobe 0 needs a driver_override."""
+    ddir = _device_dir(root, bdf)
+    physfn = os.path.join(ddir, "physfn")
+    if not os.path.lexists(physfn) or _override(ddir):
+        return True
+    return _read(os.path.join(os.path.realpath(physfn), "sriov_drivers_autoprobe")) != "0"
+
+
 def probe(root, bdf):
     """What a write of BDF to bus/pci/drivers_probe does: bind to driver_override, else to a matching driver."""
     ddir = _device_dir(root, bdf)
-    if ddir is None or _driver_of(root, bdf):
+    if ddir is None or _driver_of(root, bdf) or not can_probe(root, bdf):
         return None
-    override = _read(os.path.join(ddir, "driver_override"))
-    if override and override != NULL_OVERRIDE:
-        driver = override
-    else:
-        driver = _host_driver_for(_read(os.path.join(ddir, "device")))
+    driver = _override(ddir) or _host_driver_for(_read(os.path.join(ddir, "device")))
     if driver and os.path.isdir(_path(root, "bus/pci/drivers/" + driver)):
         _bind(root, bdf, driver)
         return driver
@@ -334,7 +344,7 @@ def _play_numvfs(root, actions):
     for bdf in sorted(os.listdir(_path(root, "bus/pci/devices"))):
         ddir = _device_dir(root, bdf)
         wanted = _read(os.path.join(ddir, "sriov_numvfs")) if ddir else None
-        if wanted is None or not wanted.isdigit():
+        if wanted is None or not (wanted.isascii() and wanted.isdigit()):
             continue  # not a PF, or a write in progress
         wanted, current = int(wanted), len(_virtfns(ddir))
         total = int(_read(os.path.join(ddir, "sriov_totalvfs")))
@@ -364,9 +374,9 @@ def _play_binding(root, actions):
             actions.append("%s: unbound from %s" % (bdf, driver))
     for driver in drivers:
         bdf = _take(os.path.join(drivers_dir, driver, "bind"))
-        if bdf and _device_dir(root, bdf) and not _driver_of(root, bdf):
-            override = _read(os.path.join(_device_dir(root, bdf), "driver_override"))
-            if override in (None, NULL_OVERRIDE, driver):
+        if bdf and _device_dir(root, bdf) and not _driver_of(root, bdf) and can_probe(root, bdf):
+            override = _override(_device_dir(root, bdf))
+            if override in (None, driver):
                 _bind(root, bdf, driver)
                 actions.append("%s: bound to %s" % (bdf, driver))
     bdf = _take(_path(root, "bus/pci/drivers_probe"))

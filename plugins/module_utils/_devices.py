@@ -8,14 +8,17 @@
 A device is a dict (the collection's device facts format):
   bdf, engine (zip|sec|hpre), function (pf|vf), vendor, device, numa_node (-1 unknown), iommu_group
   (int or None), driver (None when unbound), revision ("0x30"), migratable_hw (QM v3 or later);
-  a PF adds sriov_totalvfs, sriov_numvfs and vfs (VF BDFs); a VF adds pf and domain (the libvirt domain
-  that has it as a hostdev, or None).
+  a PF adds sriov_totalvfs, sriov_numvfs and vfs (VF BDFs); a VF adds pf, owner_known (whether libvirt said
+  which domains hold it), domains (the libvirt domains, running or defined, that have it as a PCI passthrough
+  device, running ones first), domain (the first of them, or None) and, when owner_known is false,
+  owner_error (why libvirt could not tell). A VF whose owner is unknown is never free.
 """
 
 from __future__ import annotations
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml, _libvirt, _queues
-from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import SysfsError, wait_for
+from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml, _libvirt, _queues, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import SysfsError, ascii_int, wait_for
+from ansible_collections.openeuler.kae.plugins.module_utils._validate import InputError
 
 VENDOR = "0x19e5"
 ENGINES = {
@@ -32,6 +35,9 @@ MIGRATABLE_REVISION = 0x30
 DEFAULT_REQUEST = {"zip": 1, "hpre": 1, "sec": 1}
 PCI_DEVICES = "bus/pci/devices"
 PCI_DRIVERS = "bus/pci/drivers"
+# SR-IOV counts VFs in 16 bits; NUMA node numbers stay far below this bound too.
+MAX_COUNT = 65535
+FACTS_HINT = "pass the 'devices' of openeuler.kae.device_info"
 
 
 class DeviceError(Exception):
@@ -56,16 +62,14 @@ def identify(vendor, device):
 
 
 def _revision(text):
-    try:
-        return "0x%02x" % int(text, 16)
-    except (TypeError, ValueError):
-        return None
+    value = ascii_int(text, 16)
+    return None if value is None else "0x%02x" % value
 
 
 def _virtfns(sysfs, ddir):
     """BDFs of a PF's VFs, in virtfn order."""
-    links = [name for name in sysfs.listdir(ddir) if name.startswith("virtfn") and name[6:].isdigit()]
-    links.sort(key=lambda name: int(name[6:]))
+    links = [name for name in sysfs.listdir(ddir) if name.startswith("virtfn") and ascii_int(name[6:]) is not None]
+    links.sort(key=lambda name: ascii_int(name[6:]))
     names = [sysfs.link_name(ddir + "/" + name) for name in links]
     return [name for name in names if name]
 
@@ -81,7 +85,7 @@ def read_device(sysfs, bdf):
         return None
     engine, function = kind
     revision = _revision(sysfs.read(ddir + "/revision"))
-    group = sysfs.link_name(ddir + "/iommu_group")
+    group = ascii_int(sysfs.link_name(ddir + "/iommu_group"))
     numa_node = sysfs.read_int(ddir + "/numa_node")
     device = {
         "bdf": bdf,
@@ -90,7 +94,7 @@ def read_device(sysfs, bdf):
         "vendor": vendor.lower(),
         "device": device_id.lower(),
         "numa_node": -1 if numa_node is None else numa_node,
-        "iommu_group": int(group) if group and group.isdigit() else None,
+        "iommu_group": group,
         "driver": sysfs.link_name(ddir + "/driver"),
         "revision": revision,
         "migratable_hw": revision is not None and int(revision, 16) >= MIGRATABLE_REVISION,
@@ -157,14 +161,40 @@ def engine_summary(devices):
 # ---------------------------------------------------------------- libvirt hostdevs
 
 def hostdev_bdfs(domain_xml):
-    """BDFs of the PCI hostdevs in a libvirt domain XML document."""
-    return [bdf for _element, bdf in _domain_xml.pci_hostdevs(_domain_xml.parse_domain(domain_xml))]
+    """Host PCI addresses a libvirt domain XML document passes through (PCI <hostdev>, <interface type='hostdev'>)."""
+    root = _domain_xml.parse_domain(domain_xml)
+    found = (_domain_xml.passthrough_bdf(element) for element in _domain_xml.passthrough_devices(root))
+    return [bdf for bdf in found if bdf is not None]
+
+
+def _domain_hostdevs(dom):
+    """Host PCI addresses DOM holds: in its live definition and, for a running persistent domain, its next boot's."""
+    xmls = [dom.XMLDesc(0)]
+    if dom.isActive() and dom.isPersistent():
+        xmls.append(dom.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE))
+    return set(bdf for xml in xmls for bdf in hostdev_bdfs(xml))
+
+
+def _holders(conn):
+    """{bdf: [domain names, running ones first]} over every domain of CONN."""
+    held = {}
+    for dom in conn.listAllDomains(0):
+        try:
+            bdfs, rank = _domain_hostdevs(dom), (0 if dom.isActive() else 1, dom.name())
+        except _libvirt.libvirt.libvirtError as exc:
+            if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
+                continue  # undefined since the listing: it holds nothing any more
+            raise
+        for bdf in bdfs:
+            held.setdefault(bdf, []).append(rank)
+    return dict((bdf, [name for _state, name in sorted(ranks)]) for bdf, ranks in held.items())
 
 
 def hostdev_owners(uri):
-    """({bdf: domain name}, libvirt note) for every domain (running or defined) on URI.
+    """({bdf: [domain names]}, libvirt note) for every domain (running or defined) on URI.
 
-    When libvirt cannot be asked, the mapping is empty and the note says why: {available: false, reason}.
+    Only a complete answer counts: when libvirt cannot be asked, or any domain cannot be read, the mapping is
+    empty and the note says why: {available: false, uri, reason}.
     """
     note = {"available": False, "uri": uri}
     try:
@@ -172,17 +202,13 @@ def hostdev_owners(uri):
     except _libvirt.LibvirtFailure as exc:
         note["reason"] = str(exc)
         return {}, note
-    owners = {}
     try:
-        for dom in conn.listAllDomains(0):
-            try:
-                xml = dom.XMLDesc(0)
-            except _libvirt.libvirt.libvirtError:
-                continue  # undefined since the listing: it holds nothing any more
-            for bdf in hostdev_bdfs(xml):
-                owners[bdf] = dom.name()
+        owners = _holders(conn)
     except _libvirt.libvirt.libvirtError as exc:
-        note["reason"] = "cannot list the domains on %s: %s" % (uri, _libvirt.error_text(exc))
+        note["reason"] = "cannot read the domains on %s: %s" % (uri, _libvirt.error_text(exc))
+        return {}, note
+    except _domain_xml.DomainXMLError as exc:
+        note["reason"] = "cannot read a domain definition on %s: %s" % (uri, exc)
         return {}, note
     finally:
         conn.close()
@@ -190,17 +216,86 @@ def hostdev_owners(uri):
     return owners, note
 
 
-def assign_domains(devices, owners):
-    """Set each VF's domain from {bdf: domain name}."""
+def assign_domains(devices, owners, unknown_reason=None):
+    """Set each VF's owner fields from {bdf: [domain names]}; with UNKNOWN_REASON every VF's owner is unknown."""
     for device in devices:
-        if device["function"] == "vf":
-            device["domain"] = owners.get(device["bdf"])
+        if device["function"] != "vf":
+            continue
+        names = [] if unknown_reason else list(owners.get(device["bdf"], []))
+        device["domains"] = names
+        device["domain"] = names[0] if names else None
+        device["owner_known"] = unknown_reason is None
+        if unknown_reason is not None:
+            device["owner_error"] = unknown_reason
     return devices
 
 
 def is_free(vf):
-    """A VF a new guest can take: unassigned, on a migration driver, on migratable hardware."""
-    return vf.get("domain") is None and vf.get("driver") in MIGRATION_DRIVERS and bool(vf.get("migratable_hw"))
+    """A VF a new guest can take: known to be held by no domain, on a migration driver, on migratable hardware."""
+    return (vf.get("owner_known") is True and vf.get("domain") is None and not vf.get("domains")
+            and vf.get("driver") in MIGRATION_DRIVERS and bool(vf.get("migratable_hw")))
+
+
+def check_owners_known(devices, purpose):
+    """DeviceError unless libvirt said which domains hold every VF of DEVICES (checked device facts)."""
+    unknown = [d for d in devices if d["function"] == "vf" and d.get("owner_known") is not True]
+    if not unknown:
+        return
+    reasons = sorted(set(d.get("owner_error") or "the device facts do not say (no owner_known); %s" % FACTS_HINT for d in unknown))
+    raise DeviceError("VF ownership could not be read (%s), so %d VFs may belong to a guest: refusing to %s. Make libvirt "
+                      "reachable (libvirt_uri) and read the devices again with openeuler.kae.device_info"
+                      % ("; ".join(reasons), len(unknown), purpose))
+
+
+# ---------------------------------------------------------------- device facts from outside
+
+_FACT_TEXTS = ("driver", "domain", "revision", "owner_error")
+_FACT_BOOLS = ("migratable_hw", "owner_known")
+_FACT_COUNTS = ("sriov_numvfs", "sriov_totalvfs")
+
+
+def _check_choice(value, choices, option):
+    if not isinstance(value, str) or value not in choices:
+        raise InputError("%s must be one of %s, got %s %r" % (option, ", ".join(choices), type(value).__name__, value))
+
+
+def _check_device(device, where):
+    """InputError naming WHERE and the field when DEVICE is not a device dict of openeuler.kae.device_info."""
+    _validate.mapping(device, where)
+    missing = [key for key in ("bdf", "engine", "function", "numa_node") if key not in device]
+    if missing:
+        raise InputError("%s lacks %s" % (where, ", ".join(repr(key) for key in missing)))
+    _validate.bdf(device["bdf"], where + ".bdf")
+    _check_choice(device["engine"], ENGINE_NAMES, where + ".engine")
+    _check_choice(device["function"], ("pf", "vf"), where + ".function")
+    _validate.number(device["numa_node"], where + ".numa_node", minimum=-1, maximum=MAX_COUNT, integer=True)
+    for key in _FACT_TEXTS:
+        if device.get(key) is not None:
+            _validate.text(device[key], "%s.%s" % (where, key))
+    for key in _FACT_BOOLS:
+        if key in device and not isinstance(device[key], bool):
+            raise InputError("%s.%s must be true or false, got %s" % (where, key, type(device[key]).__name__))
+    for key in _FACT_COUNTS:
+        if key in device:
+            _validate.number(device[key], "%s.%s" % (where, key), minimum=0, maximum=MAX_COUNT, integer=True)
+    if device.get("pf") is not None:
+        _validate.bdf(device["pf"], where + ".pf")
+    for index, name in enumerate(_validate.sequence(device.get("domains", []), where + ".domains")):
+        _validate.text(name, "%s.domains[%d]" % (where, index))
+    for index, bdf in enumerate(_validate.sequence(device.get("vfs", []), where + ".vfs")):
+        _validate.bdf(bdf, "%s.vfs[%d]" % (where, index))
+
+
+def check_devices(devices, option="devices"):
+    """DEVICES when it is a device list of openeuler.kae.device_info; DeviceError naming the item and field otherwise."""
+    if not isinstance(devices, list):
+        raise DeviceError("expected the device list of openeuler.kae.device_info (its 'devices'), got %s" % type(devices).__name__)
+    for index, device in enumerate(devices):
+        try:
+            _check_device(device, "%s[%d]" % (option, index))
+        except InputError as exc:
+            raise DeviceError("%s; %s" % (exc, FACTS_HINT)) from None
+    return devices
 
 
 # ---------------------------------------------------------------- VF selection
@@ -209,20 +304,16 @@ def _check_request(request):
     if request is None:
         return dict(DEFAULT_REQUEST)
     if not isinstance(request, dict) or not request:
-        raise DeviceError("request must be a non-empty mapping of engine to VF count such as %s, got %r" % (DEFAULT_REQUEST, request))
+        raise DeviceError("request must be a non-empty mapping of engine to VF count such as %s, got %s"
+                          % (DEFAULT_REQUEST, type(request).__name__))
     for engine, count in request.items():
-        if engine not in ENGINES:
+        if not isinstance(engine, str) or engine not in ENGINES:
             raise DeviceError("request names engine %r; known engines are %s" % (engine, ", ".join(ENGINE_NAMES)))
-        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-            raise DeviceError("request asks for %r %s VFs; a count must be a whole number >= 0" % (count, engine))
+        try:
+            _validate.number(count, "request[%r]" % engine, minimum=0, maximum=MAX_COUNT, integer=True)
+        except InputError as exc:
+            raise DeviceError("%s (a count of VFs)" % exc) from None
     return request
-
-
-def _check_devices(devices):
-    keys = ("bdf", "engine", "function", "numa_node")
-    if not isinstance(devices, list) or not all(isinstance(d, dict) and all(k in d for k in keys) for d in devices):
-        raise DeviceError("expected the device list of openeuler.kae.device_info (its 'devices'), got %s" % type(devices).__name__)
-    return devices
 
 
 def select_vfs(devices, request=None, prefer_node=None):
@@ -232,7 +323,8 @@ def select_vfs(devices, request=None, prefer_node=None):
     Raises DeviceError naming, for every node, the engines it lacks.
     """
     request = _check_request(request)
-    free = [d for d in _check_devices(devices) if d["function"] == "vf" and is_free(d)]
+    check_owners_known(check_devices(devices), "choose VFs")
+    free = [d for d in devices if d["function"] == "vf" and is_free(d)]
     nodes = sorted(set(d["numa_node"] for d in devices if d["function"] == "vf") | set(d["numa_node"] for d in free))
     if prefer_node in nodes:
         nodes.remove(prefer_node)
@@ -257,14 +349,25 @@ def select_vfs(devices, request=None, prefer_node=None):
 
 # ---------------------------------------------------------------- parity between hosts
 
+def _check_pf_q_num(pf_q_num, option):
+    """{engine: pf_q_num} from a device_info result's pf_q_num (absent: {})."""
+    try:
+        for engine, value in _validate.mapping(pf_q_num if pf_q_num is not None else {}, option).items():
+            _check_choice(engine, ENGINE_NAMES, "a key of " + option)
+            _validate.number(value, "%s[%r]" % (option, engine), minimum=0, maximum=2 ** 31, integer=True)
+    except InputError as exc:
+        raise DeviceError(str(exc)) from None
+    return dict(pf_q_num or {})
+
+
 def _unpack_facts(facts, side):
     """(devices, {engine: pf_q_num}) from a device list or a device_info result."""
-    if isinstance(facts, dict) and "devices" in facts:
-        return _check_devices(facts["devices"]), dict(facts.get("pf_q_num") or {})
     try:
-        return _check_devices(facts), {}
+        if isinstance(facts, dict) and "devices" in facts:
+            return check_devices(facts["devices"], "devices"), _check_pf_q_num(facts.get("pf_q_num"), "pf_q_num")
+        return check_devices(facts), {}
     except DeviceError as exc:
-        raise DeviceError("the %s facts: %s" % (side, exc)) from exc
+        raise DeviceError("the %s facts: %s" % (side, exc)) from None
 
 
 def parity(src_facts, dst_facts):
@@ -378,9 +481,15 @@ def vf_state(sysfs, pf_bdf):
     return {"num_vfs": len(pf["vfs"]), "vfs": drivers}
 
 
-def _autoprobe_driver(sysfs, pf):
-    """Driver the kernel binds a new VF to by itself: the host driver when autoprobe is on."""
-    autoprobe = sysfs.read(PCI_DEVICES + "/" + pf["bdf"] + "/sriov_drivers_autoprobe")
+def _autoprobe_rel(pf_bdf):
+    return PCI_DEVICES + "/" + pf_bdf + "/sriov_drivers_autoprobe"
+
+
+def _autoprobe_driver(sysfs, pf, driver):
+    """Driver a new VF has once created: none while the module keeps autoprobe off, else the host driver."""
+    if driver:
+        return None
+    autoprobe = sysfs.read(_autoprobe_rel(pf["bdf"]))
     return ENGINES[pf["engine"]]["driver"] if autoprobe != "0" else None
 
 
@@ -389,47 +498,132 @@ def predict_state(sysfs, pf, before, num_vfs, driver):
     if before["num_vfs"] == num_vfs:
         vfs = dict(before["vfs"])
     else:
-        default = _autoprobe_driver(sysfs, pf)
+        default = _autoprobe_driver(sysfs, pf, driver)
         vfs = dict((bdf, default) for bdf in predicted_vf_bdfs(sysfs, pf, num_vfs))
     if driver:
         vfs = dict((bdf, driver) for bdf in vfs)
     return {"num_vfs": num_vfs, "vfs": vfs}
 
 
-def check_count_change(pf, num_vfs, libvirt_uri):
-    """DeviceError when changing PF's VF count would pull a VF from a domain (or that cannot be ruled out)."""
+def check_count(pf, num_vfs):
+    """DeviceError when the PF cannot have NUM_VFS VFs."""
     if num_vfs > pf["sriov_totalvfs"]:
         raise DeviceError("PF %s supports at most %d VFs (sriov_totalvfs), %d requested" % (pf["bdf"], pf["sriov_totalvfs"], num_vfs))
-    if len(pf["vfs"]) == num_vfs or not pf["vfs"]:
+
+
+def _touched_vfs(before, num_vfs, driver):
+    """(VFs of the PF that the change removes or rebinds, what it does to them)."""
+    if before["num_vfs"] != num_vfs:
+        return sorted(before["vfs"]), "change the VF count from %d to %d, which removes every VF" % (before["num_vfs"], num_vfs)
+    rebound = sorted(vf for vf, current in before["vfs"].items() if driver and current != driver)
+    return rebound, "rebind %s to %s" % (", ".join(rebound), driver)
+
+
+def _held_text(held):
+    return "; ".join("VF %s is held by libvirt domain %s" % (vf, " and ".join(names)) for vf, names in held)
+
+
+def check_unheld(pf, vfs, action, libvirt_uri):
+    """DeviceError (LibvirtMissing) unless libvirt answers that no domain, running or defined, holds any of VFS."""
+    if not vfs:
         return
+    what = "%s of PF %s" % (action, pf["bdf"])
     if not _libvirt.HAS_LIBVIRT:
-        raise LibvirtMissing("to change the VF count of PF %s (proving that no domain holds one of its VFs)" % pf["bdf"])
+        raise LibvirtMissing("to %s (only libvirt can tell that no domain holds those VFs)" % what)
     owners, note = hostdev_owners(libvirt_uri)
-    assigned = ["%s (domain %s)" % (vf, owners[vf]) for vf in pf["vfs"] if vf in owners]
-    if assigned:
-        raise DeviceError("cannot change the VF count of PF %s from %d to %d: its VFs %s are assigned to libvirt domains; "
-                          "detach them or move those guests first" % (pf["bdf"], len(pf["vfs"]), num_vfs, ", ".join(assigned)))
     if not note["available"]:
-        raise DeviceError("cannot change the VF count of PF %s from %d to %d: removing its VFs needs proof that no domain "
-                          "holds one, and libvirt could not be asked (%s); start libvirtd or set libvirt_uri"
-                          % (pf["bdf"], len(pf["vfs"]), num_vfs, note["reason"]))
+        raise DeviceError("cannot %s: that needs libvirt's word that no domain holds those VFs, and VF ownership could not be "
+                          "read (%s); start libvirtd or set libvirt_uri. Nothing was changed" % (what, note["reason"]))
+    held = [(vf, owners[vf]) for vf in vfs if vf in owners]
+    if held:
+        raise DeviceError("cannot %s: %s; detach the VFs from those domains (or move the guests) first. Nothing was changed"
+                          % (what, _held_text(held)))
+
+
+def check_change(sysfs, pf, before, num_vfs, driver, libvirt_uri):
+    """DeviceError when going from BEFORE to NUM_VFS VFs on DRIVER could take a VF from a domain, or keep no VF off the host driver."""
+    creates = num_vfs and before["num_vfs"] != num_vfs
+    if creates and driver and sysfs.read(_autoprobe_rel(pf["bdf"])) is None:
+        raise DeviceError("PF %s has no sriov_drivers_autoprobe, so its new VFs would bind to %s before %s; this kernel cannot "
+                          "create migratable VFs safely. Nothing was changed" % (pf["bdf"], ENGINES[pf["engine"]]["driver"], driver))
+    vfs, action = _touched_vfs(before, num_vfs, driver)
+    check_unheld(pf, vfs, action, libvirt_uri)
 
 
 def _count_vfs(sysfs, pf_bdf):
     return len([n for n in sysfs.listdir(PCI_DEVICES + "/" + pf_bdf) if n.startswith("virtfn")])
 
 
-def set_num_vfs(sysfs, pf_bdf, current, num_vfs, timeout_s):
-    """Write sriov_numvfs (through 0 when changing a non-zero count) and wait for the kernel's virtfn links."""
-    steps = [0, num_vfs] if current and num_vfs else [num_vfs]
-    for count in steps:
-        try:
-            sysfs.write(PCI_DEVICES + "/" + pf_bdf + "/sriov_numvfs", count)
-        except SysfsError as exc:
-            raise DeviceError("setting %d VFs on PF %s failed: %s" % (count, pf_bdf, exc)) from exc
-        if not wait_for(lambda: _count_vfs(sysfs, pf_bdf) == count, timeout_s):
-            raise DeviceError("PF %s still has %d VFs %s s after writing %d to sriov_numvfs; check the kernel log (dmesg)"
-                              % (pf_bdf, _count_vfs(sysfs, pf_bdf), timeout_s, count))
+def _write_count(sysfs, pf_bdf, count, timeout_s):
+    """Write COUNT to sriov_numvfs and wait for the kernel's virtfn links."""
+    try:
+        sysfs.write(PCI_DEVICES + "/" + pf_bdf + "/sriov_numvfs", count)
+    except SysfsError as exc:
+        raise DeviceError("setting %d VFs on PF %s failed: %s" % (count, pf_bdf, exc)) from exc
+    if not wait_for(lambda: _count_vfs(sysfs, pf_bdf) == count, timeout_s):
+        raise DeviceError("PF %s still has %d VFs %s s after writing %d to sriov_numvfs; check the kernel log (dmesg)"
+                          % (pf_bdf, _count_vfs(sysfs, pf_bdf), timeout_s, count))
+
+
+def _restore_vfs(sysfs, pf_bdf, before, timeout_s):
+    """Bring back the VFs (and their drivers) the PF had before a failed change; a sentence saying how it went."""
+    try:
+        if _count_vfs(sysfs, pf_bdf):
+            _write_count(sysfs, pf_bdf, 0, timeout_s)
+        _write_count(sysfs, pf_bdf, before["num_vfs"], timeout_s)
+        for vf, driver in sorted(before["vfs"].items()):
+            if driver:
+                bind_vf(sysfs, vf, driver, timeout_s)
+    except (DeviceError, SysfsError) as exc:
+        return "restoring its previous %d VFs failed too: %s" % (before["num_vfs"], exc)
+    return "its previous %d VFs were restored" % before["num_vfs"]
+
+
+def _create_vfs(sysfs, pf_bdf, before, num_vfs, timeout_s):
+    """Write the new count; when that fails after the old VFs went, restore them."""
+    try:
+        _write_count(sysfs, pf_bdf, num_vfs, timeout_s)
+    except DeviceError as exc:
+        if not before["num_vfs"]:
+            raise
+        raise DeviceError("%s; %s" % (exc, _restore_vfs(sysfs, pf_bdf, before, timeout_s))) from exc
+
+
+def set_num_vfs(sysfs, pf_bdf, before, num_vfs, timeout_s, unbound=True):
+    """Write sriov_numvfs (through 0 when changing a non-zero count); new VFs come up UNBOUND (autoprobe off)."""
+    if before["num_vfs"]:
+        _write_count(sysfs, pf_bdf, 0, timeout_s)
+    if not num_vfs:
+        return
+    if unbound:
+        _without_autoprobe(sysfs, pf_bdf, lambda: _create_vfs(sysfs, pf_bdf, before, num_vfs, timeout_s))
+    else:
+        _create_vfs(sysfs, pf_bdf, before, num_vfs, timeout_s)
+
+
+def _without_autoprobe(sysfs, pf_bdf, action):
+    """Run ACTION with the PF's sriov_drivers_autoprobe at 0 (new VFs bind to no driver), then put back the value found."""
+    rel = _autoprobe_rel(pf_bdf)
+    found = sysfs.read(rel)
+    if found == "0":
+        action()
+        return
+    try:
+        sysfs.write(rel, 0)
+    except SysfsError as exc:
+        raise DeviceError("cannot keep the new VFs of PF %s off the host driver: %s" % (pf_bdf, exc)) from exc
+    failure = None
+    try:
+        action()
+    except DeviceError as exc:
+        failure = exc
+    try:
+        sysfs.write(rel, found)
+    except SysfsError as exc:
+        problem = "sriov_drivers_autoprobe of PF %s could not be put back to %s: %s" % (pf_bdf, found, exc)
+        raise DeviceError("%s; %s" % (failure, problem) if failure else problem) from exc
+    if failure:
+        raise failure
 
 
 def bind_vf(sysfs, bdf, driver, timeout_s):
@@ -452,11 +646,31 @@ def bind_vf(sysfs, bdf, driver, timeout_s):
                           % (bdf, driver, timeout_s, sysfs.link_name(base + "/driver")))
 
 
-def apply_state(sysfs, pf, before, num_vfs, driver, timeout_s):
-    """Make the PF's VFs match: count first, then binding. Returns the state read back afterwards."""
+def describe_state(sysfs, pf_bdf):
+    """'PF X is left with N VFs (VF: driver, ...)', read from the tree now."""
+    try:
+        state = vf_state(sysfs, pf_bdf)
+    except (DeviceError, SysfsError) as exc:
+        return "the state of PF %s cannot be read back (%s)" % (pf_bdf, exc)
+    drivers = ", ".join("%s: %s" % (vf, driver or "no driver") for vf, driver in sorted(state["vfs"].items()))
+    return "PF %s is left with %d VFs%s" % (pf_bdf, state["num_vfs"], " (%s)" % drivers if drivers else "")
+
+
+def _apply(sysfs, pf, before, num_vfs, driver, timeout_s):
     if before["num_vfs"] != num_vfs:
-        set_num_vfs(sysfs, pf["bdf"], before["num_vfs"], num_vfs, timeout_s)
+        set_num_vfs(sysfs, pf["bdf"], before, num_vfs, timeout_s, unbound=bool(driver))
     if driver:
         for vf in read_pf(sysfs, pf["bdf"])["vfs"]:
             bind_vf(sysfs, vf, driver, timeout_s)
+
+
+def apply_state(sysfs, pf, before, num_vfs, driver, timeout_s):
+    """Make the PF's VFs match: count first (new VFs created with autoprobe off), then binding.
+
+    Returns the state read back afterwards. A failure raises DeviceError saying which state the PF is left in.
+    """
+    try:
+        _apply(sysfs, pf, before, num_vfs, driver, timeout_s)
+    except (DeviceError, SysfsError) as exc:
+        raise DeviceError("%s. %s" % (exc, describe_state(sysfs, pf["bdf"]))) from exc
     return vf_state(sysfs, pf["bdf"])

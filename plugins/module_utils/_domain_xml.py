@@ -253,6 +253,14 @@ def passthrough_devices(root):
     return [elem for elem in devices if elem.tag == "hostdev" or (elem.tag == "interface" and elem.get("type") == "hostdev")]
 
 
+def passthrough_bdf(element):
+    """Host PCI address of a passthrough device element (PCI <hostdev>, <interface type='hostdev'>), or None."""
+    if element.tag == "hostdev":
+        return hostdev_bdf(element)
+    address = element.find("source/address")
+    return _address_bdf(address) if address is not None and address.get("type") == "pci" else None
+
+
 def foreign_passthrough(root, is_kae_vf):
     """Passthrough devices that are not KAE VFs (``is_kae_vf(bdf)`` decides for PCI hostdevs)."""
     foreign = []

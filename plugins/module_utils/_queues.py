@@ -19,6 +19,8 @@ the engine's ``pf_q_num``, the PF's ``sriov_numvfs`` and whether the VF is its P
 
 from __future__ import annotations
 
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import ascii_int
+
 CLASS_KEYS = ("pf_q_num", "num_vfs", "last")
 
 
@@ -27,10 +29,11 @@ def _virtfn_indexes(sysfs, pf_bdf):
     indexes = {}
     pf_dir = "bus/pci/devices/" + pf_bdf
     for name in sysfs.listdir(pf_dir):
-        if name.startswith("virtfn") and name[6:].isdigit():
+        index = ascii_int(name[6:]) if name.startswith("virtfn") else None
+        if index is not None:
             vf = sysfs.link_name(pf_dir + "/" + name)
             if vf:
-                indexes[vf] = int(name[6:])
+                indexes[vf] = index
     return indexes
 
 

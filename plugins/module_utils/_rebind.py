@@ -133,8 +133,8 @@ def settle(sysfs, record, owners, libvirt_note, proc=None):
         holders = group_holders(device["iommu_group"], proc) if device["iommu_group"] is not None else []
         if owners.get(vf):
             why = ("domain %s holds it, so it is left alone; rebind it (openeuler.kae.host) once the domain has released "
-                   "it (shut down, or its VFs detached)" % owners[vf])
-            pending.append(dict(entry, vf=vf, domain=owners[vf], message=_pending_message(vf, entry, why)))
+                   "it (shut down, or its VFs detached)" % " and ".join(owners[vf]))
+            pending.append(dict(entry, vf=vf, domain=owners[vf][0], message=_pending_message(vf, entry, why)))
         elif holders:
             why = ("processes %s hold its IOMMU group /dev/vfio/%s open, so it is left alone; rebind it once they have closed it"
                    % (", ".join(str(pid) for pid in holders), device["iommu_group"]))

@@ -14,18 +14,18 @@ Only a VF of the same queue class qualifies (see _queues): the destination drive
 from __future__ import annotations
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx, _queues
-from ansible_collections.openeuler.kae.plugins.module_utils._devices import DeviceError, is_free, select_vfs
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import DeviceError, check_devices, check_owners_known, is_free, select_vfs
 
 
 class RemapError(Exception):
     """The destination cannot host the guest's KAE VFs; the message says why and what to do."""
 
 
-def _device_list(devices, side):
-    if not isinstance(devices, list) or not all(isinstance(d, dict) and "bdf" in d and "function" in d for d in devices):
-        raise RemapError("expected the %s host's device list from openeuler.kae.device_info (its 'devices'), got %s"
-                         % (side, type(devices).__name__))
-    return devices
+def _device_list(devices, option):
+    try:
+        return check_devices(devices, option)
+    except DeviceError as exc:
+        raise RemapError("%s: %s" % (option, exc)) from None
 
 
 def _vfs_by_bdf(devices):
@@ -36,9 +36,11 @@ def _as_free_for(devices, guest):
     """The destination's devices with the guest's own VFs counted as free.
 
     A guest defined persistently on both hosts (persist_dest without undefine_source) still
-    names its VFs there; they are its own to take back.
+    names its VFs there; they are its own to take back, unless another domain names them too.
     """
-    return [dict(d, domain=None) if d.get("function") == "vf" and d.get("domain") == guest else d for d in devices]
+    def own(device):
+        return device.get("function") == "vf" and (device.get("domains") or [device.get("domain")]) == [guest]
+    return [dict(d, domain=None, domains=[]) if own(d) else d for d in devices]
 
 
 def _keeps_addresses(hostdevs, src_vfs, dst_vfs, pinned):
@@ -85,8 +87,8 @@ def plan(guest_xml, src_devices, dst_devices, destination=None):
     of_host = " of %s" % destination if destination else ""
     root = dx.parse_domain(guest_xml)
     guest = root.findtext("name")
-    src_vfs = _vfs_by_bdf(_device_list(src_devices, "source"))
-    dst_view = _as_free_for(_device_list(dst_devices, "destination"), guest)
+    src_vfs = _vfs_by_bdf(_device_list(src_devices, "src_devices"))
+    dst_view = _as_free_for(_device_list(dst_devices, "dst_devices"), guest)
     dst_vfs = _vfs_by_bdf(dst_view)
     hostdevs = [bdf for _element, bdf in dx.pci_hostdevs(root)]
     foreign = [bdf for bdf in hostdevs if bdf not in src_vfs]
@@ -96,6 +98,10 @@ def plan(guest_xml, src_devices, dst_devices, destination=None):
                          "remove_foreign_passthrough=true)" % (guest, ", ".join(foreign)))
     if not hostdevs:
         return {"mapping": {}, "numa_node": None, "remapped": False}
+    try:
+        check_owners_known(dst_view, "choose the destination's VFs for guest %s" % guest)
+    except DeviceError as exc:
+        raise RemapError("on %s, %s" % (where, exc)) from None
     engines = dict((bdf, src_vfs[bdf]["engine"]) for bdf in hostdevs)
     guest_vfs = [src_vfs[bdf] for bdf in hostdevs]
     class_view = _queues.matching_only(dst_view, guest_vfs)

@@ -36,7 +36,10 @@ class InputError(ValueError):
 
 
 def _shown(value):
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long to print
+        return "a %d-bit number" % value.bit_length()
     return text if len(text) <= 80 else text[:77] + "..."
 
 

@@ -13,8 +13,11 @@ description:
   - Reads every Kunpeng Accelerator Engine physical function (PF) and virtual function (VF) from the host's
     sysfs C(bus/pci/devices) (vendor C(0x19e5); ZIP C(0xa250)/C(0xa251), SEC C(0xa255)/C(0xa256),
     HPRE C(0xa258)/C(0xa259)).
-  - Asks libvirt which domain, running or only defined, has each VF as a PCI hostdev. When libvirt cannot be
-    asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows RV(devices[].domain=None).
+  - Asks libvirt which domains, running or only defined, have each VF as a PCI passthrough device. When libvirt
+    cannot be asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows
+    RV(devices[].owner_known=false) and the reason in RV(devices[].owner_error), and no VF counts as free;
+    P(openeuler.kae.select_vfs#filter), M(openeuler.kae.hostdev_remap) and the P(openeuler.kae.host#role) role refuse
+    to choose or change VFs from such facts.
   - A device that disappears while it is read is left out rather than failing the module.
   - Each VF's queue class (RV(devices[].queue_class)) is derived from its engine's C(pf_q_num), its PF's C(sriov_numvfs)
     and whether it is its PF's last VF, because the kernel shows no queue count of a VF bound to a vfio driver; the
@@ -40,6 +43,13 @@ options:
       - libvirt connection used (read-only) to find the domains that hold the VFs.
     type: str
     default: qemu:///system
+  assume_unassigned:
+    description:
+      - For a host without libvirt at all. When libvirt cannot be asked, report every VF as held by no domain
+        (RV(devices[].owner_known=true)) instead of unknown, with a warning saying so.
+      - Only safe when nothing on the host can hand a VF to a guest; the default refuses to guess.
+    type: bool
+    default: false
   modules_root:
     description:
       - Directory holding the kernel module trees (C(RELEASE/modules.dep)), read to find each KAE module's file.
@@ -70,10 +80,10 @@ EXAMPLES = r"""
   openeuler.kae.device_info:
   register: kae
 
-- name: Show free ZIP VFs
+- name: Show free ZIP VFs (none when libvirt could not say who holds them)
   ansible.builtin.debug:
     msg: "{{ kae.devices | selectattr('engine', 'eq', 'zip') | selectattr('function', 'eq', 'vf')
-             | selectattr('domain', 'none') | map(attribute='bdf') }}"
+             | selectattr('owner_known') | selectattr('domain', 'none') | map(attribute='bdf') }}"
 
 - name: Read a simulated tree
   openeuler.kae.device_info:
@@ -130,8 +140,25 @@ devices:
       description: The VF's PF (VFs only).
       type: str
       sample: "0000:75:00.0"
+    owner_known:
+      description:
+        - Whether libvirt said which domains hold this VF (VFs only). V(false) when libvirt could not be asked;
+          such a VF is never free.
+      type: bool
+    owner_error:
+      description: Why the VF's owner is unknown (VFs only).
+      type: str
+      returned: when RV(devices[].owner_known=false)
+      sample: "cannot connect to libvirt at qemu:///system: Failed to connect socket"
+    domains:
+      description:
+        - The libvirt domains, running or only defined, that have this VF as a PCI passthrough device, running ones first
+          (VFs only; empty when none or unknown).
+      type: list
+      elements: str
+      sample: [guest1]
     domain:
-      description: Name of the libvirt domain that has this VF as a hostdev, V(null) when none (VFs only).
+      description: The first of RV(devices[].domains), V(null) when none or unknown (VFs only).
       type: str
       sample: guest1
     vfs:
@@ -243,24 +270,46 @@ libvirt:
       description: Why libvirt could not be asked (only when RV(libvirt.available=false)).
       type: str
       returned: when libvirt was not available
+    assumed_unassigned:
+      description: V(true) when libvirt could not be asked and O(assume_unassigned) made every VF count as held by no domain.
+      type: bool
+      returned: when libvirt was not available
 """
 
 import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _drivers
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _drivers, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
-def gather(sysfs_root, libvirt_uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_origin=None):
+def read_owners(devices, libvirt_uri, assume_unassigned=False):
+    """Set the VFs' owners from libvirt; returns the libvirt note."""
+    owners, note = _devices.hostdev_owners(libvirt_uri)
+    if note["available"]:
+        _devices.assign_domains(devices, owners)
+        return note
+    note["assumed_unassigned"] = bool(assume_unassigned)
+    _devices.assign_domains(devices, {}, unknown_reason=None if assume_unassigned else note["reason"])
+    return note
+
+
+def assumption_warning(note):
+    """The warning a result whose VF owners were assumed, not read, must carry; None otherwise."""
+    if not note.get("assumed_unassigned"):
+        return None
+    return ("libvirt could not be asked which domains hold the KAE VFs (%s); assume_unassigned is set, so every VF is "
+            "reported as held by no domain: nothing else on this host may give VFs to guests" % note["reason"])
+
+
+def gather(sysfs_root, libvirt_uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_origin=None, assume_unassigned=False):
     """The module's result (without changed) for one host."""
     if driver_origin is not None:
         _drivers.check_origin_word(driver_origin)
-    sysfs = Sysfs(sysfs_root)
+    sysfs = Sysfs(_validate.text(sysfs_root, "sysfs_root"))
     devices = _devices.scan(sysfs)
-    owners, note = _devices.hostdev_owners(libvirt_uri)
-    _devices.assign_domains(devices, owners)
+    note = read_owners(devices, _validate.text(libvirt_uri, "libvirt_uri"), assume_unassigned)
     release, modules_dir, dep_found, drivers = _drivers.read_drivers(sysfs, modules_root)
     return {
         "host": platform.node(),
@@ -285,16 +334,20 @@ def main():
             "libvirt_uri": {"type": "str", "default": "qemu:///system"},
             "modules_root": {"type": "path", "default": _drivers.DEFAULT_MODULES_ROOT},
             "driver_origin": {"type": "str"},
+            "assume_unassigned": {"type": "bool", "default": False},
         },
         supports_check_mode=True,
     )
     try:
         result = gather(module.params["sysfs_root"], module.params["libvirt_uri"], module.params["modules_root"],
-                        module.params["driver_origin"])
-    except (_devices.DeviceError, _drivers.DriverError) as exc:
+                        module.params["driver_origin"], module.params["assume_unassigned"])
+    except (_devices.DeviceError, _drivers.DriverError, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
     except SysfsError as exc:
         module.fail_json(msg="reading the KAE devices failed: %s" % exc)
+    warning = assumption_warning(result["libvirt"])
+    if warning:
+        module.warn(warning)
     module.exit_json(changed=False, **result)
 
 

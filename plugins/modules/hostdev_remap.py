@@ -23,6 +23,9 @@ description:
   - Fails, naming what is missing on which node and, when the queue class is the reason, each guest VF's class and
     the classes of the destination's free VFs, when the destination cannot host the guest's VFs, or when the
     guest holds a PCI hostdev that is not a KAE VF of the source.
+  - Refuses to choose the destination's VFs when its device facts say that VF ownership could not be read
+    (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable there), since a VF whose
+    domain is unknown may be a guest's.
   - Pass RV(destination_xml) to M(openeuler.kae.live_migration)'s O(openeuler.kae.live_migration#module:destination_xml)
     and RV(persistent_xml) to its O(openeuler.kae.live_migration#module:persistent_xml).
 author:
@@ -52,9 +55,9 @@ options:
     required: true
   dst_devices:
     description:
-      - The destination host's RV(openeuler.kae.device_info#module:devices). A VF counts as free when no domain holds it
-        (or only this guest, whose definition may be left on the destination from an earlier round), it is bound to a
-        migration driver and its hardware supports migration.
+      - The destination host's RV(openeuler.kae.device_info#module:devices). A VF counts as free when libvirt said that
+        no domain holds it (or only this guest, whose definition may be left on the destination from an earlier round),
+        it is bound to a migration driver and its hardware supports migration.
     type: list
     elements: dict
     required: true
@@ -124,9 +127,12 @@ persistent_xml:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
+from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
 from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, plan, remap_xml
+
+# Without libvirt-python (a given domain_xml needs none) no libvirt error can occur.
+LIBVIRT_ERRORS = (_libvirt.libvirt.libvirtError,) if _libvirt.HAS_LIBVIRT else ()
 
 
 def guest_xmls(params):
@@ -146,7 +152,17 @@ def guest_xmls(params):
         conn.close()
 
 
+def check_params(params):
+    """InputError naming the option when one has the wrong form."""
+    if params["name"] is not None:
+        _validate.domain_name(params["name"], "name")
+    if params["domain_xml"] is not None:
+        _validate.text(params["domain_xml"], "domain_xml")
+    _validate.text(params["uri"], "uri")
+
+
 def run(params):
+    check_params(params)
     if params["domain_xml"] is not None:
         live, persistent = params["domain_xml"], None
     else:
@@ -175,9 +191,9 @@ def main():
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
     try:
         result = run(module.params)
-    except (RemapError, DomainXMLError, _libvirt.LibvirtFailure) as exc:
+    except (RemapError, DomainXMLError, _libvirt.LibvirtFailure, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
-    except _libvirt.libvirt.libvirtError as exc:
+    except LIBVIRT_ERRORS as exc:
         module.fail_json(msg="cannot read the XML of domain %s on %s: %s"
                          % (module.params["name"], module.params["uri"], _libvirt.error_text(exc)))
     module.exit_json(changed=False, **result)

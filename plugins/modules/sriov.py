@@ -12,10 +12,18 @@ version_added: 0.1.0
 description:
   - Sets the number of virtual functions of one KAE physical function (ZIP, SEC or HPRE) through its
     C(sriov_numvfs) and binds every VF to the driver that supports live migration.
-  - Changing a non-zero count goes through V(0), as the driver requires. The module refuses to change the count
-    while any VF of the PF is assigned to a libvirt domain (the domain is named), or when libvirt cannot be asked.
+  - Changing a non-zero count goes through V(0), as the driver requires. When the new count then fails, the module
+    restores the previous VFs and their drivers when it can, and the error says which state the PF is left in.
+  - It never removes, unbinds or rebinds a VF that a libvirt domain holds, running or only defined. Before a count
+    change (which removes every VF) or a rebind it asks libvirt, and fails naming each held VF and its domain when
+    one is held, or when libvirt cannot be asked, without writing anything.
+  - New VFs are created with the PF's C(sriov_drivers_autoprobe) at V(0), so they never bind to the host driver
+    first (the value found is put back afterwards). With O(driver=none) the kernel's own binding is left alone.
   - Binding writes the driver to the VF's C(driver_override) and the VF to C(bus/pci/drivers_probe), after
     unbinding it from its current driver.
+  - The read, decision and writes run under the host's lock (C(/run/lock/openeuler-kae.lock)), so two plays
+    cannot interleave a PF's VF change; the module waits at most O(timeout_s) seconds for it. Check mode, which
+    writes nothing, takes no lock.
   - The PF must stay bound to its host driver (C(hisi_zip), C(hisi_sec2), C(hisi_hpre)); otherwise its VFs silently
     lose migration support, so the module fails and says how to fix it before changing anything.
   - The kernel creates VFs and binds drivers; after every write the module waits, at most O(timeout_s) seconds,
@@ -35,7 +43,7 @@ attributes:
 options:
   pf:
     description:
-      - PCI address of the PF, for example V(0000:75:00.0).
+      - PCI address of the PF in the kernel's form C(DDDD:BB:SS.F), for example V(0000:75:00.0).
     type: str
     required: true
   num_vfs:
@@ -66,11 +74,13 @@ options:
     default: qemu:///system
   timeout_s:
     description:
-      - Seconds to wait for the kernel after each write (VFs to appear or go, a driver to bind).
+      - Seconds to wait for the host lock, and for the kernel after each write (VFs to appear or go, a driver to bind).
+      - Greater than 0 and at most 3600.
     type: float
     default: 10
 requirements:
-  - libvirt-python (python3-libvirt) on the managed host, when a non-zero VF count changes (the module fails without it then).
+  - libvirt-python (python3-libvirt) on the managed host, when existing VFs would be removed or rebound (the module fails
+    without it then).
 seealso:
   - module: openeuler.kae.device_info
 """
@@ -128,53 +138,82 @@ diff:
   type: dict
 """
 
+import contextlib
+
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices
+from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _hostlock, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._libvirt import LIBRARY_NAME, LIBVIRT_IMPORT_ERROR
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
+MAX_TIMEOUT_S = 3600
+LOCK_DIR = _hostlock.DEFAULT_LOCK_DIR
+ARGUMENT_SPEC = {
+    "pf": {"type": "str", "required": True},
+    "num_vfs": {"type": "int", "required": True},
+    "driver": {"type": "str", "default": "auto", "choices": ["auto", "hisi_acc_vfio_pci", "vfio-pci", "none"]},
+    "sysfs_root": {"type": "path", "default": "/sys"},
+    "libvirt_uri": {"type": "str", "default": "qemu:///system"},
+    "timeout_s": {"type": "float", "default": 10},
+}
+
+
+def check_params(params):
+    """The module's parameters in canonical form; InputError naming the option when one has the wrong form."""
+    checked = dict(params)
+    checked["pf"] = _validate.bdf(params["pf"], "pf")
+    checked["num_vfs"] = _validate.number(params["num_vfs"], "num_vfs", minimum=0, maximum=_devices.MAX_COUNT, integer=True)
+    checked["timeout_s"] = _validate.positive(params["timeout_s"], "timeout_s", maximum=MAX_TIMEOUT_S)
+    checked["sysfs_root"] = _validate.text(params["sysfs_root"], "sysfs_root")
+    checked["libvirt_uri"] = _validate.text(params["libvirt_uri"], "libvirt_uri")
+    return checked
+
 
 def ensure(sysfs, params, check_mode):
-    """(changed, before, after, pf, driver, warnings) for the module's parameters."""
+    """(changed, before, after, pf, driver, warnings) for the module's (checked) parameters."""
     num_vfs = params["num_vfs"]
-    if num_vfs < 0:
-        raise _devices.DeviceError("num_vfs must be 0 or more, got %d" % num_vfs)
     pf = _devices.read_pf(sysfs, params["pf"])
     _devices.check_pf_driver(pf)
     driver = _devices.choose_driver(sysfs, params["driver"])
+    _devices.check_count(pf, num_vfs)
     warnings = []
     if driver and not pf["migratable_hw"]:
         warnings.append("PF %s has revision %s: live migration needs revision 0x30 (QM v3) hardware, so its VFs will not migrate"
                         % (pf["bdf"], pf["revision"]))
     before = _devices.vf_state(sysfs, pf["bdf"])
-    if before["num_vfs"] != num_vfs:
-        _devices.check_count_change(pf, num_vfs, params["libvirt_uri"])
     after = _devices.predict_state(sysfs, pf, before, num_vfs, driver)
     changed = after != before
-    if changed and not check_mode:
-        after = _devices.apply_state(sysfs, pf, before, num_vfs, driver, params["timeout_s"])
+    if changed:
+        _devices.check_change(sysfs, pf, before, num_vfs, driver, params["libvirt_uri"])
+        if not check_mode:
+            after = _devices.apply_state(sysfs, pf, before, num_vfs, driver, params["timeout_s"])
     return changed, before, after, pf, driver, warnings
 
 
+def run(params, check_mode):
+    """ensure() on checked PARAMS; outside check mode under the host lock, so the read, decision and writes are one step."""
+    params = check_params(params)
+    what = "openeuler.kae.sriov on PF %s" % params["pf"]
+    lock = contextlib.nullcontext() if check_mode else _hostlock.host_lock(what, params["timeout_s"], lock_dir=LOCK_DIR)
+    with lock:
+        return ensure(Sysfs(params["sysfs_root"]), params, check_mode)
+
+
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "pf": {"type": "str", "required": True},
-            "num_vfs": {"type": "int", "required": True},
-            "driver": {"type": "str", "default": "auto", "choices": ["auto", "hisi_acc_vfio_pci", "vfio-pci", "none"]},
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "libvirt_uri": {"type": "str", "default": "qemu:///system"},
-            "timeout_s": {"type": "float", "default": 10},
-        },
-        supports_check_mode=True,
-    )
+    # Numbers given as text are screened before ansible-core converts them (it hangs on '1e99999999', raises on 'inf').
+    spec, problem = _validate.screen_number_options(basic._load_params(), ARGUMENT_SPEC)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
+    if problem:
+        module.fail_json(msg=problem)
     try:
-        changed, before, after, pf, driver, warnings = ensure(Sysfs(module.params["sysfs_root"]), module.params, module.check_mode)
+        changed, before, after, pf, driver, warnings = run(module.params, module.check_mode)
     except _devices.LibvirtMissing as exc:
         module.fail_json(msg=missing_required_lib(LIBRARY_NAME, reason=str(exc)), exception=LIBVIRT_IMPORT_ERROR)
-    except (_devices.DeviceError, SysfsError) as exc:
+    except (_devices.DeviceError, SysfsError, _validate.InputError, _hostlock.LockTimeout) as exc:
         module.fail_json(msg=str(exc), pf=module.params["pf"])
+    except OSError as exc:
+        module.fail_json(msg="openeuler.kae.sriov failed on PF %s: %s" % (module.params["pf"], exc), pf=module.params["pf"])
     for warning in warnings:
         module.warn(warning)
     result = {"changed": changed, "pf": pf["bdf"], "engine": pf["engine"], "driver": driver,

@@ -103,3 +103,30 @@ def test_cli_build_and_play_once(tmp_path, capsys):
     assert simsysfs.main(["play", "--once", root]) == 0
     assert capsys.readouterr().out == "%s: 0000:75:00.0: disabled 1 VFs\n" % root
     simsysfs.serve([root, str(tmp_path / "missing")], interval=0, passes=2)
+
+
+def test_without_autoprobe_new_vfs_stay_unbound_until_an_override_names_a_driver(root):
+    pf = "0000:79:00.0"
+    write(root, "bus/pci/devices/%s/sriov_numvfs" % pf, "0")
+    simsysfs.play(root)
+    write(root, "bus/pci/devices/%s/sriov_drivers_autoprobe" % pf, "0")
+    write(root, "bus/pci/devices/%s/sriov_numvfs" % pf, "1")
+    assert simsysfs.play(root) == [pf + ": enabled 1 VFs"]
+    vf = "0000:79:00.1"
+    assert driver(root, vf) is None
+    # As in the kernel (pci_device_can_probe): such a VF binds to nothing, not even on request, without driver_override.
+    write(root, "bus/pci/drivers_probe", vf)
+    write(root, "bus/pci/drivers/hisi_hpre/bind", vf)
+    assert simsysfs.play(root) == [vf + ": probed, driver None"] and driver(root, vf) is None
+    write(root, "bus/pci/devices/%s/driver_override" % vf, "hisi_acc_vfio_pci")
+    write(root, "bus/pci/drivers_probe", vf)
+    assert simsysfs.play(root) == [vf + ": probed, driver hisi_acc_vfio_pci"]
+    # Turning autoprobe back on binds nothing that exists already.
+    write(root, "bus/pci/devices/%s/sriov_drivers_autoprobe" % pf, "1")
+    assert simsysfs.play(root) == []
+
+
+def test_player_ignores_a_count_it_cannot_read(root):
+    write(root, "bus/pci/devices/0000:75:00.0/sriov_numvfs", "\u0663")
+    assert simsysfs.play(root) == []
+    assert len(virtfns(root, "0000:75:00.0")) == 2

@@ -13,9 +13,13 @@ writes sriov_numvfs or drivers_probe sees the VFs and driver links appear as on 
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 
 from ansible_collections.openeuler.kae.lab import simsysfs
+from ansible_collections.openeuler.kae.plugins.module_utils import _sysfs
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs
 
 # A libvirt test-driver node with one running domain holding the ZIP VF 0000:75:00.2 of node 0.
@@ -33,6 +37,33 @@ GUEST_NODE_XML = """<node>
   </domain>
 </node>
 """
+
+# The same running guest1, and a domain "parked" that is only defined and names VFs 0000:75:00.2 and 0000:75:00.3.
+PARKED_NODE_XML = GUEST_NODE_XML.replace("</node>", """  <domain type='test' xmlns:test='http://libvirt.org/schemas/domain/test/1.0'>
+    <name>parked</name>
+    <memory>131072</memory>
+    <os><type>hvm</type></os>
+    <devices>
+      <hostdev mode='subsystem' type='pci' managed='no'>
+        <source><address domain='0x0000' bus='0x75' slot='0x00' function='0x2'/></source>
+      </hostdev>
+      <hostdev mode='subsystem' type='pci' managed='no'>
+        <source><address domain='0x0000' bus='0x75' slot='0x00' function='0x3'/></source>
+      </hostdev>
+    </devices>
+    <test:runstate>5</test:runstate>
+  </domain>
+</node>
+""")
+
+
+@pytest.fixture(autouse=True)
+def fresh_libvirt_error():
+    """Forget libvirt's last error after each test: a libvirtError made by hand takes its message from it."""
+    yield
+    libvirt = sys.modules.get("libvirt")
+    if libvirt is not None:
+        libvirt.virResetLastError()
 
 
 @pytest.fixture
@@ -56,13 +87,39 @@ def kae_host(tmp_path, monkeypatch):
     return make
 
 
+def _node_uri(tmp_path, name, node_xml):
+    pytest.importorskip("libvirt")
+    path = tmp_path / name
+    path.write_text(node_xml)
+    return "test://" + str(path)
+
+
 @pytest.fixture
 def guest_uri(tmp_path):
     """libvirt test-driver URI whose domain guest1 holds VF 0000:75:00.2 (needs libvirt-python)."""
-    pytest.importorskip("libvirt")
-    path = tmp_path / "node.xml"
-    path.write_text(GUEST_NODE_XML)
-    return "test://" + str(path)
+    return _node_uri(tmp_path, "node.xml", GUEST_NODE_XML)
+
+
+@pytest.fixture
+def parked_uri(tmp_path):
+    """libvirt test-driver URI: guest1 runs with VF 0000:75:00.2; parked, only defined, names 0000:75:00.2 and .3."""
+    return _node_uri(tmp_path, "parked.xml", PARKED_NODE_XML)
+
+
+@pytest.fixture
+def deny_read(monkeypatch):
+    """deny_read(SUFFIX): opening a file whose path ends with SUFFIX fails with EACCES, as an unreadable attribute does."""
+    real_open = os.open
+
+    def deny(suffix):
+        def denied(path, *args, **kwargs):
+            if str(path).endswith(suffix):
+                raise PermissionError(13, "Permission denied")
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(_sysfs.os, "open", denied)
+
+    return deny
 
 
 @pytest.fixture

@@ -13,15 +13,19 @@ from ansible_collections.openeuler.kae.plugins.modules import device_info
 device_parity = FilterModule().filters()["device_parity"]
 
 
+def gather(root, uri):
+    return device_info.gather(root, uri)
+
+
 def test_matching_hosts_have_no_mismatch(kae_host, empty_uri):
-    src = device_info.gather(kae_host(), empty_uri)
-    dst = device_info.gather(kae_host(), empty_uri)
+    src = gather(kae_host(), empty_uri)
+    dst = gather(kae_host(), empty_uri)
     assert device_parity(src, dst) == []
 
 
 def test_mismatches_name_the_pf_and_both_values(kae_host, empty_uri):
-    src = device_info.gather(kae_host(vfs=4), empty_uri)
-    dst = device_info.gather(kae_host(vfs=3, pf_q_num=128, without=[("zip", 2)]), empty_uri)
+    src = gather(kae_host(vfs=4), empty_uri)
+    dst = gather(kae_host(vfs=3, pf_q_num=128, without=[("zip", 2)]), empty_uri)
     assert device_parity(src, dst) == [
         "pf_q_num of hpre differs: source 64, destination 128 (load hisi_hpre with the same pf_q_num on both)",
         "pf_q_num of sec differs: source 64, destination 128 (load hisi_sec2 with the same pf_q_num on both)",
@@ -36,8 +40,8 @@ def test_mismatches_name_the_pf_and_both_values(kae_host, empty_uri):
 
 
 def test_device_lists_compare_without_pf_q_num(kae_host, empty_uri):
-    src = device_info.gather(kae_host(pf_q_num=64), empty_uri)
-    dst = device_info.gather(kae_host(pf_q_num=128), empty_uri)
+    src = gather(kae_host(pf_q_num=64), empty_uri)
+    dst = gather(kae_host(pf_q_num=128), empty_uri)
     assert device_parity(src["devices"], dst["devices"]) == []
 
 
@@ -46,3 +50,21 @@ def test_bad_input_names_the_filter_and_fix():
         device_parity({"failed": True}, [])
     assert str(err.value) == ("openeuler.kae.device_parity: the source facts: expected the device list of openeuler.kae.device_info "
                               "(its 'devices'), got dict; pass each host's registered device_info result (or its devices list)")
+
+
+PF = {"bdf": "0000:75:00.0", "engine": "zip", "function": "pf", "numa_node": 0, "revision": "0x30", "sriov_numvfs": 4}
+
+
+@pytest.mark.parametrize("source, message", [
+    ([dict(PF, numa_node="0")], r"the source facts: devices\[0\].numa_node must be a whole number, got str '0'"),
+    ([dict(PF, sriov_numvfs="4")], r"the source facts: devices\[0\].sriov_numvfs must be a whole number, got str '4'"),
+    ([dict(PF, bdf="0000:75:00.0\x00")], r"the source facts: devices\[0\].bdf must not contain a NUL byte"),
+    ([{"bdf": "0000:75:00.0"}], r"the source facts: devices\[0\] lacks 'engine', 'function', 'numa_node'"),
+    ([dict(PF, engine=None)], r"the source facts: devices\[0\].engine must be one of zip, sec, hpre, got NoneType None"),
+    ({"devices": [PF], "pf_q_num": {"zip": "64"}}, r"the source facts: pf_q_num\['zip'\] must be a whole number, got str '64'"),
+    ({"devices": [PF], "pf_q_num": {"zip": float("nan")}}, r"the source facts: pf_q_num\['zip'\] must be a whole number, got float nan"),
+    ({"devices": "none"}, r"the source facts: expected the device list of openeuler.kae.device_info \(its 'devices'\), got str"),
+])
+def test_bad_facts_are_a_sentence(source, message):
+    with pytest.raises(AnsibleFilterError, match="^openeuler.kae.device_parity: " + message):
+        device_parity(source, [PF])

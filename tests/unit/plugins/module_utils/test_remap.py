@@ -14,8 +14,9 @@ NODE1_BUS = {"zip": "b5", "sec": "b6", "hpre": "b9"}
 
 def vf(engine, bus, function, node, domain=None, driver="vfio-pci", migratable=True):
     return {"bdf": "0000:%s:00.%d" % (bus, function), "engine": engine, "function": "vf", "numa_node": node,
-            "driver": driver, "migratable_hw": migratable, "domain": domain, "pf": "0000:%s:00.0" % bus,
-            "vf_index": function - 1, "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
+            "driver": driver, "migratable_hw": migratable, "domain": domain, "domains": [domain] if domain else [],
+            "owner_known": True, "pf": "0000:%s:00.0" % bus, "vf_index": function - 1,
+            "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
 
 
 def host(used=(), domain="other"):
@@ -26,7 +27,7 @@ def host(used=(), domain="other"):
             for function in (1, 2):
                 device = vf(engine, bus, function, node)
                 if device["bdf"] in used:
-                    device["domain"] = domain
+                    device.update(domain=domain, domains=[domain])
                 devices.append(device)
     return devices
 
@@ -114,6 +115,35 @@ def test_guest_without_vfs_and_guest_with_foreign_hostdev():
         plan(guest("0000:41:00.0"), SRC, host())
 
 
-def test_bad_device_facts_are_named():
-    with pytest.raises(RemapError, match="expected the destination host's device list from openeuler.kae.device_info"):
-        plan(guest(*GUEST_VFS), SRC, {"devices": []})
+def test_vfs_this_guest_shares_with_another_domain_are_not_its_own():
+    dst = host()
+    for device in dst:
+        if device["bdf"] == "0000:31:00.1":
+            device.update(domain="vm1", domains=["vm1", "parked"])
+    result = plan(guest(*GUEST_VFS), SRC, dst)
+    assert result["mapping"]["0000:31:00.1"] == "0000:31:00.2"
+
+
+def test_refused_when_the_destination_could_not_say_who_holds_its_vfs():
+    dst = [dict(d, owner_known=False, owner_error="cannot connect to libvirt at qemu:///system: no socket", domains=[]) for d in host()]
+    with pytest.raises(RemapError) as info:
+        plan(guest(*GUEST_VFS), SRC, dst)
+    assert str(info.value) == ("on the destination, VF ownership could not be read (cannot connect to libvirt at qemu:///system: no socket), "
+                               "so 12 VFs may belong to a guest: refusing to choose the destination's VFs for guest vm1. Make libvirt "
+                               "reachable (libvirt_uri) and read the devices again with openeuler.kae.device_info")
+    # Even when the guest's own addresses look free there.
+    with pytest.raises(RemapError, match="VF ownership could not be read"):
+        plan(guest(*GUEST_VFS), SRC, [dict(d, owner_known=False) for d in host()])
+    # A guest without VFs needs no choice.
+    assert plan(guest(), SRC, dst)["mapping"] == {}
+
+
+@pytest.mark.parametrize("src, dst, message", [
+    (SRC, {"devices": []}, r"dst_devices: expected the device list of openeuler.kae.device_info \(its 'devices'\), got dict"),
+    (SRC, [dict(host()[0], numa_node="0")], r"dst_devices: dst_devices\[0\].numa_node must be a whole number, got str '0'"),
+    ([dict(SRC[0], bdf="0000:31:00.1; rm")], host(), r"src_devices: src_devices\[0\].bdf must be a PCI address"),
+    (SRC, [{"bdf": "0000:31:00.2", "function": "vf"}], r"dst_devices: dst_devices\[0\] lacks 'engine', 'numa_node'"),
+])
+def test_bad_device_facts_are_named(src, dst, message):
+    with pytest.raises(RemapError, match="^" + message):
+        plan(guest(*GUEST_VFS), src, dst)

@@ -109,6 +109,11 @@ def test_mapping_and_sequence():
         _validate.sequence("x", "s")
 
 
+def test_a_number_too_long_to_print_is_still_named():
+    with pytest.raises(InputError, match=r"^num_vfs must be at most 65535, got a 16610-bit number$"):
+        _validate.number(10 ** 5000, "num_vfs", maximum=65535, integer=True)
+
+
 @pytest.mark.parametrize("value, integer", [
     (100, True), ("100", True), (" 100 ", True), ("-3", True), ("7.0", True), (None, True), ([1], True),
     (2.5, False), ("2.5", False), ("1e3", False), (".5", False), ("-1E-3", False), (10 ** 300, False),

@@ -21,7 +21,8 @@ HOSTDEVS = "".join(
 
 def vf(bdf, engine, node=0, domain=None):
     return {"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
-            "migratable_hw": True, "domain": domain, "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
+            "migratable_hw": True, "domain": domain, "domains": [domain] if domain else [], "owner_known": True,
+            "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
 
 
 SRC = [vf("0000:31:00.1", "zip", domain="test"), vf("0000:76:00.1", "sec", domain="test")]
@@ -94,3 +95,38 @@ def test_main_refusal_is_a_failure_with_the_reason(fail_module):
 def test_main_needs_a_domain(fail_module):
     result = fail_module(hostdev_remap, {"src_devices": [], "dst_devices": []})
     assert "one of the following is required: name, domain_xml" in result["msg"]
+
+
+XML = "<domain type='kvm'><name>vm1</name><devices>%s</devices></domain>" % HOSTDEVS
+DST = [vf("0000:31:00.2", "zip"), vf("0000:76:00.1", "sec")]
+
+
+def test_main_refuses_a_destination_whose_vf_owners_are_unknown(fail_module, run_module, kae_host, unreachable_uri):
+    from ansible_collections.openeuler.kae.plugins.modules import device_info
+
+    facts = run_module(device_info, {"sysfs_root": kae_host(vfs=2), "libvirt_uri": unreachable_uri})
+    xml = XML.replace("bus='0x31'", "bus='0x75'")
+    src = [vf("0000:75:00.1", "zip", domain="vm1"), vf("0000:76:00.1", "sec", domain="vm1")]
+    result = fail_module(hostdev_remap, {"domain_xml": xml, "src_devices": src, "dst_devices": facts["devices"]})
+    assert result["msg"].startswith("on the destination, VF ownership could not be read (cannot connect to libvirt at %s" % unreachable_uri)
+    assert "refusing to choose the destination's VFs for guest vm1" in result["msg"]
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"domain_xml": None, "name": "../vm1"}, "name must be a libvirt domain name (no '/', no leading '.', no control characters), "
+                                             "but '../vm1' contains '/'"),
+    ({"domain_xml": None, "name": "vm\x00"}, "name must not contain a NUL byte"),
+    ({"domain_xml": "<domain>\x00</domain>"}, "domain_xml must not contain a NUL byte"),
+    ({"uri": "test:///default\x00"}, "uri must not contain a NUL byte"),
+    ({"domain_xml": "<domain"}, "the domain XML is not well-formed XML"),
+    ({"dst_devices": [dict(DST[0], numa_node="0")]}, "dst_devices: dst_devices[0].numa_node must be a whole number, got str '0'"),
+    ({"dst_devices": [dict(DST[0], numa_node=float("inf"))]}, "dst_devices: dst_devices[0].numa_node must be a whole number, got float inf"),
+    ({"dst_devices": [{"bdf": "0000:31:00.2"}]}, "dst_devices: dst_devices[0] lacks 'engine', 'function', 'numa_node'"),
+    ({"src_devices": [dict(SRC[0], bdf="0000:31:00.1\x00")]}, "src_devices: src_devices[0].bdf must not contain a NUL byte"),
+    ({"src_devices": [dict(SRC[0], engine="aes")]}, "src_devices: src_devices[0].engine must be one of zip, sec, hpre, got str 'aes'"),
+])
+def test_main_bad_input_is_a_sentence(fail_module, params, message):
+    args = {"domain_xml": XML, "src_devices": [dict(d, domain="vm1", domains=["vm1"]) for d in SRC], "dst_devices": DST}
+    args.update(params)
+    args = {key: value for key, value in args.items() if value is not None}
+    assert fail_module(hostdev_remap, args)["msg"].startswith(message)
