@@ -63,6 +63,7 @@ def layouts(rng):
 def host_facts(rng, layout, queues, drivers, build):
     """A device_info result for one host of LAYOUT and BUILD of hisi_zip, about a quarter of its VFs held by other domains."""
     devices = []
+    owners_known = rng.random() >= 0.01
     for (engine, node), bus in sorted(BUSES.items()):
         pf = "0000:%02x:00.0" % bus
         vfs = ["0000:%02x:%02x.%d" % (bus, (index + 1) // 8, (index + 1) % 8) for index in range(layout[(engine, node)])]
@@ -72,12 +73,14 @@ def host_facts(rng, layout, queues, drivers, build):
             devices.append({"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
                             "revision": "0x30", "migratable_hw": True, "pf": pf, "vf_index": index,
                             "queue_class": queues.queue_class(64, len(vfs), index),
-                            "domain": "resident-%d" % rng.randint(1, 40) if rng.random() < 0.25 else None})
+                            "domain": "resident-%d" % rng.randint(1, 40) if rng.random() < 0.25 else None,
+                            "owner_known": owners_known})
+            devices[-1]["domains"] = [devices[-1]["domain"]] if devices[-1]["domain"] else []
     modules = dict((name, {"loaded": name in MODULES, "builtin": False, "version": None, "taint": "",
                            "srcversion": (build if name == "hisi_zip" else BUILD) if name in MODULES else None})
                    for name in drivers.REPORTED_MODULES)
     return {"devices": devices, "pf_q_num": {"zip": 64, "sec": 64, "hpre": 64},
-            "libvirt": {"available": rng.random() >= 0.01, "uri": "qemu:///system"}, "host": "kae-host",
+            "libvirt": {"available": owners_known, "uri": "qemu:///system"}, "host": "kae-host",
             "kernel_release": "6.6.0-28.0.0.34.oe2403.aarch64", "drivers": modules, "migration_drivers": ["hisi_acc_vfio_pci"]}
 
 
@@ -90,6 +93,7 @@ def _hold(rng, facts, name):
         for device in facts["devices"]:
             if device["function"] == "vf" and device["engine"] == engine and device["numa_node"] == node and device["domain"] is None:
                 device["domain"] = name
+                device["domains"] = [name]
                 held.append(device["bdf"])
                 break
     return held

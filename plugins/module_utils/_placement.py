@@ -44,7 +44,6 @@ CAPACITY_HINT = "pass {host: {memory_mib: free MiB, vcpus: free vCPUs}}, numbers
 GUESTS_HINT = ("pass a list of {name, host, memory_mib, vcpus, pinned_node, and vfs: [the guest's VF addresses] "
                "or request: {engine: count}}, numbers as numbers (| int)")
 NAMES_HINT = "pass a list of inventory host names that appear in the facts"
-_TEXT_OR_NULL = (str, type(None))
 _by_bdf = operator.itemgetter("bdf")
 # A PCI address exactly as the kernel (and so device_info) writes it.
 _CANONICAL_BDF = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
@@ -101,66 +100,14 @@ def _queue_class_field(value, option):
     return value
 
 
-def _well_formed(device):
-    """True for a device dict as device_info writes it (the common case, checked cheaply); False means: look closer."""
-    if not isinstance(device, dict):
-        return False
-    get = device.get
-    bdf, node, function = get("bdf"), get("numa_node"), get("function")
-    if not (isinstance(bdf, str) and _CANONICAL_BDF.fullmatch(bdf) and get("engine") in ENGINES
-            and isinstance(node, int) and not isinstance(node, bool) and node >= -1):
-        return False
-    if function == "vf":
-        queue_class = get("queue_class")
-        return (isinstance(get("pf"), _TEXT_OR_NULL) and isinstance(get("domain"), _TEXT_OR_NULL) and isinstance(get("driver"), _TEXT_OR_NULL)
-                and isinstance(get("migratable_hw", False), bool) and isinstance(get("owner_known", True), bool)
-                and (queue_class is None or _queue_class_ok(queue_class)) and ("domains" not in device or _names_ok(device["domains"])))
-    if function == "pf":
-        numvfs, vfs = get("sriov_numvfs", 0), get("vfs", [])
-        return (isinstance(numvfs, int) and not isinstance(numvfs, bool) and numvfs >= 0 and isinstance(get("revision"), _TEXT_OR_NULL)
-                and isinstance(vfs, list) and all(isinstance(vf, str) and _CANONICAL_BDF.fullmatch(vf) for vf in vfs))
-    return False
-
-
-def _names_ok(value):
-    return isinstance(value, list) and all(isinstance(name, str) for name in value)
-
-
-def _queue_class_ok(value):
-    if not isinstance(value, dict):
-        return False
-    get = value.get
-    return _queue_class_part_ok("pf_q_num", get("pf_q_num")) and _queue_class_part_ok("num_vfs", get("num_vfs")) and \
-        _queue_class_part_ok("last", get("last"))
-
-
 def _read_device(device, option):
-    """Check the fields of one device_info device dict that placement and parity read."""
-    _checked(FACTS_HINT, _validate.mapping, device, option)
-    for key in ("bdf", "engine", "function", "numa_node"):
-        if key not in device:
-            _fail("%s has no %s" % (option, key), FACTS_HINT)
-    if _checked(FACTS_HINT, _validate.bdf, device["bdf"], option + ".bdf") != device["bdf"]:
+    """Check one device_info device dict: the device layer's own check, then what placement adds (the form of the
+    address it compares, the queue class)."""
+    _checked(FACTS_HINT, _devices.check_device, device, option)
+    if not _CANONICAL_BDF.fullmatch(device["bdf"]):
         _fail("%s.bdf must be written as device_info reports it (lower case, no spaces), got %r" % (option, device["bdf"]), FACTS_HINT)
-    if device["engine"] not in ENGINES:
-        _fail("%s.engine must be one of %s, got %r" % (option, ", ".join(ENGINES), device["engine"]), FACTS_HINT)
-    if device["function"] not in ("pf", "vf"):
-        _fail("%s.function must be pf or vf, got %r" % (option, device["function"]), FACTS_HINT)
-    _checked(FACTS_HINT, _validate.number, device["numa_node"], option + ".numa_node", minimum=-1, integer=True)
-    if device["function"] == "pf":
-        _checked(FACTS_HINT, _validate.number, device.get("sriov_numvfs", 0), option + ".sriov_numvfs", minimum=0, integer=True)
-        _optional_text(device.get("revision"), option + ".revision", FACTS_HINT)
-        for index, vf in enumerate(_checked(FACTS_HINT, _validate.sequence, device.get("vfs", []), option + ".vfs")):
-            _checked(FACTS_HINT, _validate.bdf, vf, "%s.vfs[%d]" % (option, index))
-        return
-    for key in ("pf", "domain", "driver"):
-        _optional_text(device.get(key), "%s.%s" % (option, key), FACTS_HINT)
-    _boolean(device.get("migratable_hw", False), option + ".migratable_hw", FACTS_HINT)
-    if "owner_known" in device:
-        _boolean(device["owner_known"], option + ".owner_known", FACTS_HINT)
-    for index, holder in enumerate(_checked(FACTS_HINT, _validate.sequence, device.get("domains", []), option + ".domains")):
-        _checked(FACTS_HINT, _validate.text, holder, "%s.domains[%d]" % (option, index))
-    _queue_class_field(device.get("queue_class"), option + ".queue_class")
+    if device["function"] == "vf":
+        _queue_class_field(device.get("queue_class"), option + ".queue_class")
 
 
 def _read_facts(name, facts):
@@ -172,8 +119,7 @@ def _read_facts(name, facts):
     devices = _checked(FACTS_HINT, _validate.sequence, facts["devices"], option + ".devices")
     seen = set()
     for index, device in enumerate(devices):
-        if not _well_formed(device):
-            _read_device(device, "%s.devices[%d]" % (option, index))
+        _read_device(device, "%s.devices[%d]" % (option, index))
         if device["bdf"] in seen:
             _fail("%s.devices[%d]: PCI address %s appears twice" % (option, index, device["bdf"]), FACTS_HINT)
         seen.add(device["bdf"])
@@ -181,7 +127,8 @@ def _read_facts(name, facts):
     for engine, value in pf_q_num.items():
         if engine not in ENGINES:
             _fail("%s.pf_q_num names engine %r; known engines are %s" % (option, engine, ", ".join(ENGINES)), FACTS_HINT)
-        _checked(FACTS_HINT, _validate.number, value, "%s.pf_q_num.%s" % (option, engine), minimum=0, integer=True)
+        _checked(FACTS_HINT, _validate.number, value, "%s.pf_q_num.%s" % (option, engine), minimum=0,
+                 maximum=_devices.PF_Q_NUM_MAX, integer=True)
     note = _checked(FACTS_HINT, _validate.mapping, facts["libvirt"], option + ".libvirt")
     _boolean(note.get("available"), option + ".libvirt.available", FACTS_HINT)
     _read_driver_facts(facts, option)
@@ -292,7 +239,7 @@ def offered_key(vf, host):
     Free: unassigned, on a migration driver, on migratable hardware (_devices.is_free), and its owner read:
     a VF whose owner could not be read (libvirt unavailable, or owner_known false) is never free.
     """
-    if not host.owners_known or vf.get("owner_known", True) is not True or not _devices.is_free(vf):
+    if not host.owners_known or not _devices.is_free(vf):
         return None
     return vf_key(vf)
 

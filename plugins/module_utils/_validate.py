@@ -54,6 +54,11 @@ def text(value, option, allow_empty=False):
     return value
 
 
+def is_bdf(value):
+    """True when VALUE is a PCI address DDDD:BB:SS.F exactly as the kernel writes it (bdf() accepts more)."""
+    return isinstance(value, str) and _BDF_RE.fullmatch(value) is not None
+
+
 def bdf(value, option):
     """VALUE as a lower-case PCI address DDDD:BB:SS.F."""
     text(value, option)

@@ -41,6 +41,7 @@ def facts(vfs=3, taken=(), pf_q_num=64, nodes=(0, 2), engines=ALL, available=Tru
         for index, bdf in enumerate(members):
             vf = {"bdf": bdf, "engine": engine, "function": "vf", "numa_node": node, "driver": "hisi_acc_vfio_pci",
                   "revision": "0x30", "migratable_hw": True, "pf": pf, "domain": taken.get(bdf), "vf_index": index,
+                  "owner_known": available, "domains": [taken[bdf]] if bdf in taken else [],
                   "queue_class": _queues.queue_class(quotas.get(engine), vfs, index)}
             vf.update(vf_fields.get(bdf, {}))
             devices.append(vf)
