@@ -167,27 +167,46 @@ def hostdev_bdfs(domain_xml):
     return [bdf for bdf in found if bdf is not None]
 
 
-def _domain_hostdevs(dom):
-    """Host PCI addresses DOM holds: in its live definition and, for a running persistent domain, its next boot's."""
-    xmls = [dom.XMLDesc(0)]
-    if dom.isActive() and dom.isPersistent():
-        xmls.append(dom.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE))
-    return set(bdf for xml in xmls for bdf in hostdev_bdfs(xml))
+def _domain_documents(dom):
+    """[(xml, how)]: a running domain's live XML and, when persistent, the definition it starts with next."""
+    if not dom.isActive():
+        return [(dom.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE), "defined, not running")]
+    documents = [(dom.XMLDesc(0), "running")]
+    if dom.isPersistent():
+        documents.append((dom.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE), "in its definition"))
+    return documents
 
 
-def _holders(conn):
-    """{bdf: [domain names, running ones first]} over every domain of CONN."""
-    held = {}
+def domain_holdings(conn):
+    """{bdf: [(domain name, how)]} over every domain of CONN, running domains first.
+
+    HOW is "running", "in its definition" (a running domain's next boot) or "defined, not running". libvirt's
+    errors (but a domain undefined since the listing) and unreadable definitions propagate: the caller decides
+    that an incomplete answer means "unknown".
+    """
+    found = {}
     for dom in conn.listAllDomains(0):
         try:
-            bdfs, rank = _domain_hostdevs(dom), (0 if dom.isActive() else 1, dom.name())
+            name, rank, documents = dom.name(), (0 if dom.isActive() else 1), _domain_documents(dom)
         except _libvirt.libvirt.libvirtError as exc:
             if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
                 continue  # undefined since the listing: it holds nothing any more
             raise
-        for bdf in bdfs:
-            held.setdefault(bdf, []).append(rank)
-    return dict((bdf, [name for _state, name in sorted(ranks)]) for bdf, ranks in held.items())
+        for order, (xml, how) in enumerate(documents):
+            for bdf in hostdev_bdfs(xml):
+                found.setdefault(bdf, set()).add((rank, name, order, how))
+    return dict((bdf, [(name, how) for _rank, name, _order, how in sorted(entries)]) for bdf, entries in found.items())
+
+
+def _holders(conn):
+    """{bdf: [domain names, running ones first]} over every domain of CONN."""
+    holders = {}
+    for bdf, entries in domain_holdings(conn).items():
+        holders[bdf] = []
+        for name, _how in entries:
+            if name not in holders[bdf]:
+                holders[bdf].append(name)
+    return holders
 
 
 def hostdev_owners(uri):

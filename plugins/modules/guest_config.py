@@ -243,7 +243,7 @@ from ansible.module_utils.common.validation import check_type_int
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx
 from ansible_collections.openeuler.kae.plugins.module_utils import _hostlock, _libvirt, _validate
-from ansible_collections.openeuler.kae.plugins.module_utils._devices import PCI_DEVICES, read_device
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import PCI_DEVICES, domain_holdings, read_device
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import AUTO_ORDER, PROFILE_BY_NAME, PROFILES
 
@@ -384,43 +384,19 @@ def hostdev_holders(conn, params):
 
     Raises GuestConfigError when libvirt cannot tell: an unknown owner is never taken for no owner.
     """
-    def unknown(exc):
-        return GuestConfigError(
-            "cannot tell whether the VFs asked for domain %s are free: libvirt on %s could not list the domains and their "
-            "hostdevs (%s). Nothing was changed; run again when libvirt answers" % (params["name"], params["uri"], exc))
     try:
-        domains = conn.listAllDomains(0)
-    except _libvirt.libvirt.libvirtError as exc:
-        raise unknown(_libvirt.error_text(exc)) from exc
+        holdings = domain_holdings(conn)
+    except (_libvirt.libvirt.libvirtError, dx.DomainXMLError) as exc:
+        reason = _libvirt.error_text(exc) if isinstance(exc, _libvirt.libvirt.libvirtError) else str(exc)
+        raise GuestConfigError(
+            "cannot tell whether the VFs asked for domain %s are free: libvirt on %s could not list the domains and their "
+            "hostdevs (%s). Nothing was changed; run again when libvirt answers" % (params["name"], params["uri"], reason)) from exc
     holders = {}
-    for domain in domains:
-        name = domain.name()
-        if name == params["name"]:
-            continue
-        try:
-            documents = _domain_documents(domain)
-            held = [(bdf, state) for xml, state in documents for _element, bdf in dx.pci_hostdevs(dx.parse_domain(xml))]
-        except _libvirt.libvirt.libvirtError as exc:
-            if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
-                continue  # undefined since the listing: it holds nothing any more
-            raise unknown("domain %s: %s" % (name, _libvirt.error_text(exc))) from exc
-        except dx.DomainXMLError as exc:
-            raise unknown("domain %s: %s" % (name, exc)) from exc
-        for bdf, state in held:
-            entry = "%s (%s)" % (name, state)
-            if entry not in holders.setdefault(bdf, []):
-                holders[bdf].append(entry)
+    for bdf, entries in holdings.items():
+        others = ["%s (%s)" % (name, how) for name, how in entries if name != params["name"]]
+        if others:
+            holders[bdf] = others
     return holders
-
-
-def _domain_documents(domain):
-    """[(xml, state)]: a running domain's live XML and, when persistent, the definition it starts with next."""
-    if not domain.isActive():
-        return [(domain.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE), "defined, not running")]
-    documents = [(domain.XMLDesc(0), "running")]
-    if domain.isPersistent():
-        documents.append((domain.XMLDesc(_libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE), "in its definition"))
-    return documents
 
 
 def check_requested_vfs(fragment, sysfs, conn, params):
