@@ -2,6 +2,8 @@
 # Install what the tests, the lab and the demo need; safe to run again, and quick when everything is in place.
 #   - Debian packages from requirements/debian.txt (only when some are missing; needs root)
 #   - .venv from requirements/python.txt (re-installed when that file changes)
+#   - .venv-package from requirements/package.txt: the publishing tools (Galaxy importer, antsibull-docs,
+#     ansible-builder), kept apart because they pin versions of packages the test tools use too
 #   - .collections/ansible_collections/openeuler/kae -> ../../.. (so Ansible and pytest find the collection)
 #   - an offline pip bootstrap script for ansible-test (it cannot download its own here)
 # Environment: KAE_PYTHON picks the interpreter for .venv (default: python3, which must be 3.11 or later).
@@ -9,9 +11,10 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
+PACKAGE_VENV="$ROOT/.venv-package"
 DEBIAN_LIST="$ROOT/requirements/debian.txt"
 PYTHON_LIST="$ROOT/requirements/python.txt"
-STAMP="$VENV/.requirements.sha256"
+PACKAGE_LIST="$ROOT/requirements/package.txt"
 
 log() { printf 'bootstrap: %s\n' "$*"; }
 die() { printf 'bootstrap: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -58,25 +61,26 @@ controller_python() {
 }
 
 venv_works() {
-    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c '' 2>/dev/null
+    [ -x "$1/bin/python" ] && "$1/bin/python" -c '' 2>/dev/null
 }
 
+# install_venv DIR LIST: DIR holds LIST's packages (re-installed when LIST changes).
 install_venv() {
-    local wanted python
-    wanted="$(sha256sum "$PYTHON_LIST" | cut -d' ' -f1)"
-    if venv_works && [ "$(cat "$STAMP" 2>/dev/null || true)" = "$wanted" ]; then
+    local venv="$1" list="$2" stamp="$1/.requirements.sha256" wanted python
+    wanted="$(sha256sum "$list" | cut -d' ' -f1)"
+    if venv_works "$venv" && [ "$(cat "$stamp" 2>/dev/null || true)" = "$wanted" ]; then
         return 0
     fi
-    if ! venv_works; then
+    if ! venv_works "$venv"; then
         python="$(controller_python)"
-        log "creating $VENV with $python ($("$python" --version 2>&1))"
-        rm -rf "$VENV"
-        "$python" -m venv "$VENV"
+        log "creating $venv with $python ($("$python" --version 2>&1))"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
     fi
-    log "installing $PYTHON_LIST into $VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PYTHON_LIST"
-    printf '%s\n' "$wanted" >"$STAMP"
+    log "installing $list into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$list"
+    printf '%s\n' "$wanted" >"$stamp"
 }
 
 link_collection() {
@@ -124,7 +128,8 @@ PY
 
 main() {
     install_debian_packages
-    install_venv
+    install_venv "$VENV" "$PYTHON_LIST"
+    install_venv "$PACKAGE_VENV" "$PACKAGE_LIST"
     link_collection
     install_pip_bootstrap
     log "ready: $VENV with ansible-core $("$VENV/bin/python" -c 'from ansible.release import __version__; print(__version__)')"

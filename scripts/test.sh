@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run one test stage, or all of them:  scripts/test.sh units|sanity|lint|integration|all [EXTRA ARGS]
+# Run one test stage, or all of them:  scripts/test.sh units|sanity|lint|package|integration|all [EXTRA ARGS]
 #   units        pytest tests/unit
 #   sanity       ansible-test sanity on a copy of the collection (extra args go to ansible-test,
 #                for example: scripts/test.sh sanity --test pylint plugins/modules/x.py)
 #   lint         ansible-lint --profile production
+#   package      the built tarball through Galaxy's importer, the docs through antsibull-docs' linter,
+#                the execution environment's build context through ansible-builder
 #   integration  pytest tests/lab against the two-host lab (as root)
 #   all          every stage in order, each one even if an earlier one failed, then a summary
 # Extra args for units and integration go to pytest. Run scripts/bootstrap.sh first (make does).
@@ -11,7 +13,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-STAGES=(units sanity lint integration)
+PACKAGE_VENV="$ROOT/.venv-package"
+STAGES=(units sanity lint package integration)
 # Module code runs on Python 3.9 (openEuler 22.03) too; sanity checks 3.9 as well when it is installed.
 MODULE_PYTHON_EXTRA=3.9
 
@@ -19,7 +22,7 @@ log() { printf 'test.sh: %s\n' "$*"; }
 die() { printf 'test.sh: ERROR: %s\n' "$*" >&2; exit 2; }
 
 usage() {
-    sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 stage_units() {
@@ -88,6 +91,50 @@ stage_lint() {
     "$VENV/bin/ansible-lint" "${color[@]}" --profile production "$@"
 }
 
+# Galaxy's importer without the steps that need a container (ansible-test) or that the lint stage runs.
+GALAXY_IMPORTER_CFG='[galaxy-importer]
+RUN_ANSIBLE_TEST = False
+RUN_ANSIBLE_LINT = False
+RUN_FLAKE8 = False
+CHECK_CHANGELOG = True
+'
+
+stage_package() {
+    local work dest tarball rc=0
+    work="$(mktemp -d /tmp/kae-package.XXXXXX)"
+    dest="$work/ansible_collections/openeuler/kae"
+    copy_collection "$dest" || { log "package FAILED: could not copy the collection"; rm -rf "$work"; return 1; }
+    (
+        set -e
+        # shellcheck disable=SC2030  # the publishing tools come first in this stage's subshell only
+        export PATH="$PACKAGE_VENV/bin:$PATH"
+        cd "$dest"
+        ansible-galaxy collection build --force --output-path "$work" . >/dev/null
+        tarball="$(ls "$work"/openeuler-kae-*.tar.gz)"
+        log "Galaxy importer on $(basename "$tarball")"
+        printf '%s' "$GALAXY_IMPORTER_CFG" >"$work/galaxy-importer.cfg"
+        GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg" python -m galaxy_importer.main "$tarball" >"$work/importer.log" 2>&1 \
+            || { cat "$work/importer.log"; exit 1; }
+        if grep -E '^(ERROR|WARNING)' "$work/importer.log"; then exit 1; fi
+        log "antsibull-docs lint-collection-docs --plugin-docs"
+        antsibull-docs lint-collection-docs --plugin-docs .
+        log "ansible-builder create (execution environment build context)"
+        mkdir -p "$work/ee"
+        cp ee/execution-environment.yml ee/requirements.yml "$work/ee/"
+        cp "$tarball" "$work/ee/openeuler-kae.tar.gz"
+        ansible-builder create -f "$work/ee/execution-environment.yml" -c "$work/ee/context" >/dev/null
+        grep -q 'ansible-galaxy collection install' "$work/ee/context/Dockerfile"
+        # What ansible-builder's introspection will find in the installed collection: our own requirements.
+        ansible-galaxy collection install -p "$work/installed" "$tarball" >/dev/null
+        ansible-builder introspect --sanitize "$work/installed" >"$work/introspect.txt"
+        grep -q "libvirt-python.*from collection openeuler.kae" "$work/introspect.txt"
+        grep -q "libvirt-devel.*from collection openeuler.kae" "$work/introspect.txt"
+    ) || rc=$?
+    rm -rf "$work"
+    if [ "$rc" -eq 0 ]; then log "package passed"; else log "package FAILED (exit $rc)"; fi
+    return "$rc"
+}
+
 stage_integration() {
     if ! compgen -G "$ROOT/tests/lab/test_*.py" >/dev/null; then
         log "SKIPPED integration: tests/lab has no test_*.py files yet"
@@ -133,10 +180,11 @@ main() {
     cd "$ROOT"
     [ -x "$VENV/bin/python" ] || die "$VENV is missing: run scripts/bootstrap.sh (or make bootstrap) first"
     # The tools call each other by name (ansible-lint runs ansible-playbook, ansible-test its helpers).
+    # shellcheck disable=SC2031  # the package stage's subshell has its own PATH on purpose
     export PATH="$VENV/bin:$PATH"
     case "$stage" in
         all) [ $# -eq 0 ] || die "'all' takes no extra arguments"; run_all ;;
-        units | sanity | lint | integration) "stage_$stage" "$@" ;;
+        units | sanity | lint | package | integration) "stage_$stage" "$@" ;;
         -h | --help) usage ;;
         *) usage; die "unknown stage '$stage'" ;;
     esac
