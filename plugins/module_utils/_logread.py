@@ -16,8 +16,11 @@ import fnmatch
 import os
 import stat
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import parse_line
 
+# Where libvirt's QEMU driver writes each domain's log (and QEMU's trace lines): DIR/DOMAIN.log.
+QEMU_LOG_DIR = "/var/log/libvirt/qemu"
 CHUNK_SIZE = 1024 * 1024
 # No QEMU trace line comes near this; longer lines (a huge libvirt command line, binary junk) are skipped
 # without being kept, so memory stays bounded and the cost linear in the bytes read.
@@ -26,6 +29,11 @@ MAX_LINE = 64 * 1024
 
 class LogReadError(Exception):
     """The log cannot be read as asked; the message names the path and the likely fix."""
+
+
+def domain_log_path(domain, option="domain"):
+    """The QEMU log of DOMAIN; InputError naming OPTION when the name cannot be a file name in QEMU_LOG_DIR."""
+    return os.path.join(QEMU_LOG_DIR, _validate.domain_name(domain, option) + ".log")
 
 
 def _name_filter(patterns):
@@ -164,6 +172,38 @@ def read_events(path, offset=0, inode=None, names=None, max_bytes=None, allow_mi
         "more": end < status.st_size,
         "exists": True,
     }
+
+
+def _line_boundary(handle, size, chunk_size):
+    """Offset just after the last newline at or before SIZE (0 when there is none): where the next complete line starts."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk_size)
+        handle.seek(start)
+        found = handle.read(end - start).rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        end = start
+    return 0
+
+
+def log_mark(path, chunk_size=CHUNK_SIZE):
+    """Where PATH ends now, as a position to read from later: {events: [], next_offset, size, inode, rotated, more, exists}.
+
+    next_offset is the start of the line QEMU is writing when the last line has no newline yet, so a
+    read_events from it (with the inode) continues on a line boundary. A missing PATH is a mark at 0
+    (exists false, inode None): a host where the domain never ran has no log yet.
+    """
+    try:
+        handle, status = _regular_file(path)
+        with handle:
+            boundary = _line_boundary(handle, status.st_size, chunk_size)
+    except FileNotFoundError:
+        return {"events": [], "next_offset": 0, "size": 0, "inode": None, "rotated": False, "more": False, "exists": False}
+    except OSError as exc:
+        raise LogReadError("cannot read the QEMU log %s: %s" % (path, exc.strerror or exc)) from None
+    return {"events": [], "next_offset": boundary, "size": status.st_size, "inode": status.st_ino,
+            "rotated": False, "more": False, "exists": True}
 
 
 def _read_lines(handle, position, end, keep, chunk_size):

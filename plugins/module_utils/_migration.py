@@ -74,7 +74,7 @@ NUMBER_LIMITS = (
     ("timeout_s", False, None, None),
 )
 URI_OPTIONS = ("destination_uri", "source_uri")
-TEXT_OPTIONS = ("migrate_uri", "destination_xml", "persistent_xml", "log_path")
+TEXT_OPTIONS = ("migrate_uri", "destination_xml", "persistent_xml")
 
 # What became of a migration, judged from where the domain runs afterwards.
 MIGRATED, ABORTED, FAILED = "migrated", "aborted", "failed"
@@ -96,11 +96,6 @@ JOB_FIELDS = (
     ("memory_dirty_rate", "memory_dirty_pages_per_s"),
     ("memory_iteration", "memory_iterations"),
 )
-
-
-def default_log_path(domain):
-    """Where libvirt's QEMU driver writes the domain's log (and QEMU's trace lines)."""
-    return "/var/log/libvirt/qemu/%s.log" % domain
 
 
 def _number_problems(params):

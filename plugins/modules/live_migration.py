@@ -21,8 +21,8 @@ description:
     and not active on the source; otherwise the module fails naming where it runs.
   - A host whose libvirt cannot be asked is reported as V(unknown) in RV(placement), with the error in
     RV(placement_errors), never as V(not defined).
-  - Before migrating it records the size and inode of the domain's QEMU log on the source (O(log_path)), so that
-    the trace events of this migration can be read from that offset on (see M(openeuler.kae.qemu_trace_events)).
+  - It reads no QEMU log: to measure the downtime from QEMU's trace events, mark both hosts' logs before the call
+    with M(openeuler.kae.qemu_trace_events) (O(openeuler.kae.qemu_trace_events#module:mark=true)) and read them after it.
   - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
     the domain is still defined there (a persistent domain without O(undefine_source=true)), otherwise on the
     destination, where libvirt (checked with 9.0) keeps the same figures for the incoming job; RV(job.read_from)
@@ -153,12 +153,6 @@ options:
         and the module fails; RV(outcome) and RV(placement) say where the domain was left.
     type: float
     default: 300
-  log_path:
-    description:
-      - The domain's QEMU log on the source, whose size and inode are returned as RV(log_offset) and RV(log_inode).
-      - Defaults to C(/var/log/libvirt/qemu/DOMAIN.log); the module refuses a O(domain) that cannot be a file name
-        there (a C(/), a leading C(.), a control character).
-    type: path
 notes:
   - The O(timeout_s) check runs about twice a second, so the abort happens up to half a second after the deadline.
   - Numbers given as text must use the digits 0-9; C(nan), C(inf) and out-of-range values are refused before
@@ -250,21 +244,6 @@ flags:
   type: list
   elements: str
   sample: [live, unsafe]
-log_path:
-  description: The source's QEMU log that RV(log_offset) and RV(log_inode) describe.
-  returned: always
-  type: str
-  sample: /var/log/libvirt/qemu/kae-guest.log
-log_offset:
-  description: Size in bytes of the source's QEMU log before the migration (0 when the log does not exist yet).
-  returned: always
-  type: int
-  sample: 183422
-log_inode:
-  description: Inode of the source's QEMU log before the migration; null when the log does not exist yet.
-  returned: always
-  type: int
-  sample: 1311234
 versions:
   description: libvirt and hypervisor (QEMU) versions of the host the module runs on (O(source_uri)).
   returned: always
@@ -384,7 +363,6 @@ job:
       sample: {"type": 3, "operation": 5, "downtime": 21, "time_elapsed": 1003}
 """
 
-import os
 import time
 
 from ansible.module_utils import basic
@@ -421,7 +399,6 @@ def argument_spec():
         destination_xml=dict(type="str"),
         persistent_xml=dict(type="str"),
         timeout_s=dict(type="float", default=300.0),
-        log_path=dict(type="path"),
     )
 
 
@@ -456,17 +433,6 @@ def domain_and_state(conn, host, name):
             return None, _migration.ABSENT, None
         return None, _migration.UNKNOWN, "reading the state of %s on %s failed: %s" % (name, host, _libvirt.error_text(exc))
     return dom, _migration.state_name(state[0]), None
-
-
-def log_position(path):
-    """(size, inode) of the QEMU log before migrating; (0, None) when it does not exist yet."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return 0, None
-    except OSError as exc:
-        raise _libvirt.LibvirtFailure("cannot read the size of the QEMU log %s: %s" % (path, exc)) from exc
-    return info.st_size, info.st_ino
 
 
 def host_versions(conn, host):
@@ -534,9 +500,7 @@ class Migration:
         """Pre-flight, then migrate (unless check mode or nothing to do); exits the module."""
         params = self.params
         flags, flag_names = _migration.migration_flags(params, _libvirt.libvirt)
-        log_path = params["log_path"] or _migration.default_log_path(self.name)
-        log_offset, log_inode = log_position(log_path)
-        self.result.update(flags=flag_names, log_path=log_path, log_offset=log_offset, log_inode=log_inode)
+        self.result.update(flags=flag_names)
         self.connect()
         if self.src_host == self.dst_host:
             self.fail("%s and %s both lead to %s: a domain cannot migrate to the host it runs on; check destination_uri"

@@ -219,7 +219,8 @@ from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml a
 from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
 from ansible_collections.openeuler.kae.plugins.module_utils import _preflight
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
-from ansible_collections.openeuler.kae.plugins.module_utils._migration import default_log_path, version_text
+from ansible_collections.openeuler.kae.plugins.module_utils._logread import domain_log_path
+from ansible_collections.openeuler.kae.plugins.module_utils._migration import version_text
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import PROFILE_CHOICES, profile_event_names
 
 CHECKS = ("qemu", "trace")
@@ -293,7 +294,7 @@ def check_trace(params, dom, host):
     """(trace section, problems): an event of the profile from the current QEMU process is in the log."""
     domain = params["domain"]
     names = profile_event_names(params["profile"])
-    path = params["log_path"] or default_log_path(domain)
+    path = params["log_path"] or domain_log_path(domain)
     live = domain_trace_values(dom, 0)
     defined = domain_trace_values(dom, _libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE)
     scan = scan_log(params, path, names, _preflight.trace_patterns(live))

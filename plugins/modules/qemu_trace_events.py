@@ -14,7 +14,8 @@ description:
     and returns the trace events found there (lines C(TID@SECONDS.MICROSECONDS:event_name args)), so that the
     controller never fetches a whole log. Libvirt's own lines, blank lines and anything else are skipped.
   - The read starts with a seek to O(offset), so its cost grows with the bytes after O(offset), not with the size of the log.
-  - Record RV(next_offset) and RV(inode) before a migration and pass them back after it to get just that migration's events.
+  - Record RV(next_offset) and RV(inode) before a migration (O(mark=true), the same call on the source and the
+    destination) and pass them back after it to get just that migration's events.
     A log rotated or truncated since then (a different O(inode), a size below O(offset), or no line boundary at
     O(offset)) is read from its start, and RV(rotated) says so.
   - A last line that QEMU has not finished writing (no newline yet) is not consumed; RV(next_offset) points at its start.
@@ -66,6 +67,15 @@ options:
       - Use it to record positions before a migration, since the destination host has no log until the domain first runs there.
     type: bool
     default: false
+  mark:
+    description:
+      - Read no event; return only where the log ends now (RV(next_offset), RV(size), RV(inode)), to pass back as
+        O(offset) and O(inode) after a migration. O(offset), O(inode), O(events), O(profile) and O(max_bytes) are ignored.
+      - A missing log is a mark at V(0) (RV(exists=false)): a host where the domain never ran has no log yet.
+      - RV(next_offset) is the start of the last line when QEMU has not finished writing it, so the later read
+        starts on a line boundary.
+    type: bool
+    default: false
   max_bytes:
     description:
       - Read at most this many bytes after O(offset); RV(more) then says whether the log goes on, and the next call
@@ -87,7 +97,7 @@ EXAMPLES = r"""
 - name: Remember where each host's log ends before migrating (the destination may have none yet)
   openeuler.kae.qemu_trace_events:
     domain: kae-guest
-    allow_missing: true
+    mark: true
   register: trace_before
 
 - name: After the migration, read only what the logs gained
@@ -133,7 +143,7 @@ next_offset:
   type: int
   sample: 1048576
 size:
-  description: Size of the log, in bytes, when it was opened.
+  description: Size of the log, in bytes, when it was opened (V(0) when it does not exist).
   returned: success
   type: int
   sample: 1049000
@@ -153,7 +163,7 @@ more:
   type: bool
   sample: false
 exists:
-  description: Whether the log exists; V(false) only with O(allow_missing=true).
+  description: Whether the log exists; V(false) only with O(allow_missing=true) or O(mark=true).
   returned: success
   type: bool
   sample: true
@@ -164,16 +174,12 @@ log_path:
   sample: /var/log/libvirt/qemu/kae-guest.log
 """
 
-import os
-
 from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
-from ansible_collections.openeuler.kae.plugins.module_utils._logread import LogReadError, read_events
+from ansible_collections.openeuler.kae.plugins.module_utils._logread import LogReadError, domain_log_path, log_mark, read_events
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import PROFILE_CHOICES, profile_event_names
-
-LIBVIRT_QEMU_LOG_DIR = "/var/log/libvirt/qemu"
 
 ARGUMENT_SPEC = dict(
     path=dict(type="path"),
@@ -184,6 +190,7 @@ ARGUMENT_SPEC = dict(
     events=dict(type="list", elements="str"),
     max_bytes=dict(type="int"),
     allow_missing=dict(type="bool", default=False),
+    mark=dict(type="bool", default=False),
 )
 
 
@@ -191,7 +198,7 @@ def log_path(params):
     """The log named by O(path), or the one libvirt writes for O(domain)."""
     if params["path"] is not None:
         return _validate.text(params["path"], "path")
-    return os.path.join(LIBVIRT_QEMU_LOG_DIR, _validate.domain_name(params["domain"], "domain") + ".log")
+    return domain_log_path(params["domain"])
 
 
 def check_numbers(params):
@@ -206,6 +213,8 @@ def check_numbers(params):
 def run(params):
     """The module's result for PARAMS, or LogReadError / InputError."""
     path = log_path(params)
+    if params["mark"]:
+        return dict(log_mark(path), log_path=path)
     check_numbers(params)
     names = params["events"] if params["events"] is not None else profile_event_names(params["profile"])
     result = read_events(path, offset=params["offset"], inode=params["inode"], names=names, max_bytes=params["max_bytes"],

@@ -218,3 +218,23 @@ def test_a_long_line_is_skipped_and_the_lines_around_it_are_read(tmp_path):
 def test_a_long_unfinished_last_line_is_left_for_the_next_read(tmp_path):
     path = _log(tmp_path, PAUSE + b"y" * (_logread.MAX_LINE * 3))
     assert read_events(path, chunk_size=4096)["next_offset"] == len(PAUSE)
+
+
+def test_the_mark_finds_the_last_line_boundary_across_chunks(tmp_path):
+    path = tmp_path / "g.log"
+    path.write_bytes(b"1@1.0:a\n" + b"x" * 50 + b"\n" + b"y" * 40)
+    mark = _logread.log_mark(str(path), chunk_size=16)
+    assert (mark["next_offset"], mark["size"], mark["exists"]) == (59, 99, True)
+    path.write_bytes(b"no newline at all")
+    assert _logread.log_mark(str(path), chunk_size=4)["next_offset"] == 0
+
+
+def test_the_mark_refuses_what_is_not_a_log(tmp_path):
+    with pytest.raises(LogReadError, match="it is a directory, not a regular file"):
+        _logread.log_mark(str(tmp_path))
+
+
+def test_the_domain_log_path_is_libvirts_and_refuses_names_that_are_no_file_names():
+    assert _logread.domain_log_path("kae-guest") == "/var/log/libvirt/qemu/kae-guest.log"
+    with pytest.raises(_logread._validate.InputError, match="guest must be a libvirt domain name .* contains '/'"):
+        _logread.domain_log_path("../x", option="guest")

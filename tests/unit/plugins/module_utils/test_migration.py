@@ -221,9 +221,6 @@ class TestShaping:
         assert message == ("migration of g from a to b did not finish within 2.0 s; the job was aborted, "
                            "but g is not running on a alone (a: paused, b: running): check both hosts")
 
-    def test_default_log_path(self):
-        assert mig.default_log_path("kae-guest") == "/var/log/libvirt/qemu/kae-guest.log"
-
 
 class TestClock:
     def test_best_sample_is_smallest_delay(self):
@@ -266,7 +263,7 @@ class TestSafety:
                                               "(libvirt's migration bandwidth limit)"]),
         ({"domain": "a/b"}, ["domain must be a libvirt domain name (no '/', no leading '.', no control characters), "
                              "but 'a/b' contains '/'"]),
-        ({"log_path": "/x\x00"}, ["log_path must not contain a NUL byte, got '/x\\x00'"]),
+        ({"migrate_uri": "tcp://x\x00"}, ["migrate_uri must not contain a NUL byte, got 'tcp://x\\x00'"]),
     ])
     def test_numbers_and_names_are_checked_before_libvirt(self, overrides, expected):
         assert mig.option_problems(params(**overrides)) == expected

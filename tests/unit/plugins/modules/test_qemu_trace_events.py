@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _logread
 from ansible_collections.openeuler.kae.plugins.modules import qemu_trace_events
 
 LOG = (
@@ -67,8 +68,36 @@ def test_offset_inode_partial_line_and_rotation_round_trip(run_module, log):
 
 
 def test_domain_derives_libvirts_log_path(run_module, monkeypatch, tmp_path, log):
-    monkeypatch.setattr(qemu_trace_events, "LIBVIRT_QEMU_LOG_DIR", str(tmp_path))
+    monkeypatch.setattr(_logread, "QEMU_LOG_DIR", str(tmp_path))
     assert run_module(qemu_trace_events, {"domain": "kae-guest"})["log_path"] == str(log)
+
+
+def test_mark_reads_no_event_and_a_read_from_it_gets_only_what_came_after(run_module, log):
+    mark = run_module(qemu_trace_events, {"path": str(log), "mark": True, "offset": 5, "events": ["*"]})
+    assert mark["events"] == [] and mark["exists"] is True
+    assert mark["next_offset"] == mark["size"] == len(LOG)
+    assert mark["inode"] == os.stat(str(log)).st_ino
+    with open(str(log), "ab") as handle:
+        handle.write(b"219@1795629893.049619:migrate_set_state new state completed\n")
+    after = run_module(qemu_trace_events, {"path": str(log), "events": ["*"], "offset": mark["next_offset"], "inode": mark["inode"]})
+    assert [event["name"] for event in after["events"]] == ["migrate_set_state"] and after["rotated"] is False
+
+
+def test_mark_of_a_log_whose_last_line_is_unfinished_stops_at_the_line_start(run_module, log):
+    with open(str(log), "ab") as handle:
+        handle.write(b"301@17956298")
+    mark = run_module(qemu_trace_events, {"path": str(log), "mark": True})
+    assert mark["size"] == len(LOG) + len(b"301@17956298")
+    assert mark["next_offset"] == len(LOG)
+    with open(str(log), "ab") as handle:
+        handle.write(b"93.054982:vm_state_notify running 1 reason 9 (running)\n")
+    after = run_module(qemu_trace_events, {"path": str(log), "offset": mark["next_offset"], "inode": mark["inode"]})
+    assert [event["ts"] for event in after["events"]] == [1795629893.054982] and after["rotated"] is False
+
+
+def test_mark_of_a_missing_log_is_a_mark_at_its_start(run_module, tmp_path):
+    mark = run_module(qemu_trace_events, {"path": str(tmp_path / "new.log"), "mark": True})
+    assert (mark["exists"], mark["next_offset"], mark["size"], mark["inode"]) == (False, 0, 0, None)
 
 
 def test_a_destination_without_a_log_yet_gives_a_starting_position(run_module, tmp_path):
