@@ -17,16 +17,14 @@ import math
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _record
 from ansible_collections.openeuler.kae.plugins.module_utils._stats import downtime_stats
 from ansible_collections.openeuler.kae.plugins.module_utils._validate import number_text_problem
 
 REPORT_FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
-ROUND_FIELDS = (
-    "round", "source", "destination", "downtime_ms", "libvirt_downtime_ms", "clock_offset_ms",
-    "profile", "started_at", "duration_s", "paused_at", "resumed_at", "status", "error",
-)
-NUMBER_FIELDS = ("downtime_ms", "libvirt_downtime_ms", "clock_offset_ms", "duration_s", "paused_at", "resumed_at")
-STATUSES = ("passed", "failed", "error")
+NUMBER_FIELDS = ("downtime_ms", "raw_downtime_ms", "libvirt_downtime_ms", "libvirt_downtime_net_ms", "libvirt_total_time_ms",
+                 "clock_offset_ms", "duration_s", "paused_at", "resumed_at", "threshold_ms")
+STATUSES = _record.STATUSES
 # A run id names a directory next to `latest`: one safe path component.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]*")
 # Characters XML 1.0 cannot carry at all, even escaped.
@@ -88,20 +86,18 @@ def normalise_rounds(rounds, threshold_ms):
 
 
 def _normalise_round(index, item, threshold_ms):
-    if not isinstance(item, dict):
-        raise ReportError("round %d must be a dict of round fields, got %s: %r" % (index, type(item).__name__, item))
-    out = dict((field, item.get(field)) for field in ROUND_FIELDS)
-    out.update((key, value) for key, value in item.items() if key not in out)
+    """ITEM checked against the record contract (exactly its keys), with its final status and message."""
+    try:
+        _record.check_record(item, "round %d" % index)
+    except _record.RecordError as exc:
+        raise ReportError(str(exc)) from None
+    out = dict(item)
     if out["round"] is None:
         out["round"] = index
     for field in NUMBER_FIELDS:
         out[field] = _round_number(index, field, out[field])
-    status = out["status"]
-    if status is None:
-        status = "error" if out["error"] else "passed"
-    if status not in STATUSES:
-        raise ReportError("round %s: status must be one of %s, got %r" % (out["round"], ", ".join(STATUSES), status))
-    out["status"], out["message"] = _verdict(status, out["downtime_ms"], out["error"], threshold_ms)
+    out["clock_corrected"] = out["clock_corrected"] is True
+    out["status"], out["message"] = _verdict(out["status"], out["downtime_ms"], out["error"], threshold_ms)
     return out
 
 
@@ -145,6 +141,7 @@ def summarise(rounds, threshold_ms):
         count=len(rounds), threshold_ms=threshold_ms,
         rounds_passed=counts["passed"], rounds_failed=counts["failed"], rounds_errored=counts["error"],
         passed=counts["passed"] == len(rounds),
+        rounds_clock_uncorrected=sum(1 for item in rounds if not item["clock_corrected"]),
     )
     return summary
 
@@ -218,7 +215,16 @@ def summary_line(report):
     others = sum(1 for item in report["rounds"] if item["status"] != "passed" and not _over(item, summary["threshold_ms"]))
     if others:
         line += ", %d of %d rounds failed or errored" % (others, summary["count"])
-    return "%s: %s" % (line, verdict)
+    return "%s: %s%s" % (line, verdict, _clock_note(summary))
+
+
+def _clock_note(summary):
+    """Said after the verdict when a downtime was not corrected by measured clock offsets (no NTP server given)."""
+    uncorrected = summary["rounds_clock_uncorrected"]
+    if not uncorrected:
+        return ""
+    return (" (clocks not measured in %d of %d rounds: their downtime is not corrected for the hosts' clock offset; "
+            "give NTP servers to correct it)" % (uncorrected, summary["count"]))
 
 
 def _cell(value):
@@ -265,13 +271,17 @@ def render_markdown(report):
         "![Downtime per round against the threshold](downtime.svg)\n",
         "## Rounds in detail\n",
         _md_table(("Round", "Profile", "Clock offset (ms)", "Started at", "Duration (s)", "Paused at", "Resumed at"),
-                  [(item["round"], item["profile"], fmt_ms(item["clock_offset_ms"]), fmt_time(item["started_at"]),
+                  [(item["round"], item["profile"], _clock_cell(item), fmt_time(item["started_at"]),
                     "n/a" if item["duration_s"] is None else "%.2f" % item["duration_s"],
                     fmt_time(item["paused_at"]), fmt_time(item["resumed_at"])) for item in report["rounds"]]),
         "## Environment\n",
         render_environment(report["environment"]),
     ])
     return "\n".join(parts)
+
+
+def _clock_cell(item):
+    return fmt_ms(item["clock_offset_ms"]) if item["clock_corrected"] else "not measured (uncorrected)"
 
 
 def render_environment(env):

@@ -34,12 +34,12 @@ attributes:
 options:
   rounds:
     description:
-      - The measured rounds, oldest first, as built by the C(openeuler.kae.migration) role.
-      - Each round is a dict with the keys C(round), C(source), C(destination), C(downtime_ms) (null when the round
-        errored), C(libvirt_downtime_ms), C(clock_offset_ms), C(profile), C(started_at), C(duration_s), C(paused_at),
-        C(resumed_at), C(status) (V(passed), V(failed) or V(error)) and C(error). Missing keys count as null;
-        other keys are kept in C(report.json).
+      - The measured rounds, oldest first, each a migration record as built by the
+        P(openeuler.kae.migration_record#filter) filter (the C(openeuler.kae.migration) role builds them).
+      - A round must have exactly the record's keys; one with a missing or unknown key is refused, naming the keys.
       - A round with C(status=passed) whose downtime exceeds O(threshold_ms) is reported as failed.
+      - A round with C(clock_corrected=false) (no NTP server was given) is reported, and the summary line says that its
+        downtime is not corrected for the hosts' clock offset.
       - Must not be empty.
     type: list
     elements: dict
@@ -78,6 +78,8 @@ options:
 notes:
   - The chart is drawn by hand as SVG; no plotting library is needed on the host.
 seealso:
+  - plugin: openeuler.kae.migration_record
+    plugin_type: filter
   - module: openeuler.kae.live_migration
   - module: openeuler.kae.qemu_trace_events
 """
@@ -187,8 +189,12 @@ summary:
       description: True when every round passed.
       type: bool
       sample: true
+    rounds_clock_uncorrected:
+      description: Rounds whose downtime is not corrected for the hosts' clock offset (their clocks were not measured).
+      type: int
+      sample: 0
 summary_line:
-  description: The verdict in one line.
+  description: The verdict in one line; it ends by saying so when a round's clocks were not measured.
   returned: always
   type: str
   sample: "max 158 ms <= 200 ms target: PASSED"

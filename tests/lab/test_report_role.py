@@ -11,13 +11,21 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from ansible_collections.openeuler.kae.plugins.module_utils._record import empty_record
+
+
+def record(**fields):
+    """A migration record (the report accepts only the contract's keys)."""
+    return dict(empty_record(), guest="kae-guest", clock_offset_ms=0.0, clock_corrected=True, profile="upstream", **fields)
+
+
 ROUNDS = [
-    {"round": 1, "source": "kae-lab-a", "destination": "kae-lab-b", "downtime_ms": 21.4, "libvirt_downtime_ms": 23.0,
-     "clock_offset_ms": 0.0, "profile": "upstream", "duration_s": 1.1, "status": "passed", "error": None},
-    {"round": 2, "source": "kae-lab-b", "destination": "kae-lab-a", "downtime_ms": 35.0, "libvirt_downtime_ms": 37.5,
-     "clock_offset_ms": 0.0, "profile": "upstream", "duration_s": 1.2, "status": "passed", "error": None},
-    {"round": 3, "source": "kae-lab-a", "destination": "kae-lab-b", "downtime_ms": 28.0, "libvirt_downtime_ms": 30.0,
-     "clock_offset_ms": 0.0, "profile": "upstream", "duration_s": 1.0, "status": "passed", "error": None},
+    record(round=1, source="kae-lab-a", destination="kae-lab-b", downtime_ms=21.4, libvirt_downtime_ms=23.0, duration_s=1.1,
+           status="passed", outcome="migrated"),
+    record(round=2, source="kae-lab-b", destination="kae-lab-a", downtime_ms=35.0, libvirt_downtime_ms=37.5, duration_s=1.2,
+           status="passed", outcome="migrated"),
+    record(round=3, source="kae-lab-a", destination="kae-lab-b", downtime_ms=28.0, libvirt_downtime_ms=30.0, duration_s=1.0,
+           status="passed", outcome="migrated"),
 ]
 PLAY = """
 - name: Report rounds
@@ -71,8 +79,8 @@ def test_threshold_exceeded_fails_the_play_after_writing_the_report(report_play,
 
 
 def test_errored_round_fails_the_play(report_play, ansible_playbook):
-    errored = {"round": 4, "source": "kae-lab-b", "destination": "kae-lab-a", "downtime_ms": None,
-               "status": "error", "error": "migration timed out after 60 s"}
+    errored = record(round=4, source="kae-lab-b", destination="kae-lab-a", status="error", outcome="aborted",
+                     error="migration timed out after 60 s")
     playbook, reports = report_play(ROUNDS + [errored])
     # A relative report_dir is taken from the playbook directory.
     result = ansible_playbook(playbook, "-e", "report_run_id=errored", "-e", "report_dir=../other-reports")

@@ -9,13 +9,16 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from ansible_collections.openeuler.kae.plugins.module_utils._record import empty_record
 from ansible_collections.openeuler.kae.plugins.modules import migration_report
 
 ROUNDS = [
-    {"round": 1, "source": "kae-lab-a", "destination": "kae-lab-b", "downtime_ms": 21.4, "libvirt_downtime_ms": 23.0,
-     "clock_offset_ms": 0.0, "profile": "upstream", "started_at": "2026-11-25T18:20:00Z", "duration_s": 1.1, "status": "passed"},
-    {"round": 2, "source": "kae-lab-b", "destination": "kae-lab-a", "downtime_ms": 35.0, "libvirt_downtime_ms": 37.5,
-     "clock_offset_ms": 0.0, "profile": "upstream", "started_at": "2026-11-25T18:20:05Z", "duration_s": 1.2, "status": "passed"},
+    dict(empty_record(), round=1, guest="kae-guest", source="kae-lab-a", destination="kae-lab-b", downtime_ms=21.4,
+         libvirt_downtime_ms=23.0, clock_offset_ms=0.0, clock_corrected=True, profile="upstream", started_at="2026-11-25T18:20:00Z",
+         duration_s=1.1, status="passed", outcome="migrated"),
+    dict(empty_record(), round=2, guest="kae-guest", source="kae-lab-b", destination="kae-lab-a", downtime_ms=35.0,
+         libvirt_downtime_ms=37.5, clock_offset_ms=0.0, clock_corrected=True, profile="upstream", started_at="2026-11-25T18:20:05Z",
+         duration_s=1.2, status="passed", outcome="migrated"),
 ]
 ENVIRONMENT = {"hosts": ["kae-lab-a", "kae-lab-b"], "guest": {"name": "kae-guest", "vcpus": 1, "memory_mib": 256}, "lab": True}
 FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
@@ -118,13 +121,15 @@ def test_diff_shows_the_markdown_change(tmp_path, run_module):
     ({"rounds": []}, "rounds is empty"),
     ({"run_id": "../escape"}, "cannot name a report directory"),
     ({"threshold_ms": 0}, "threshold_ms must be a number of milliseconds above 0"),
-    ({"rounds": [{"downtime_ms": "fast"}]}, "downtime_ms must be a number or null"),
-    ({"rounds": [{"downtime_ms": 10 ** 400}]}, "round 1: downtime_ms must be a number or null"),
-    ({"rounds": [{"downtime_ms": "1e99999999"}]}, "round 1: downtime_ms must be a number or null"),
-    ({"rounds": [{"downtime_ms": "\u0661\u0662"}]}, "round 1: downtime_ms must be a number or null"),
-    ({"rounds": [{"downtime_ms": "nan"}]}, "round 1: downtime_ms must be a number or null"),
-    ({"rounds": [{"downtime_ms": 12, "paused_at": -10 ** 400}]}, "round 1: paused_at must be a number or null"),
-    ({"rounds": [{"downtime_ms": 12, "status": ["passed"]}]}, "round 1: status must be one of passed, failed, error"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms="fast")]}, "downtime_ms must be a number or null"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms=10 ** 400)]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms="1e99999999")]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms="\u0661\u0662")]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms="nan")]}, "round 1: downtime_ms must be a number or null"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms=12, paused_at=-10 ** 400)]}, "round 1: paused_at must be a number or null"),
+    ({"rounds": [dict(ROUNDS[0], downtime_ms=12, status=["passed"])]}, "round 1: status must be one of passed, failed, error"),
+    ({"rounds": [dict(ROUNDS[0], downtime=3)]}, "round 1 is not a migration record (unknown downtime)"),
+    ({"rounds": [{k: v for k, v in ROUNDS[0].items() if k != "kae_vf_mapping"}]}, "round 1 is not a migration record (missing kae_vf_mapping)"),
     ({"rounds": [5]}, "Elements value for option 'rounds' is of type int and we were unable to convert to dict"),
     ({"run_id": "run1\n"}, "cannot name a report directory"),
     ({"run_id": "run\x00"}, "cannot name a report directory"),
