@@ -21,7 +21,7 @@ description:
     and not active on the source; otherwise the module fails naming where it runs.
   - A host whose libvirt cannot be asked is reported as V(unknown) in RV(placement), with the error in
     RV(placement_errors), never as V(not defined).
-  - It reads no QEMU log: to measure the downtime from QEMU's trace events, mark both hosts' logs before the call
+  - It reads no QEMU log. To measure the downtime from QEMU's trace events, mark both hosts' logs before the call
     with M(openeuler.kae.qemu_trace_events) (O(openeuler.kae.qemu_trace_events#module:mark=true)) and read them after it.
   - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
     the domain is still defined there (a persistent domain without O(undefine_source=true)), otherwise on the
