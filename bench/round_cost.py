@@ -1,0 +1,145 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Benchmark: what a measured round of playbooks/kae_migrate.yml costs against a bare ``virsh migrate --live``.
+
+In one lab session (lab/kaelab.py up), holding the lab tests' lock so that no test moves the guest meanwhile:
+
+1. N bare migrations of the lab guest, alternating direction, each ``virsh migrate --live GUEST
+   qemu+ssh://DST/system tcp://DST`` run inside the source host as the lab's documentation says
+   (``nsenter`` into the host's namespaces, its own libvirtd);
+2. one ``ansible-playbook playbooks/kae_migrate.yml`` run of N rounds (host and report phases left out);
+   a small callback records when each task starts, and a round lasts from its first task to the next
+   round's first task (the last one to the task after the rounds).
+
+It prints each round's time side by side and the ratio of the medians (playbook round / bare migration).
+It is a measurement, not a test: nothing passes or fails on time. On a machine shared with other work the
+figures move with the load; the load average is printed with them.
+
+    .venv/bin/python bench/round_cost.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lab"))
+import kaelab  # noqa: E402  pylint: disable=wrong-import-position
+
+LOCK = "/run/lock/kae-lab-tests.lock"
+PLAYBOOK = ROOT / "playbooks" / "kae_migrate.yml"
+ROUND_START = "Pick the direction, round"
+AFTER_ROUNDS = "Say which rounds ran"
+
+# A stdout-neutral callback: one line per task start, "EPOCH<TAB>TASK NAME", into $ROUND_COST_TIMES.
+CALLBACK = '''
+from __future__ import annotations
+
+import os
+import time
+
+from ansible.plugins.callback import CallbackBase
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "round_clock"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        with open(os.environ["ROUND_COST_TIMES"], "a", encoding="utf-8") as handle:
+            handle.write("%.6f\\t%s\\n" % (time.time(), task.get_name()))
+'''
+
+
+def guest_host():
+    """The lab host whose libvirt runs the guest."""
+    running = [host for host in kaelab.HOSTS if kaelab.guest_state(kaelab.init_pid(host)) == "running"]
+    if len(running) != 1:
+        sys.exit("the lab guest must run on exactly one host, it runs on %s; run lab/kaelab.py up" % [h.name for h in running])
+    return running[0]
+
+
+def bare_migrations(rounds):
+    """Wall time of each bare virsh migrate --live, alternating direction."""
+    times = []
+    source = guest_host()
+    for _ in range(rounds):
+        destination = next(host for host in kaelab.HOSTS if host != source)
+        started = time.monotonic()
+        kaelab.virsh(kaelab.init_pid(source), "migrate", "--live", kaelab.GUEST,
+                     "qemu+ssh://%s/system" % destination.name, "tcp://%s" % destination.name)
+        times.append(time.monotonic() - started)
+        source = destination
+    return times
+
+
+def round_times(lines):
+    """Each round's time from the task-start log: from one round's first task to the next one's."""
+    starts = [float(stamp) for stamp, name in lines if name.startswith(ROUND_START)]
+    ends = [float(stamp) for stamp, name in lines if name == AFTER_ROUNDS]
+    if not starts or not ends:
+        raise ValueError("the playbook ran no round (no task named %r)" % ROUND_START)
+    bounds = starts + [ends[-1]]
+    return [later - earlier for earlier, later in zip(bounds, bounds[1:])]
+
+
+def playbook_rounds(rounds, workdir):
+    """Per-round times of one kae_migrate.yml run of ROUNDS rounds, and the whole run's time."""
+    (workdir / "round_clock.py").write_text(CALLBACK)
+    times = workdir / "times.tsv"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_CALLBACK_PLUGINS=str(workdir),
+               ANSIBLE_CALLBACKS_ENABLED="round_clock", ROUND_COST_TIMES=str(times), ANSIBLE_NOCOLOR="1")
+    argv = [str(ROOT / ".venv" / "bin" / "ansible-playbook"), str(PLAYBOOK), "--skip-tags", "host,report",
+            "-e", "migration_rounds=%d" % rounds]
+    started = time.monotonic()
+    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    total = time.monotonic() - started
+    if done.returncode != 0:
+        sys.exit("kae_migrate.yml failed (rc %d):\n%s" % (done.returncode, done.stdout[-4000:]))
+    lines = [line.split("\t", 1) for line in times.read_text().splitlines()]
+    return round_times(lines), total
+
+
+def show(bare, rounds, total):
+    print("round  bare virsh migrate (s)  kae_migrate.yml round (s)")
+    for number, (one, other) in enumerate(zip(bare, rounds), 1):
+        print("%5d  %22.2f  %25.2f" % (number, one, other))
+    ratio = statistics.median(rounds) / statistics.median(bare)
+    print("median %21.2f  %25.2f" % (statistics.median(bare), statistics.median(rounds)))
+    print("ratio of the medians (round / bare): %.2f" % ratio)
+    print("whole playbook run: %.1f s; load average now: %s" % (total, " ".join("%.2f" % value for value in os.getloadavg())))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4, help="migrations of each kind (default 4)")
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if os.geteuid() != 0:
+        sys.exit("the lab needs root")
+    with open(LOCK, "a", encoding="utf-8") as lock:
+        # The lab tests' lock: no test migrates the guest while this runs.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if subprocess.run([sys.executable, str(ROOT / "lab" / "kaelab.py"), "status"], capture_output=True, check=False).returncode:
+            sys.exit("the lab is not up: run lab/kaelab.py up")
+        bare = bare_migrations(args.rounds)
+        with tempfile.TemporaryDirectory(prefix="round-cost.") as workdir:
+            rounds, total = playbook_rounds(args.rounds, Path(workdir))
+    show(bare, rounds, total)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

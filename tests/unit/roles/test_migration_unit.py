@@ -1,0 +1,96 @@
+# Copyright: openEuler KAE collection contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The entry point migrate of openeuler.kae.migration run by ansible-playbook on this machine, without a lab.
+
+No libvirt answers here, so the migration step fails: the unit must still end with one record of the contract's
+keys (status error, naming the step), say that the clocks were not measured, and leave the play running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from ansible_collections.openeuler.kae.plugins.module_utils._record import RECORD_FIELDS
+
+REPO = Path(__file__).resolve().parents[3]
+ROLE = REPO / "roles" / "migration"
+PLAY = """
+- name: One migration with the unit
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Migrate
+      ansible.builtin.include_role:
+        name: openeuler.kae.migration
+        tasks_from: migrate
+    - name: Save the record
+      ansible.builtin.copy:
+        content: "{{ migration_record | to_json }}"
+        dest: "{{ playbook_dir }}/record.json"
+        mode: "0644"
+"""
+
+
+def run_unit(tmp_path, **role_vars):
+    (tmp_path / "play.yml").write_text(PLAY)
+    role_vars = dict({"migration_domain": "kae-guest", "migration_source": "localhost", "migration_destination": "hv-2",
+                      "migration_remap": False, "migration_round": 4}, **role_vars)
+    (tmp_path / "vars.json").write_text(json.dumps(role_vars))
+    inventory = tmp_path / "hosts.yml"
+    local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
+    inventory.write_text(yaml.safe_dump({"all": {"hosts": {"localhost": local, "hv-2": local}}}))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"))
+    argv = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(tmp_path / "play.yml"),
+            "-i", str(inventory), "-e", "@" + str(tmp_path / "vars.json"),
+            # A libvirt that cannot answer: the migration step fails at once.
+            "-e", json.dumps({"migration_destination_uri_format": "qemu+unix:///system?socket=/nonexistent/%s"})]
+    return subprocess.run(argv, cwd=str(REPO), env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_failed_migration_still_ends_in_one_record_of_the_contract(tmp_path):
+    done = run_unit(tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:]
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert tuple(record) == RECORD_FIELDS
+    assert record["status"] == "error" and record["outcome"] == "unknown"
+    assert record["error"].startswith("Migrate the guest: cannot connect to libvirt at "), record["error"]
+    assert (record["round"], record["guest"], record["source"], record["destination"]) == (4, "kae-guest", "localhost", "hv-2")
+    assert record["clock_corrected"] is False and record["clock_offset_ms"] is None and record["downtime_ms"] is None
+    assert record["threshold_ms"] == 200.0
+    assert "migration_ntp_servers is empty: the clocks of localhost and hv-2 are not measured" in done.stdout
+    assert "kae-guest: localhost -> hv-2: error (Migrate the guest: " in done.stdout
+
+
+def test_bad_variables_are_refused_before_any_host_is_asked(tmp_path):
+    done = run_unit(tmp_path, migration_sysfs_roots={"localhost": "relative/sys"})
+    assert done.returncode != 0
+    assert "migration_sysfs_roots must map inventory host names to absolute sysfs paths" in done.stdout
+    assert "Mark where both hosts' QEMU logs" not in done.stdout
+
+
+def test_the_unit_ends_in_one_set_fact_of_the_record_whatever_happened():
+    """block and rescue alike: the record is built once, in always, by the migration_record filter."""
+    tasks = yaml.safe_load((ROLE / "tasks" / "measure.yml").read_text())
+    assert len(tasks) == 1
+    unit = tasks[0]
+    assert [list(task) for task in unit["always"]] == [["name", "ansible.builtin.set_fact"]]
+    built = unit["always"][0]["ansible.builtin.set_fact"]
+    assert list(built) == ["migration_record"] and "| openeuler.kae.migration_record }}" in built["migration_record"]
+    assert [next(key for key in task if key.startswith("ansible.")) for task in unit["rescue"]] == ["ansible.builtin.set_fact"]
+    text = (ROLE / "tasks" / "measure.yml").read_text()
+    assert "ansible.builtin.stat" not in text and text.count("openeuler.kae.device_info") == 1
+
+
+def test_the_migrate_entry_point_declares_what_a_fleet_playbook_gives():
+    specs = yaml.safe_load((ROLE / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+    options = specs["migrate"]["options"]
+    assert {name for name, spec in options.items() if spec.get("required")} == {"migration_domain", "migration_source", "migration_destination"}
+    assert {"migration_destination_xml", "migration_remap", "migration_ntp_servers", "migration_threshold_ms",
+            "migration_sysfs_roots"} <= set(options)
+    assert options["migration_ntp_servers"]["default"] == []
