@@ -165,9 +165,10 @@ def test_failing_threshold_fails_the_play_after_writing(lab, ansible_playbook, t
     report = json.loads((tmp_path / "latest" / "report.json").read_text())
     assert report["summary"]["passed"] is False
     assert report["summary"]["threshold_ms"] == 0.001
-    # The round itself was measured; only the threshold failed it.
+    # The round itself was measured; only the threshold failed it (its record says so).
     assert len(report["rounds"]) == 1 and report["rounds"][0]["downtime_ms"] > 0.001
-    assert report["rounds"][0]["error"] is None
+    assert report["rounds"][0]["status"] == "failed" and report["rounds"][0]["outcome"] == "migrated"
+    assert report["rounds"][0]["error"].endswith("ms exceeds the 0.001 ms threshold")
     assert "Show the report and require every round to pass" in play_failure(done)
     ET.parse(str(tmp_path / "latest" / "junit.xml"))
 
