@@ -74,7 +74,7 @@ def bare_migrations(rounds):
     """Wall time of each bare virsh migrate --live, alternating direction."""
     times = []
     source = guest_host()
-    for _ in range(rounds):
+    while len(times) < rounds:
         destination = next(host for host in kaelab.HOSTS if host != source)
         started = time.monotonic()
         kaelab.virsh(kaelab.init_pid(source), "migrate", "--live", kaelab.GUEST,

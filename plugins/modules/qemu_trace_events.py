@@ -71,7 +71,7 @@ options:
     description:
       - Read no event; return only where the log ends now (RV(next_offset), RV(size), RV(inode)), to pass back as
         O(offset) and O(inode) after a migration. O(offset), O(inode), O(events), O(profile) and O(max_bytes) are ignored.
-      - A missing log is a mark at V(0) (RV(exists=false)): a host where the domain never ran has no log yet.
+      - A missing log is a mark at V(0) (RV(exists=false)), since a host where the domain never ran has no log yet.
       - RV(next_offset) is the start of the last line when QEMU has not finished writing it, so the later read
         starts on a line boundary.
     type: bool
