@@ -3,7 +3,7 @@
 
 """Benchmark: what a measured round of playbooks/kae_migrate.yml costs against a bare ``virsh migrate --live``.
 
-In one lab session (lab/kaelab.py up), holding the lab tests' lock so that no test moves the guest meanwhile:
+In one lab session (it runs lab/kaelab.py up first, which changes nothing on a lab that is up), holding the lab tests' lock so that no test moves the guest meanwhile:
 
 1. N bare migrations of the lab guest, alternating direction, each ``virsh migrate --live GUEST
    qemu+ssh://DST/system tcp://DST`` run inside the source host as the lab's documentation says
@@ -135,8 +135,10 @@ def main(argv=None):
         # The lab tests' lock: no test migrates the guest while this runs.
         if not args.lock_held:
             fcntl.flock(lock, fcntl.LOCK_EX)
-        if subprocess.run([sys.executable, str(ROOT / "lab" / "kaelab.py"), "status"], capture_output=True, check=False).returncode:
-            sys.exit("the lab is not up: run lab/kaelab.py up")
+        # Idempotent: repairs a lab that a test left incomplete, and changes nothing on a lab that is up.
+        up = subprocess.run([sys.executable, str(ROOT / "lab" / "kaelab.py"), "up"], capture_output=True, text=True, check=False)
+        if up.returncode:
+            sys.exit("lab/kaelab.py up failed:\n%s%s" % (up.stdout, up.stderr))
         bare = bare_migrations(args.rounds)
         with tempfile.TemporaryDirectory(prefix="round-cost.") as workdir:
             rounds, total = playbook_rounds(args.rounds, Path(workdir))
