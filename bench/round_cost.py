@@ -3,7 +3,8 @@
 
 """Benchmark: what a measured round of playbooks/kae_migrate.yml costs against a bare ``virsh migrate --live``.
 
-In one lab session (it runs lab/kaelab.py up first, which changes nothing on a lab that is up), holding the lab tests' lock so that no test moves the guest meanwhile:
+In one lab session (it runs lab/kaelab.py up first, which changes nothing on a lab that is up), holding
+the lab tests' lock so that no test moves the guest meanwhile:
 
 1. N bare migrations of the lab guest, alternating direction, each ``virsh migrate --live GUEST
    qemu+ssh://DST/system tcp://DST`` run inside the source host as the lab's documentation says
