@@ -114,11 +114,15 @@ def installed(tmp_path_factory):
         (tree / path).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(str(REPO / path), str(tree / path))
     galaxy = str(VENV_BIN / "ansible-galaxy")
-    subprocess.run([galaxy, "collection", "build", "--output-path", str(work), str(tree)], check=True, capture_output=True)
+    # Away from this repository's ansible.cfg, whose collections path already holds openeuler.kae.
+    (work / "ansible.cfg").write_text("[defaults]\ncollections_path = %s\n" % (work / "collections"))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(work / "ansible.cfg"))
+    subprocess.run([galaxy, "collection", "build", "--output-path", str(work), str(tree)], cwd=str(work), env=env,
+                   check=True, capture_output=True)
     tarball = next(work.glob("openeuler-kae-*.tar.gz"))
     collections = work / "collections"
-    subprocess.run([galaxy, "collection", "install", "--offline", "-p", str(collections), str(tarball)], check=True,
-                   capture_output=True)
+    subprocess.run([galaxy, "collection", "install", "--offline", "--force", "-p", str(collections), str(tarball)],
+                   cwd=str(work), env=env, check=True, capture_output=True)
     assert (collections / "ansible_collections" / "openeuler" / "kae" / "roles" / "migration").is_dir()
     return collections
 
