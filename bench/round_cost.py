@@ -87,8 +87,10 @@ def bare_migrations(rounds):
 
 def round_times(lines):
     """Each round's time from the task-start log: from one round's first task to the next one's."""
-    starts = [float(stamp) for stamp, name in lines if name.startswith(ROUND_START)]
-    ends = [float(stamp) for stamp, name in lines if name == AFTER_ROUNDS]
+    # A role's task is named "ROLE : NAME", with NAME as written (templates not rendered).
+    names = [(float(stamp), name.split(" : ", 1)[-1]) for stamp, name in lines]
+    starts = [stamp for stamp, name in names if name.startswith(ROUND_START)]
+    ends = [stamp for stamp, name in names if name == AFTER_ROUNDS]
     if not starts or not ends:
         raise ValueError("the playbook ran no round (no task named %r)" % ROUND_START)
     bounds = starts + [ends[-1]]
@@ -141,6 +143,7 @@ def main(argv=None):
         if up.returncode:
             sys.exit("lab/kaelab.py up failed:\n%s%s" % (up.stdout, up.stderr))
         bare = bare_migrations(args.rounds)
+        print("bare virsh migrate --live (s): %s" % " ".join("%.2f" % value for value in bare), flush=True)
         with tempfile.TemporaryDirectory(prefix="round-cost.") as workdir:
             rounds, total = playbook_rounds(args.rounds, Path(workdir))
     show(bare, rounds, total)
