@@ -114,13 +114,14 @@ def test_main_refuses_a_destination_whose_vf_owners_are_unknown(fail_module, run
 
 @pytest.mark.parametrize("params, message", [
     ({"domain_xml": None, "domain": "../vm1"}, "domain must be a libvirt domain name (no '/', no leading '.', no control characters), "
-                                             "but '../vm1' contains '/'"),
+                                               "but '../vm1' contains '/'"),
     ({"domain_xml": None, "domain": "vm\x00"}, "domain must not contain a NUL byte"),
     ({"domain_xml": "<domain>\x00</domain>"}, "domain_xml must not contain a NUL byte"),
     ({"uri": "test:///default\x00"}, "uri (a libvirt connection URI such as qemu:///system) must not contain a NUL byte"),
     ({"domain_xml": "<domain"}, "the domain XML is not well-formed XML"),
     ({"destination_devices": [dict(DST[0], numa_node="0")]}, "destination_devices: destination_devices[0].numa_node must be a whole number, got str '0'"),
-    ({"destination_devices": [dict(DST[0], numa_node=float("inf"))]}, "destination_devices: destination_devices[0].numa_node must be a whole number, got float inf"),
+    ({"destination_devices": [dict(DST[0], numa_node=float("inf"))]},
+     "destination_devices: destination_devices[0].numa_node must be a whole number, got float inf"),
     ({"destination_devices": [{"bdf": "0000:31:00.2"}]}, "destination_devices: destination_devices[0] lacks 'engine', 'function', 'numa_node'"),
     ({"source_devices": [dict(SRC[0], bdf="0000:31:00.1\x00")]}, "source_devices: source_devices[0].bdf must not contain a NUL byte"),
     ({"source_devices": [dict(SRC[0], engine="aes")]}, "source_devices: source_devices[0].engine must be one of zip, sec, hpre, got str 'aes'"),
