@@ -25,8 +25,20 @@ usage() {
     sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
+# Sets TARGETS for pytest: test files or directories among the arguments select tests; without any,
+# the whole DEFAULT_DIR runs.
+pytest_targets() {
+    local default_dir="$1" arg
+    shift
+    TARGETS=("$default_dir")
+    for arg in "$@"; do
+        case "$arg" in "$default_dir"/*) TARGETS=() ;; esac
+    done
+}
+
 stage_units() {
-    "$VENV/bin/pytest" tests/unit "$@"
+    pytest_targets tests/unit "$@"
+    "$VENV/bin/pytest" "${TARGETS[@]}" "$@"
 }
 
 # ansible-test wants the tree at .../ansible_collections/NAMESPACE/NAME and reads every file there,
@@ -149,7 +161,8 @@ stage_integration() {
     local lock=/run/lock/kae-lab-tests.lock
     mkdir -p "$(dirname "$lock")"
     flock -n "$lock" true || log "another lab test run holds $lock; waiting for it"
-    flock -o "$lock" "$VENV/bin/pytest" tests/lab "$@"
+    pytest_targets tests/lab "$@"
+    flock -o "$lock" "$VENV/bin/pytest" "${TARGETS[@]}" "$@"
 }
 
 run_all() {

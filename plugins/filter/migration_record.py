@@ -12,7 +12,7 @@ description:
   - Builds the record of one migration with the same keys whatever happened, so that a migration that passed,
     one over the threshold and one that failed differ only in C(status), C(error) and the figures that are null.
   - The downtime is QEMU's, from the source's pause event to the destination's resume event (see
-    P(openeuler.kae.migration_downtime#filter)), corrected by O(_input.clock_offset_ms) when it is given.
+    P(openeuler.kae.migration_downtime#filter)), corrected by C(clock_offset_ms) of the input when it is given.
   - M(openeuler.kae.migration_report) accepts exactly these records.
 author:
   - openEuler KAE collection contributors (@openeuler)
@@ -63,27 +63,69 @@ _value:
       or seconds (C(_s)).
   type: dict
   contains:
-    round: {description: The migration's number in a series, or null., type: int}
-    guest: {description: The libvirt domain., type: str}
-    source: {description: The host it left., type: str}
-    destination: {description: The host it went to., type: str}
-    status: {description: V(passed), V(failed) or V(error)., type: str}
-    error: {description: Why it did not pass, or null., type: str}
-    outcome: {description: V(migrated), V(aborted), V(failed) or V(unknown)., type: str}
-    started_at: {description: When the migration call started., type: float}
-    duration_s: {description: Wall time of the migration call., type: float}
-    downtime_ms: {description: QEMU's downtime from the trace events, corrected by the clock offset., type: float}
-    raw_downtime_ms: {description: Destination event time minus source event time as logged., type: float}
-    paused_at: {description: Time of the source's pause event., type: float}
-    resumed_at: {description: Time of the destination's resume event on the source's clock., type: float}
-    profile: {description: The trace profile used., type: str}
-    clock_offset_ms: {description: The correction applied, or null without clock measurement., type: float}
-    clock_corrected: {description: Whether the downtime is corrected by measured clock offsets., type: bool}
-    libvirt_downtime_ms: {description: libvirt's completed-job downtime., type: int}
-    libvirt_downtime_net_ms: {description: libvirt's downtime without the control hand-over., type: int}
-    libvirt_total_time_ms: {description: libvirt's duration of the migration job., type: int}
-    kae_vf_mapping: {description: Source VF to destination VF for the VFs that moved to other addresses., type: dict}
-    threshold_ms: {description: The threshold the downtime was judged against, or null., type: float}
+    round:
+      description: The migration's number in a series, or null.
+      type: int
+    guest:
+      description: The libvirt domain.
+      type: str
+    source:
+      description: The host it left.
+      type: str
+    destination:
+      description: The host it went to.
+      type: str
+    status:
+      description: V(passed), V(failed) or V(error).
+      type: str
+    error:
+      description: Why it did not pass, or null.
+      type: str
+    outcome:
+      description: V(migrated), V(aborted), V(failed) or V(unknown).
+      type: str
+    started_at:
+      description: When the migration call started.
+      type: float
+    duration_s:
+      description: Wall time of the migration call.
+      type: float
+    downtime_ms:
+      description: QEMU's downtime from the trace events, corrected by the clock offset.
+      type: float
+    raw_downtime_ms:
+      description: Destination event time minus source event time as logged.
+      type: float
+    paused_at:
+      description: Time of the source's pause event.
+      type: float
+    resumed_at:
+      description: Time of the destination's resume event on the source's clock.
+      type: float
+    profile:
+      description: The trace profile used.
+      type: str
+    clock_offset_ms:
+      description: The correction applied, or null without clock measurement.
+      type: float
+    clock_corrected:
+      description: Whether the downtime is corrected by measured clock offsets.
+      type: bool
+    libvirt_downtime_ms:
+      description: libvirt's completed-job downtime.
+      type: int
+    libvirt_downtime_net_ms:
+      description: libvirt's downtime without the control hand-over.
+      type: int
+    libvirt_total_time_ms:
+      description: libvirt's duration of the migration job.
+      type: int
+    kae_vf_mapping:
+      description: Source VF to destination VF for the VFs that moved to other addresses.
+      type: dict
+    threshold_ms:
+      description: The threshold the downtime was judged against, or null.
+      type: float
 """
 
 from ansible.errors import AnsibleFilterError

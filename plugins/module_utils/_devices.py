@@ -262,7 +262,7 @@ def check_owners_known(devices, purpose):
         return
     reasons = sorted(set(d.get("owner_error") or "the device facts do not say (no owner_known); %s" % FACTS_HINT for d in unknown))
     raise DeviceError("VF ownership could not be read (%s), so %d VFs may belong to a guest: refusing to %s. Make libvirt "
-                      "reachable (libvirt_uri) and read the devices again with openeuler.kae.device_info"
+                      "reachable (uri) and read the devices again with openeuler.kae.device_info"
                       % ("; ".join(reasons), len(unknown), purpose))
 
 
@@ -587,31 +587,31 @@ def _held_text(held):
     return "; ".join("VF %s is held by libvirt domain %s" % (vf, " and ".join(names)) for vf, names in held)
 
 
-def check_unheld(pf, vfs, action, libvirt_uri):
+def check_unheld(pf, vfs, action, uri):
     """DeviceError (LibvirtMissing) unless libvirt answers that no domain, running or defined, holds any of VFS."""
     if not vfs:
         return
     what = "%s of PF %s" % (action, pf["bdf"])
     if not _libvirt.HAS_LIBVIRT:
         raise LibvirtMissing("to %s (only libvirt can tell that no domain holds those VFs)" % what)
-    owners, note = hostdev_owners(libvirt_uri)
+    owners, note = hostdev_owners(uri)
     if not note["available"]:
         raise DeviceError("cannot %s: that needs libvirt's word that no domain holds those VFs, and VF ownership could not be "
-                          "read (%s); start libvirtd or set libvirt_uri. Nothing was changed" % (what, note["reason"]))
+                          "read (%s); start libvirtd or set uri. Nothing was changed" % (what, note["reason"]))
     held = [(vf, owners[vf]) for vf in vfs if vf in owners]
     if held:
         raise DeviceError("cannot %s: %s; detach the VFs from those domains (or move the guests) first. Nothing was changed"
                           % (what, _held_text(held)))
 
 
-def check_change(sysfs, pf, before, num_vfs, driver, libvirt_uri):
+def check_change(sysfs, pf, before, num_vfs, driver, uri):
     """DeviceError when going from BEFORE to NUM_VFS VFs on DRIVER could take a VF from a domain, or keep no VF off the host driver."""
     creates = num_vfs and before["num_vfs"] != num_vfs
     if creates and driver and sysfs.read(_autoprobe_rel(pf["bdf"])) is None:
         raise DeviceError("PF %s has no sriov_drivers_autoprobe, so its new VFs would bind to %s before %s; this kernel cannot "
                           "create migratable VFs safely. Nothing was changed" % (pf["bdf"], ENGINES[pf["engine"]]["driver"], driver))
     vfs, action = _touched_vfs(before, num_vfs, driver)
-    check_unheld(pf, vfs, action, libvirt_uri)
+    check_unheld(pf, vfs, action, uri)
 
 
 def _count_vfs(sysfs, pf_bdf):

@@ -75,7 +75,7 @@ def _assign(hostdevs, src_vfs, chosen):
     return mapping
 
 
-def plan(guest_xml, src_devices, dst_devices, destination=None):
+def plan(guest_xml, source_devices, destination_devices, destination=None):
     """Map the guest's KAE VFs to VFs of the destination.
 
     Returns ``{"mapping": {src_bdf: dst_bdf}, "numa_node": int or None, "remapped": bool}``.
@@ -87,8 +87,8 @@ def plan(guest_xml, src_devices, dst_devices, destination=None):
     of_host = " of %s" % destination if destination else ""
     root = dx.parse_domain(guest_xml)
     guest = root.findtext("name")
-    src_vfs = _vfs_by_bdf(_device_list(src_devices, "src_devices"))
-    dst_view = _as_free_for(_device_list(dst_devices, "dst_devices"), guest)
+    src_vfs = _vfs_by_bdf(_device_list(source_devices, "source_devices"))
+    dst_view = _as_free_for(_device_list(destination_devices, "destination_devices"), guest)
     dst_vfs = _vfs_by_bdf(dst_view)
     hostdevs = [bdf for _element, bdf in dx.pci_hostdevs(root)]
     foreign = [bdf for bdf in hostdevs if bdf not in src_vfs]

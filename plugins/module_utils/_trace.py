@@ -66,7 +66,7 @@ PROFILES = (
     ),
     # QEMU >= 8.2. Under libvirt the destination QEMU starts paused and libvirt resumes it
     # later, so dst-precopy-bh-vm-started comes before the guest runs: the upstream row is
-    # the guest's true end of downtime, this one isolates QEMU's own share.
+    # QEMU's end of downtime (the VFIO resume handlers run after it), this one isolates QEMU's own share.
     Profile(
         name="downtime_checkpoint",
         src_event="vmstate_downtime_checkpoint",

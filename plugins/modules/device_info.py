@@ -13,7 +13,7 @@ description:
   - Reads every Kunpeng Accelerator Engine physical function (PF) and virtual function (VF) from the host's
     sysfs C(bus/pci/devices) (vendor C(0x19e5); ZIP C(0xa250)/C(0xa251), SEC C(0xa255)/C(0xa256),
     HPRE C(0xa258)/C(0xa259)).
-  - Asks libvirt which domains, running or only defined, have each VF as a PCI passthrough device. When libvirt
+  - Asks libvirt (O(uri), read-only) which domains, running or only defined, have each VF as a PCI passthrough device. When libvirt
     cannot be asked the module still succeeds and says why in RV(libvirt.reason); every VF then shows
     RV(devices[].owner_known=false) and the reason in RV(devices[].owner_error), and no VF counts as free;
     P(openeuler.kae.select_vfs#filter), M(openeuler.kae.hostdev_remap) and the P(openeuler.kae.host#role) role refuse
@@ -31,18 +31,9 @@ author:
 extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
+  - openeuler.kae._libvirt
+  - openeuler.kae._sysfs
 options:
-  sysfs_root:
-    description:
-      - Root of the sysfs tree to read. Symlinks inside it are followed relative to this root, so a
-        sysfs-shaped copy (a test fixture, the lab's simulated tree) can stand in for V(/sys).
-    type: path
-    default: /sys
-  libvirt_uri:
-    description:
-      - libvirt connection used (read-only) to find the domains that hold the VFs.
-    type: str
-    default: qemu:///system
   assume_unassigned:
     description:
       - For a host without libvirt at all. When libvirt cannot be asked, report every VF as held by no domain
@@ -280,13 +271,13 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _drivers, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _args, _devices, _drivers, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
-def read_owners(devices, libvirt_uri, assume_unassigned=False):
+def read_owners(devices, uri, assume_unassigned=False):
     """Set the VFs' owners from libvirt; returns the libvirt note."""
-    owners, note = _devices.hostdev_owners(libvirt_uri)
+    owners, note = _devices.hostdev_owners(uri)
     if note["available"]:
         _devices.assign_domains(devices, owners)
         return note
@@ -303,13 +294,14 @@ def assumption_warning(note):
             "reported as held by no domain: nothing else on this host may give VFs to guests" % note["reason"])
 
 
-def gather(sysfs_root, libvirt_uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_origin=None, assume_unassigned=False):
+def gather(sysfs_root, uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_origin=None, assume_unassigned=False):
     """The module's result (without changed) for one host."""
     if driver_origin is not None:
         _drivers.check_origin_word(driver_origin)
-    sysfs = Sysfs(_validate.text(sysfs_root, "sysfs_root"))
+    _args.check_shared({"sysfs_root": sysfs_root, "uri": uri})
+    sysfs = Sysfs(sysfs_root)
     devices = _devices.scan(sysfs)
-    note = read_owners(devices, _validate.text(libvirt_uri, "libvirt_uri"), assume_unassigned)
+    note = read_owners(devices, uri, assume_unassigned)
     release, modules_dir, dep_found, drivers = _drivers.read_drivers(sysfs, modules_root)
     return {
         "host": platform.node(),
@@ -329,17 +321,15 @@ def gather(sysfs_root, libvirt_uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, 
 
 def main():
     module = AnsibleModule(
-        argument_spec={
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "libvirt_uri": {"type": "str", "default": "qemu:///system"},
+        argument_spec=_args.merge({
             "modules_root": {"type": "path", "default": _drivers.DEFAULT_MODULES_ROOT},
             "driver_origin": {"type": "str"},
             "assume_unassigned": {"type": "bool", "default": False},
-        },
+        }, _args.host_options()),
         supports_check_mode=True,
     )
     try:
-        result = gather(module.params["sysfs_root"], module.params["libvirt_uri"], module.params["modules_root"],
+        result = gather(module.params["sysfs_root"], module.params["uri"], module.params["modules_root"],
                         module.params["driver_origin"], module.params["assume_unassigned"])
     except (_devices.DeviceError, _drivers.DriverError, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))

@@ -18,7 +18,8 @@ description:
   - Refuses a domain holding any other passthrough device (a PCI hostdev that is not a KAE VF, a USB, SCSI or
     mediated hostdev, an C(<interface type='hostdev'>)), naming it, unless O(remove_foreign_passthrough=true).
   - Gives the domain only KAE VFs of this host that no other domain holds (see O(hostdev_xml)); anything else is
-    refused by name and nothing is changed.
+    refused by name and nothing is changed. The devices under O(sysfs_root) tell KAE VFs from other PCI devices
+    among the domain's hostdevs.
   - Holds the host's lock of the collection while it reads, decides and defines (not in check mode), so that two
     plays on one host cannot interleave a domain's redefinition; waits at most O(timeout_s) for it.
   - Idempotent by comparing the inactive XML (C(VIR_DOMAIN_XML_INACTIVE)) before and after.
@@ -32,6 +33,8 @@ requirements:
   - libvirt-python (python3-libvirt) on the managed host
 extends_documentation_fragment:
   - openeuler.kae.attributes
+  - openeuler.kae._sysfs
+  - openeuler.kae._libvirt
 attributes:
   check_mode:
     support: full
@@ -40,14 +43,10 @@ attributes:
     details:
       - The diff shows the inactive domain XML before and after.
 options:
-  name:
+  domain:
     description: Name of the libvirt domain. It must already be defined on O(uri).
     type: str
     required: true
-  uri:
-    description: libvirt connection URI of the hypervisor holding the domain.
-    type: str
-    default: qemu:///system
   hostdev_xml:
     description:
       - XML text of the C(<hostdev mode='subsystem' type='pci'>) elements the domain must hold for its KAE VFs, as
@@ -65,12 +64,6 @@ options:
         other aliases are kept.
       - Omit to leave the hostdevs alone.
     type: str
-  sysfs_root:
-    description:
-      - Root of the sysfs tree used to tell KAE VFs (vendor C(0x19e5), ZIP/SEC/HPRE VF device ids) from other PCI
-        devices among the domain's hostdevs. Tests and the lab point it at a sysfs-shaped tree.
-    type: path
-    default: /sys
   trace_profile:
     description:
       - Which QEMU trace events the guest's QEMU prints to its log (C(--trace PATTERN) arguments, one per profile),
@@ -110,8 +103,8 @@ options:
     default: false
   restart_timeout_s:
     description: Seconds to wait for a graceful shutdown before powering the guest off. V(0) powers it off at once.
-    type: int
-    default: 60
+    type: float
+    default: 60.0
   skip_missing:
     description:
       - When the domain is not defined on O(uri), report RV(defined=false) and change nothing instead of failing
@@ -133,7 +126,7 @@ seealso:
 EXAMPLES = r"""
 - name: Give kae-guest one ZIP, SEC and HPRE VF, openEuler trace events, memory on node 0
   openeuler.kae.guest_config:
-    name: kae-guest
+    domain: kae-guest
     hostdev_xml: |
       <hostdev mode='subsystem' type='pci' managed='yes' migration='on'>
         <driver name='vfio'/>
@@ -153,18 +146,18 @@ EXAMPLES = r"""
 
 - name: Only the trace arguments (upstream QEMU), restarting the guest so that QEMU prints them
   openeuler.kae.guest_config:
-    name: kae-guest
+    domain: kae-guest
     trace_profile: upstream
     restart: true
 
 - name: Render the hostdevs with the guest role's template (the role does this for you)
   openeuler.kae.guest_config:
-    name: kae-guest
+    domain: kae-guest
     hostdev_xml: "{{ lookup('ansible.builtin.template', 'hostdev.xml.j2', template_vars={'guest_hostdev_vfs': ['0000:31:00.1']}) }}"
 
 - name: Upstream QEMU 8.1 or later, libvirt 10.0 or later - vfio-pci's enable-migration through <qemu:override>
   openeuler.kae.guest_config:
-    name: kae-guest
+    domain: kae-guest
     hostdev_xml: |
       <hostdev mode='subsystem' type='pci' managed='yes'>
         <driver name='vfio'/>
@@ -242,7 +235,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.validation import check_type_int
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx
-from ansible_collections.openeuler.kae.plugins.module_utils import _hostlock, _libvirt, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _args, _hostlock, _libvirt, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._devices import PCI_DEVICES, domain_holdings, read_device
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import AUTO_ORDER, PROFILE_BY_NAME, PROFILES
@@ -258,20 +251,17 @@ MAX_WAIT_S = 86400
 # Where the host lock lives (the unit tests point it at a temporary directory).
 LOCK_DIR = _hostlock.DEFAULT_LOCK_DIR
 
-ARGUMENT_SPEC = dict(
-    name=dict(type="str", required=True),
-    uri=dict(type="str", default="qemu:///system"),
+ARGUMENT_SPEC = _args.merge(_args.domain_option(), _args.host_options(), dict(
     hostdev_xml=dict(type="str"),
-    sysfs_root=dict(type="path", default="/sys"),
     trace_profile=dict(type="str", choices=list(TRACE_CHOICES)),
     placement=dict(type="str", default="none", choices=list(dx.PLACEMENTS)),
     numa_node=dict(type="int"),
     remove_foreign_passthrough=dict(type="bool", default=False),
     restart=dict(type="bool", default=False),
-    restart_timeout_s=dict(type="int", default=60),
+    restart_timeout_s=dict(type="float", default=60.0),
     skip_missing=dict(type="bool", default=False),
     timeout_s=dict(type="float", default=60.0),
-)
+))
 REQUIRED_IF = [("placement", "numatune", ("numa_node",)), ("placement", "vcpu", ("numa_node",)),
                ("placement", "cputune", ("numa_node",))]
 
@@ -282,16 +272,14 @@ class GuestConfigError(Exception):
 
 def check_params(params):
     """InputError naming the first option whose value has the wrong form (before anything is read)."""
-    _validate.domain_name(params["name"], "name")
-    _validate.text(params["uri"], "uri (a libvirt connection URI such as qemu:///system)")
-    _validate.text(params["sysfs_root"], "sysfs_root (the root of a sysfs tree such as /sys)")
+    _args.check_shared(params)
     if params["hostdev_xml"] is not None:
         _validate.text(params["hostdev_xml"], "hostdev_xml (the <hostdev> elements hostdev.xml.j2 renders)", allow_empty=True)
     if params["numa_node"] is not None:
         _validate.number(params["numa_node"], "numa_node (a NUMA node of this host, 0-%d)" % MAX_NUMA_NODE,
                          minimum=0, maximum=MAX_NUMA_NODE, integer=True)
     _validate.number(params["restart_timeout_s"], "restart_timeout_s (seconds, 0-%d)" % MAX_WAIT_S, minimum=0,
-                     maximum=MAX_WAIT_S, integer=True)
+                     maximum=MAX_WAIT_S)
     _validate.number(params["timeout_s"], "timeout_s (seconds, 0-%d)" % MAX_WAIT_S, minimum=0, maximum=MAX_WAIT_S)
 
 
@@ -318,7 +306,7 @@ def desired_definition(current_xml, params, fragment, is_kae, capabilities):
         raise GuestConfigError(
             "domain %s holds passthrough devices that are not KAE VFs: %s. KAE live migration allows no other "
             "passthrough device; remove them or set remove_foreign_passthrough=true"
-            % (params["name"], "; ".join(dx.describe_element(elem) for elem in foreign)))
+            % (params["domain"], "; ".join(dx.describe_element(elem) for elem in foreign)))
     dx.remove_elements(root, foreign)
     report["removed_foreign_passthrough"] = [dx.describe_element(elem) for elem in foreign]
     if fragment is not None:
@@ -390,10 +378,10 @@ def hostdev_holders(conn, params):
         reason = _libvirt.error_text(exc) if isinstance(exc, _libvirt.libvirt.libvirtError) else str(exc)
         raise GuestConfigError(
             "cannot tell whether the VFs asked for domain %s are free: libvirt on %s could not list the domains and their "
-            "hostdevs (%s). Nothing was changed; run again when libvirt answers" % (params["name"], params["uri"], reason)) from exc
+            "hostdevs (%s). Nothing was changed; run again when libvirt answers" % (params["domain"], params["uri"], reason)) from exc
     holders = {}
     for bdf, entries in holdings.items():
-        others = ["%s (%s)" % (name, how) for name, how in entries if name != params["name"]]
+        others = ["%s (%s)" % (name, how) for name, how in entries if name != params["domain"]]
         if others:
             holders[bdf] = others
     return holders
@@ -411,7 +399,7 @@ def check_requested_vfs(fragment, sysfs, conn, params):
         raise GuestConfigError(
             "refusing hostdev_xml for domain %s: %s. Only KAE VFs of this host (read under %s) that no other domain holds "
             "may be given; choose free VFs (openeuler.kae.device_info, the select_vfs filter). Nothing was changed"
-            % (params["name"], "; ".join(problems), sysfs.root))
+            % (params["domain"], "; ".join(problems), sysfs.root))
 
 
 # ---------------------------------------------------------------- define and restart
@@ -434,17 +422,17 @@ def inactive_xml(domain):
 
 def skipped_result(params):
     return {"changed": False, "defined": False, "restarted": False, "restart_required": False, "warnings": [],
-            "msg": "%s: not defined on %s; skipped (skip_missing)" % (params["name"], params["uri"])}
+            "msg": "%s: not defined on %s; skipped (skip_missing)" % (params["domain"], params["uri"])}
 
 
 def update_definition(conn, params, check_mode, sysfs):
     """Read, decide and (unless CHECK_MODE) define; returns (result, domain or None when not defined)."""
-    domain = _libvirt.lookup_domain(conn, params["name"])
+    domain = _libvirt.lookup_domain(conn, params["domain"])
     if domain is None:
         if params["skip_missing"]:
             return skipped_result(params), None
         raise GuestConfigError("domain %s is not defined on %s; define it first (this module edits an existing definition)"
-                               % (params["name"], params["uri"]))
+                               % (params["domain"], params["uri"]))
     fragment = wanted_fragment(params)
     if fragment is not None:
         check_requested_vfs(fragment, sysfs, conn, params)
@@ -463,12 +451,12 @@ def update_definition(conn, params, check_mode, sysfs):
         # Said only when it happens: check mode predictions run on transient guests too.
         if not domain.isPersistent():
             result["warnings"].append("domain %s was transient (for example after a migration without persist_dest); "
-                                      "defining it made it persistent on %s" % (params["name"], params["uri"]))
+                                      "defining it made it persistent on %s" % (params["domain"], params["uri"]))
         try:
             domain = conn.defineXML(after)
         except _libvirt.libvirt.libvirtError as exc:
             raise _libvirt.LibvirtFailure("libvirt on %s refused the new definition of %s: %s"
-                                          % (params["uri"], params["name"], _libvirt.error_text(exc))) from exc
+                                          % (params["uri"], params["domain"], _libvirt.error_text(exc))) from exc
         defined = inactive_xml(domain)
         result["warnings"].extend(dropped_by_libvirt(defined, params, fragment, is_kae, capabilities))
         after = dx.to_string(dx.parse_domain(defined))
@@ -487,7 +475,7 @@ def settle_running_guest(domain, result, params, check_mode):
         else:
             result["restart_required"] = not params["restart"]
             result["restarted"] = params["restart"]
-    result["msg"] = summary_message(params["name"], result["changed"], running, result)
+    result["msg"] = summary_message(params["domain"], result["changed"], running, result)
 
 
 def run(params, check_mode):
@@ -502,7 +490,7 @@ def run(params, check_mode):
         if check_mode:
             result, domain = update_definition(conn, params, check_mode, sysfs)
         else:
-            with _hostlock.host_lock("guest_config of domain %s" % params["name"], params["timeout_s"], lock_dir=LOCK_DIR):
+            with _hostlock.host_lock("guest_config of domain %s" % params["domain"], params["timeout_s"], lock_dir=LOCK_DIR):
                 result, domain = update_definition(conn, params, check_mode, sysfs)
         if domain is not None:
             settle_running_guest(domain, result, params, check_mode)
@@ -561,10 +549,10 @@ def main():
                          % (params["sysfs_root"], exc))
     except OSError as exc:
         module.fail_json(msg="guest_config of domain %s: cannot use %s: %s; nothing was changed"
-                         % (params["name"], exc.filename or "a file", exc.strerror or exc))
+                         % (params["domain"], exc.filename or "a file", exc.strerror or exc))
     except _libvirt.libvirt.libvirtError as exc:
         module.fail_json(msg="libvirt call failed for domain %s on %s: %s"
-                         % (params["name"], params["uri"], _libvirt.error_text(exc)))
+                         % (params["domain"], params["uri"], _libvirt.error_text(exc)))
     for warning in result.pop("warnings"):
         module.warn(warning)
     if not module._diff:

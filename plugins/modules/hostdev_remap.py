@@ -10,12 +10,12 @@ module: hostdev_remap
 short_description: Compute a migrating guest's XML for a destination whose free KAE VFs sit at other addresses
 version_added: 0.1.0
 description:
-  - Runs on the source hypervisor. Reads the running guest's migratable XML and maps each of its KAE VF hostdevs to
+  - Runs on the source hypervisor (O(uri)). Reads the running guest's migratable XML and maps each of its KAE VF hostdevs to
     a free VF of the same engine on the destination, all on one NUMA node of the destination (the node the guest's
     C(<numatune>) pins it to, if any; else the source VFs' node when it can, else the first node that can).
   - When every VF address of the guest is a free VF of the same engine on the destination, the guest keeps its
     addresses and RV(destination_xml) is null.
-  - With O(domain_xml) instead of O(name), works on that XML alone (no libvirt needed), for example to check before
+  - With O(domain_xml) instead of O(domain), works on that XML alone (no libvirt needed), for example to check before
     a migration, or in a lab without passthrough, whether a destination can host a definition's VFs.
   - Only a destination VF of the same queue class as the guest's VF qualifies (RV(openeuler.kae.device_info#module:devices[].queue_class),
     that is the same C(pf_q_num), the same C(sriov_numvfs) on its PF, last VF of its PF or not), because the destination
@@ -35,25 +35,22 @@ requirements:
 extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
+  - openeuler.kae._libvirt
 options:
-  name:
-    description: Name of the running libvirt domain to migrate. One of O(name) and O(domain_xml) is required.
+  domain:
+    description: Name of the running libvirt domain to migrate. One of O(domain) and O(domain_xml) is required.
     type: str
   domain_xml:
     description:
       - A domain XML to remap instead of the running domain's. RV(destination_xml) is then this XML remapped and
         RV(persistent_xml) is null.
     type: str
-  uri:
-    description: libvirt connection URI of the source hypervisor.
-    type: str
-    default: qemu:///system
-  src_devices:
+  source_devices:
     description: The source host's RV(openeuler.kae.device_info#module:devices), to learn the engine of each of the guest's VFs.
     type: list
     elements: dict
     required: true
-  dst_devices:
+  destination_devices:
     description:
       - The destination host's RV(openeuler.kae.device_info#module:devices). A VF counts as free when libvirt said that
         no domain holds it (or only this guest, whose definition may be left on the destination from an earlier round),
@@ -73,8 +70,8 @@ EXAMPLES = r"""
 - name: Can hv-b host the VFs of this definition? (no libvirt call)
   openeuler.kae.hostdev_remap:
     domain_xml: "{{ lookup('ansible.builtin.file', 'vm1.xml') }}"
-    src_devices: "{{ hostvars['hv-a'].kae_devices.devices }}"
-    dst_devices: "{{ hostvars['hv-b'].kae_devices.devices }}"
+    source_devices: "{{ hostvars['hv-a'].kae_devices.devices }}"
+    destination_devices: "{{ hostvars['hv-b'].kae_devices.devices }}"
   register: remap_check
 
 - name: Read the KAE devices of both hosts
@@ -85,9 +82,9 @@ EXAMPLES = r"""
 
 - name: Give kae-guest free VFs of hv-b
   openeuler.kae.hostdev_remap:
-    name: kae-guest
-    src_devices: "{{ kae_facts.results[0].devices }}"
-    dst_devices: "{{ kae_facts.results[1].devices }}"
+    domain: kae-guest
+    source_devices: "{{ kae_facts.results[0].devices }}"
+    destination_devices: "{{ kae_facts.results[1].devices }}"
   register: remap
   delegate_to: hv-a
 
@@ -127,7 +124,7 @@ persistent_xml:
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _args, _libvirt, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
 from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, plan, remap_xml
 
@@ -140,10 +137,10 @@ def guest_xmls(params):
     # libvirt refuses VIR_DOMAIN_XML_MIGRATABLE on a read-only connection; nothing is written.
     conn = _libvirt.connect(params["uri"])
     try:
-        domain = _libvirt.lookup_domain(conn, params["name"])
+        domain = _libvirt.lookup_domain(conn, params["domain"])
         if domain is None or not domain.isActive():
             raise RemapError("domain %s is not running on %s; a destination remap is for a guest about to migrate from there"
-                             % (params["name"], params["uri"]))
+                             % (params["domain"], params["uri"]))
         flags = _libvirt.libvirt.VIR_DOMAIN_XML_MIGRATABLE
         live = domain.XMLDesc(flags)
         persistent = domain.XMLDesc(flags | _libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE) if domain.isPersistent() else None
@@ -154,11 +151,9 @@ def guest_xmls(params):
 
 def check_params(params):
     """InputError naming the option when one has the wrong form."""
-    if params["name"] is not None:
-        _validate.domain_name(params["name"], "name")
+    _args.check_shared(params)
     if params["domain_xml"] is not None:
         _validate.text(params["domain_xml"], "domain_xml")
-    _validate.text(params["uri"], "uri")
 
 
 def run(params):
@@ -167,7 +162,7 @@ def run(params):
         live, persistent = params["domain_xml"], None
     else:
         live, persistent = guest_xmls(params)
-    result = plan(live, params["src_devices"], params["dst_devices"], destination=params.get("destination_host"))
+    result = plan(live, params["source_devices"], params["destination_devices"], destination=params.get("destination_host"))
     result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
     result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
     return result
@@ -175,16 +170,14 @@ def run(params):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            name=dict(type="str"),
+        argument_spec=_args.merge(_args.domain_option(required=False), _args.libvirt_option(), dict(
             domain_xml=dict(type="str"),
-            uri=dict(type="str", default="qemu:///system"),
-            src_devices=dict(type="list", elements="dict", required=True),
-            dst_devices=dict(type="list", elements="dict", required=True),
+            source_devices=dict(type="list", elements="dict", required=True),
+            destination_devices=dict(type="list", elements="dict", required=True),
             destination_host=dict(type="str"),
-        ),
-        required_one_of=[("name", "domain_xml")],
-        mutually_exclusive=[("name", "domain_xml")],
+        )),
+        required_one_of=[("domain", "domain_xml")],
+        mutually_exclusive=[("domain", "domain_xml")],
         supports_check_mode=True,
     )
     if not _libvirt.HAS_LIBVIRT and module.params["domain_xml"] is None:
@@ -195,7 +188,7 @@ def main():
         module.fail_json(msg=str(exc))
     except LIBVIRT_ERRORS as exc:
         module.fail_json(msg="cannot read the XML of domain %s on %s: %s"
-                         % (module.params["name"], module.params["uri"], _libvirt.error_text(exc)))
+                         % (module.params["domain"], module.params["uri"], _libvirt.error_text(exc)))
     module.exit_json(changed=False, **result)
 
 

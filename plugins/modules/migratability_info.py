@@ -14,7 +14,8 @@ description:
     the guest can succeed and be measured. RV(go) is true only when every check in O(checks) passed; otherwise
     RV(problems) says why, one sentence per problem naming the guest and the host. The module fails only when it
     cannot look at the guest at all (bad options, libvirt missing or unreachable).
-  - V(qemu) asks QEMU itself, through libvirt's QEMU monitor passthrough (C(virDomainQemuMonitorCommand)), with
+  - V(qemu) asks QEMU itself, through libvirt's QEMU monitor passthrough (C(virDomainQemuMonitorCommand), which
+    needs O(uri) opened read-write), with
     C(query-migrate). Its C(blocked-reasons) (QEMU 6.0 and later) are every migration blocker QEMU holds, devices
     marked unmigratable included; they are returned, and refused, in QEMU's own words. libvirt 9.0 has no other API
     for them (it asks the same question itself only once a migration starts, and then refuses with
@@ -35,16 +36,12 @@ description:
 extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
+  - openeuler.kae._libvirt
 options:
   domain:
     description: Name of the libvirt domain (the guest).
     type: str
     required: true
-  uri:
-    description:
-      - libvirt connection URI of the host the guest runs on, opened read-write (the monitor passthrough needs it).
-    type: str
-    default: qemu:///system
   checks:
     description:
       - The checks to run; V(qemu) is QEMU's own verdict, V(trace) the arrival of trace events.
@@ -215,6 +212,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _args
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx
 from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
 from ansible_collections.openeuler.kae.plugins.module_utils import _preflight
@@ -231,26 +229,21 @@ MAX_LOG_BYTES = 1 << 40
 
 
 def argument_spec():
-    return dict(
-        domain=dict(type="str", required=True),
-        uri=dict(type="str", default="qemu:///system"),
+    return _args.merge(_args.domain_option(), _args.libvirt_option(), _args.log_path_option(), dict(
         checks=dict(type="list", elements="str", choices=list(CHECKS), default=list(CHECKS)),
         profile=dict(type="str", default="auto", choices=list(PROFILE_CHOICES)),
-        log_path=dict(type="path"),
         max_bytes=dict(type="int", default=16 * 1024 * 1024),
         timeout_s=dict(type="float", default=5.0),
-    )
+    ))
 
 
 def validate(params):
     """Check the options before anything is opened; raises _validate.InputError."""
-    _validate.domain_name(params["domain"], "domain")
-    if "://" not in _validate.text(params["uri"], "uri"):
+    _args.check_shared(params)
+    if "://" not in params["uri"]:
         raise _validate.InputError("uri must be a libvirt URI such as qemu:///system, got %r" % params["uri"])
     if not params["checks"]:
         raise _validate.InputError("checks must name at least one of %s" % ", ".join(CHECKS))
-    if params["log_path"] is not None:
-        _validate.text(params["log_path"], "log_path")
     _validate.positive(params["max_bytes"], "max_bytes", maximum=MAX_LOG_BYTES, integer=True)
     _validate.number(params["timeout_s"], "timeout_s", minimum=0, maximum=MAX_TIMEOUT_S)
 

@@ -27,16 +27,16 @@ extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
 options:
-  path:
+  log_path:
     description:
       - The QEMU log to read.
-      - Exactly one of O(path) and O(domain) is required.
+      - Exactly one of O(log_path) and O(domain) is required.
     type: path
   domain:
     description:
       - Name of the libvirt domain whose log C(/var/log/libvirt/qemu/DOMAIN.log) is read. A name that cannot be a
         file name there (a C(/), a leading C(.), a control character) is refused.
-      - Exactly one of O(path) and O(domain) is required.
+      - Exactly one of O(log_path) and O(domain) is required.
     type: str
   offset:
     description:
@@ -109,7 +109,7 @@ EXAMPLES = r"""
 
 - name: Every event of the openEuler QEMU's pause/resume pair in a log, from its start
   openeuler.kae.qemu_trace_events:
-    path: /var/log/libvirt/qemu/vm1.log
+    log_path: /var/log/libvirt/qemu/vm1.log
     events:
       - all_vcpus*
 """
@@ -168,7 +168,7 @@ exists:
   type: bool
   sample: true
 log_path:
-  description: The log that was read (O(path), or the one derived from O(domain)).
+  description: The log that was read (O(log_path), or the one derived from O(domain)).
   returned: success
   type: str
   sample: /var/log/libvirt/qemu/kae-guest.log
@@ -177,13 +177,11 @@ log_path:
 from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _args, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._logread import LogReadError, domain_log_path, log_mark, read_events
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import PROFILE_CHOICES, profile_event_names
 
-ARGUMENT_SPEC = dict(
-    path=dict(type="path"),
-    domain=dict(type="str"),
+ARGUMENT_SPEC = _args.merge(_args.log_path_option(), _args.domain_option(required=False), dict(
     offset=dict(type="int", default=0),
     inode=dict(type="int"),
     profile=dict(type="str", default="auto", choices=list(PROFILE_CHOICES)),
@@ -191,13 +189,14 @@ ARGUMENT_SPEC = dict(
     max_bytes=dict(type="int"),
     allow_missing=dict(type="bool", default=False),
     mark=dict(type="bool", default=False),
-)
+))
 
 
 def log_path(params):
-    """The log named by O(path), or the one libvirt writes for O(domain)."""
-    if params["path"] is not None:
-        return _validate.text(params["path"], "path")
+    """The log named by O(log_path), or the one libvirt writes for O(domain)."""
+    _args.check_shared(params)
+    if params["log_path"] is not None:
+        return params["log_path"]
     return domain_log_path(params["domain"])
 
 
@@ -227,8 +226,8 @@ def main():
     spec, problem = _validate.screen_number_options(basic._load_params(), ARGUMENT_SPEC)
     module = AnsibleModule(
         argument_spec=spec,
-        mutually_exclusive=[("path", "domain")],
-        required_one_of=[("path", "domain")],
+        mutually_exclusive=[("log_path", "domain")],
+        required_one_of=[("log_path", "domain")],
         supports_check_mode=True,
     )
     if problem:

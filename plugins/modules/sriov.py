@@ -15,7 +15,7 @@ description:
   - Changing a non-zero count goes through V(0), as the driver requires. When the new count then fails, the module
     restores the previous VFs and their drivers when it can, and the error says which state the PF is left in.
   - It never removes, unbinds or rebinds a VF that a libvirt domain holds, running or only defined. Before a count
-    change (which removes every VF) or a rebind it asks libvirt, and fails naming each held VF and its domain when
+    change (which removes every VF) or a rebind it asks libvirt (O(uri), read-only), and fails naming each held VF and its domain when
     one is held, or when libvirt cannot be asked, without writing anything.
   - New VFs are created with the PF's C(sriov_drivers_autoprobe) at V(0), so they never bind to the host driver
     first (the value found is put back afterwards). With O(driver=none) the kernel's own binding is left alone.
@@ -33,6 +33,8 @@ author:
   - openEuler KAE collection contributors (@openeuler)
 extends_documentation_fragment:
   - openeuler.kae.attributes
+  - openeuler.kae._sysfs
+  - openeuler.kae._libvirt
 attributes:
   check_mode:
     support: full
@@ -62,16 +64,6 @@ options:
     type: str
     choices: [auto, hisi_acc_vfio_pci, vfio-pci, none]
     default: auto
-  sysfs_root:
-    description:
-      - Root of the sysfs tree (a sysfs-shaped copy for tests and the lab).
-    type: path
-    default: /sys
-  libvirt_uri:
-    description:
-      - libvirt connection used (read-only) to check that no domain holds a VF before the count changes.
-    type: str
-    default: qemu:///system
   timeout_s:
     description:
       - Seconds to wait for the host lock, and for the kernel after each write (VFs to appear or go, a driver to bind).
@@ -143,30 +135,26 @@ import contextlib
 from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _hostlock, _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import _args, _devices, _hostlock, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._libvirt import LIBRARY_NAME, LIBVIRT_IMPORT_ERROR
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 MAX_TIMEOUT_S = 3600
 LOCK_DIR = _hostlock.DEFAULT_LOCK_DIR
-ARGUMENT_SPEC = {
+ARGUMENT_SPEC = _args.merge({
     "pf": {"type": "str", "required": True},
     "num_vfs": {"type": "int", "required": True},
     "driver": {"type": "str", "default": "auto", "choices": ["auto", "hisi_acc_vfio_pci", "vfio-pci", "none"]},
-    "sysfs_root": {"type": "path", "default": "/sys"},
-    "libvirt_uri": {"type": "str", "default": "qemu:///system"},
     "timeout_s": {"type": "float", "default": 10},
-}
+}, _args.host_options())
 
 
 def check_params(params):
     """The module's parameters in canonical form; InputError naming the option when one has the wrong form."""
-    checked = dict(params)
+    checked = dict(_args.check_shared(params))
     checked["pf"] = _validate.bdf(params["pf"], "pf")
     checked["num_vfs"] = _validate.number(params["num_vfs"], "num_vfs", minimum=0, maximum=_devices.MAX_COUNT, integer=True)
     checked["timeout_s"] = _validate.positive(params["timeout_s"], "timeout_s", maximum=MAX_TIMEOUT_S)
-    checked["sysfs_root"] = _validate.text(params["sysfs_root"], "sysfs_root")
-    checked["libvirt_uri"] = _validate.text(params["libvirt_uri"], "libvirt_uri")
     return checked
 
 
@@ -185,7 +173,7 @@ def ensure(sysfs, params, check_mode):
     after = _devices.predict_state(sysfs, pf, before, num_vfs, driver)
     changed = after != before
     if changed:
-        _devices.check_change(sysfs, pf, before, num_vfs, driver, params["libvirt_uri"])
+        _devices.check_change(sysfs, pf, before, num_vfs, driver, params["uri"])
         if not check_mode:
             after = _devices.apply_state(sysfs, pf, before, num_vfs, driver, params["timeout_s"])
     return changed, before, after, pf, driver, warnings

@@ -17,7 +17,8 @@ description:
     O(record) and owes every VF of those PFs a rebind (unbind, then bind to the same migration driver).
   - On every run it rebinds the VFs it owes that no libvirt domain holds and whose IOMMU group no process holds open,
     and keeps the others in O(record) for a later run. A VF a guest holds is never touched; it is reported, with a
-    warning, as one that may not migrate until rebound. While libvirt cannot be asked no VF is touched.
+    warning, as one that may not migrate until rebound. While libvirt (O(uri), read-only) cannot be asked no VF is
+    touched.
   - A VF owed a rebind that is gone, unbound, or on a driver without migration is dropped from the record, since its next
     binding to a migration driver comes after the PF's driver anyway.
   - The role P(openeuler.kae.host#role) runs it after loading drivers and on every run.
@@ -25,6 +26,8 @@ author:
   - openEuler KAE collection contributors (@openeuler)
 extends_documentation_fragment:
   - openeuler.kae.attributes
+  - openeuler.kae._sysfs
+  - openeuler.kae._libvirt
 attributes:
   check_mode:
     support: full
@@ -43,14 +46,6 @@ options:
     description: JSON file that keeps the PF driver events and the VFs still owed a rebind.
     type: path
     default: /var/lib/openeuler-kae/pf-driver-record.json
-  sysfs_root:
-    description: Root of the sysfs tree (a sysfs-shaped copy for tests and the lab).
-    type: path
-    default: /sys
-  libvirt_uri:
-    description: libvirt connection used (read-only) to find the domains that hold VFs.
-    type: str
-    default: qemu:///system
   timeout_s:
     description: Seconds to wait for the host lock and for the kernel after each unbind or bind.
     type: float
@@ -105,7 +100,7 @@ record:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _devices, _rebind
+from ansible_collections.openeuler.kae.plugins.module_utils import _args, _devices, _rebind, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._hostlock import LockTimeout, host_lock
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
@@ -115,7 +110,7 @@ def settle_record(params, check_mode):
     sysfs = Sysfs(params["sysfs_root"])
     record = _rebind.load_record(params["record"])
     events = _rebind.note_loads(sysfs, record, params["drivers"], _rebind.now_text())
-    owners, note = _devices.hostdev_owners(params["libvirt_uri"]) if record["pending"] else ({}, {"available": True})
+    owners, note = _devices.hostdev_owners(params["uri"]) if record["pending"] else ({}, {"available": True})
     rebind, pending, dropped = _rebind.settle(sysfs, record, owners, note)
     for vf in dropped:
         del record["pending"][vf]
@@ -135,19 +130,18 @@ def settle_record(params, check_mode):
 
 def main():
     module = AnsibleModule(
-        argument_spec={
+        argument_spec=_args.merge({
             "drivers": {"type": "list", "elements": "str", "choices": list(_rebind.HOST_DRIVERS), "default": []},
             "record": {"type": "path", "default": "/var/lib/openeuler-kae/pf-driver-record.json"},
-            "sysfs_root": {"type": "path", "default": "/sys"},
-            "libvirt_uri": {"type": "str", "default": "qemu:///system"},
             "timeout_s": {"type": "float", "default": 10},
-        },
+        }, _args.host_options()),
         supports_check_mode=True,
     )
     try:
+        _args.check_shared(module.params)
         with host_lock("openeuler.kae.vf_rebind", module.params["timeout_s"]):
             result = settle_record(module.params, module.check_mode)
-    except (_rebind.RebindError, _devices.DeviceError, LockTimeout, SysfsError) as exc:
+    except (_rebind.RebindError, _devices.DeviceError, LockTimeout, SysfsError, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
     for entry in result["pending"]:
         module.warn(entry["message"])

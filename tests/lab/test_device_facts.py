@@ -55,7 +55,7 @@ def test_parity_preflight_refuses_another_driver_build_naming_both(lab, ansible_
     assert "kae-lab-b srcversion %s (kernel " % kae_lab_b_build in output
     assert "run the same build of %s on both hosts" % MODULE in output
     # What the host phase says in the lab about the modules' files, instead of pretending to check them.
-    assert "kae_lab: the KAE kernel modules do not exist in the lab" in output
+    assert "host_lab: the KAE kernel modules do not exist in the lab" in output
 
 
 def test_restored_trees_pass_the_parity_preflight(lab, ansible_playbook):

@@ -195,7 +195,7 @@ def test_remap_between_the_lab_hosts_simulated_vfs(lab, ansible_adhoc):
     src = [dict(d, domain="remap-probe") if d in chosen else d for d in facts["kae-lab-a"]]
 
     def remap(dst):
-        args = json.dumps({"domain_xml": guest_xml, "src_devices": src, "dst_devices": dst})
+        args = json.dumps({"domain_xml": guest_xml, "source_devices": src, "destination_devices": dst})
         completed = ansible_adhoc("kae-lab-a", "openeuler.kae.hostdev_remap", args)
         return dict(_module_json(completed, "kae-lab-a"), failed="kae-lab-a | FAILED!" in completed.stdout)
 
@@ -281,7 +281,7 @@ def test_only_free_kae_vfs_are_given_and_each_guest_gets_its_own(probe, ansible_
         for bdf, reason in ((held, "%s is held by domain %s (defined, not running)" % (held, HOLDER)),
                             (ROOT_PORT, "%s is not a KAE VF (vendor 0x19e5, device 0xa121)" % ROOT_PORT),
                             ("0000:3f:00.1", "0000:3f:00.1 does not exist on this host")):
-            args = {"name": PROBE, "sysfs_root": SYSFS_ROOT, "hostdev_xml": hostdev_xml(bdf)}
+            args = {"domain": PROBE, "sysfs_root": SYSFS_ROOT, "hostdev_xml": hostdev_xml(bdf)}
             refused = ansible_adhoc(HOST, "openeuler.kae.guest_config", json.dumps(args))
             assert "%s | FAILED!" % HOST in refused.stdout, refused.stdout + refused.stderr
             assert reason in _module_json(refused, HOST)["msg"]

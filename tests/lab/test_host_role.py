@@ -59,7 +59,7 @@ def host_play(tmp_path):
 def test_host_role_reports_the_simulated_inventory_and_is_idempotent(lab, ansible_playbook, host_play, tmp_path):
     first = ansible_playbook(host_play)
     assert first.returncode == 0, first.stdout + first.stderr
-    assert "kae_lab: the KAE devices of kae-lab-a are simulated" in first.stdout
+    assert "host_lab: the KAE devices of kae-lab-a are simulated" in first.stdout
     assert "the live kernel.printk is this machine's own kernel setting and is left alone" in first.stdout
 
     second = ansible_playbook(host_play)

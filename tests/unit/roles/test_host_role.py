@@ -40,7 +40,7 @@ def test_provisioning_refuses_when_libvirt_cannot_say_who_holds_the_vfs(tmp_path
     root = str(tmp_path / "sysfs")
     simsysfs.build(root, vfs=2, nodes=(0,), migration_driver="vfio-pci", vf_driver="hisi_zip")
     before = [(d["bdf"], d["driver"]) for d in _devices.scan(Sysfs(root))]
-    result = run_role(tmp_path, kae_lab=True, host_sysfs_root=root, host_libvirt_uri=UNREACHABLE_URI, host_num_vfs=2)
+    result = run_role(tmp_path, host_lab=True, host_sysfs_root=root, host_libvirt_uri=UNREACHABLE_URI, host_num_vfs=2)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "VF ownership could not be read on localhost (cannot connect to libvirt at %s" % UNREACHABLE_URI in result.stdout
     assert "the role changes no VF while a domain might hold one. Start libvirtd or set host_libvirt_uri, then run again." in result.stdout

@@ -50,7 +50,7 @@ def test_refuses_when_device_info_could_not_ask_libvirt(kae_host, unreachable_ur
         select_vfs(facts["devices"], prefer_node=0)
     message = str(err.value)
     assert message.startswith("openeuler.kae.select_vfs: VF ownership could not be read (cannot connect to libvirt at %s: " % unreachable_uri)
-    assert message.endswith("), so 12 VFs may belong to a guest: refusing to choose VFs. Make libvirt reachable (libvirt_uri) and read "
+    assert message.endswith("), so 12 VFs may belong to a guest: refusing to choose VFs. Make libvirt reachable (uri) and read "
                             "the devices again with openeuler.kae.device_info")
 
 

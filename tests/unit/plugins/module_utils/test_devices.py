@@ -285,7 +285,7 @@ def test_check_owners_known_names_the_reason():
     with pytest.raises(DeviceError) as info:
         _devices.check_owners_known(unknown, "choose VFs")
     assert str(info.value) == ("VF ownership could not be read (cannot connect to libvirt at x: gone), so 1 VFs may belong to a guest: "
-                               "refusing to choose VFs. Make libvirt reachable (libvirt_uri) and read the devices again with "
+                               "refusing to choose VFs. Make libvirt reachable (uri) and read the devices again with "
                                "openeuler.kae.device_info")
     bare = [{k: v for k, v in vf("0000:75:00.1", "zip", 0).items() if k != "owner_known"}]
     with pytest.raises(DeviceError, match=r"could not be read \(the device facts do not say \(no owner_known\); pass the 'devices' "

@@ -130,7 +130,7 @@ def test_refused_when_the_destination_could_not_say_who_holds_its_vfs():
         plan(guest(*GUEST_VFS), SRC, dst)
     assert str(info.value) == ("on the destination, VF ownership could not be read (cannot connect to libvirt at qemu:///system: no socket), "
                                "so 12 VFs may belong to a guest: refusing to choose the destination's VFs for guest vm1. Make libvirt "
-                               "reachable (libvirt_uri) and read the devices again with openeuler.kae.device_info")
+                               "reachable (uri) and read the devices again with openeuler.kae.device_info")
     # Even when the guest's own addresses look free there.
     with pytest.raises(RemapError, match="VF ownership could not be read"):
         plan(guest(*GUEST_VFS), SRC, [dict(d, owner_known=False) for d in host()])
@@ -139,10 +139,10 @@ def test_refused_when_the_destination_could_not_say_who_holds_its_vfs():
 
 
 @pytest.mark.parametrize("src, dst, message", [
-    (SRC, {"devices": []}, r"dst_devices: expected the device list of openeuler.kae.device_info \(its 'devices'\), got dict"),
-    (SRC, [dict(host()[0], numa_node="0")], r"dst_devices: dst_devices\[0\].numa_node must be a whole number, got str '0'"),
-    ([dict(SRC[0], bdf="0000:31:00.1; rm")], host(), r"src_devices: src_devices\[0\].bdf must be a PCI address"),
-    (SRC, [{"bdf": "0000:31:00.2", "function": "vf"}], r"dst_devices: dst_devices\[0\] lacks 'engine', 'numa_node'"),
+    (SRC, {"devices": []}, r"destination_devices: expected the device list of openeuler.kae.device_info \(its 'devices'\), got dict"),
+    (SRC, [dict(host()[0], numa_node="0")], r"destination_devices: destination_devices\[0\].numa_node must be a whole number, got str '0'"),
+    ([dict(SRC[0], bdf="0000:31:00.1; rm")], host(), r"source_devices: source_devices\[0\].bdf must be a PCI address"),
+    (SRC, [{"bdf": "0000:31:00.2", "function": "vf"}], r"destination_devices: destination_devices\[0\] lacks 'engine', 'numa_node'"),
 ])
 def test_bad_device_facts_are_named(src, dst, message):
     with pytest.raises(RemapError, match="^" + message):

@@ -4,11 +4,11 @@
 """Fixtures to run modules in-process.
 
     def test_reads(run_module):
-        result = run_module(qemu_trace_events, {"path": str(log)}, check_mode=True)
+        result = run_module(qemu_trace_events, {"log_path": str(log)}, check_mode=True)
         assert result["changed"] is False
 
     def test_bad_offset(fail_module):
-        assert "offset" in fail_module(qemu_trace_events, {"path": str(log), "offset": -1})["msg"]
+        assert "offset" in fail_module(qemu_trace_events, {"log_path": str(log), "offset": -1})["msg"]
 
 ``run_module`` returns what the module passed to exit_json and raises ``AnsibleFailJson`` when it called
 fail_json; ``fail_module`` returns what it passed to fail_json. Both take ``check_mode`` and ``diff``.

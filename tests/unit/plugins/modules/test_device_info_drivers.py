@@ -193,6 +193,6 @@ def test_no_module_tree_is_said_not_guessed(kae_host, empty_uri, release, tmp_pa
 
 @pytest.mark.parametrize("word", ["../kernel", "extra kernel", "", ".."])
 def test_bad_driver_origin_fails_the_module_with_the_form(fail_module, kae_host, empty_uri, word):
-    result = fail_module(device_info, {"sysfs_root": kae_host(vfs=0), "libvirt_uri": empty_uri, "driver_origin": word})
+    result = fail_module(device_info, {"sysfs_root": kae_host(vfs=0), "uri": empty_uri, "driver_origin": word})
     assert result["msg"] == ("driver_origin must name a directory under /lib/modules/RELEASE such as extra, kernel or updates "
                              "(or builtin), got %r" % word)

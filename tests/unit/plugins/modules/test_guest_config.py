@@ -116,7 +116,7 @@ def default_domain():
 
 
 def params(uri, sysfs_root, **overrides):
-    base = dict(name="vm1", uri=uri, hostdev_xml=None, sysfs_root=sysfs_root, trace_profile=None, placement="none",
+    base = dict(domain="vm1", uri=uri, hostdev_xml=None, sysfs_root=sysfs_root, trace_profile=None, placement="none",
                 numa_node=None, remove_foreign_passthrough=False, restart=False, restart_timeout_s=0,
                 skip_missing=False, timeout_s=5.0)
     base.update(overrides)
@@ -158,7 +158,7 @@ def test_adds_hostdevs_then_is_idempotent(node, sysfs_root):
 
 def test_second_run_on_the_same_connection_state_is_unchanged(default_domain, sysfs_root):
     # The test driver's default node keeps state for the life of the process, so two runs see each other.
-    args = params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0, HPRE0), placement="numatune", numa_node=1)
+    args = params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0, HPRE0), placement="numatune", numa_node=1)
     first = run(args)
     second = run(args)
     assert first["changed"] is True and first["placement"] == ["numatune"]
@@ -173,7 +173,7 @@ def test_second_run_on_the_same_connection_state_is_unchanged(default_domain, sy
 
 def test_check_mode_predicts_and_changes_nothing(default_domain, sysfs_root):
     before = inactive(default_domain, "test")
-    result = run(params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0)), check_mode=True)
+    result = run(params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0)), check_mode=True)
     assert result["changed"] is True and result["hostdevs"]["added"] == [ZIP0]
     assert "0x75" in result["diff"]["after"] and "0x75" not in result["diff"]["before"]
     assert inactive(default_domain, "test") == before
@@ -225,7 +225,7 @@ def test_trace_arguments_are_predicted_and_dropped_by_the_test_driver(node, sysf
 def test_cputune_uses_the_host_topology(sysfs_root):
     # The default test node reports a two-cell topology; check mode leaves it untouched.
     uri = "test:///default"
-    result = run(params(uri, sysfs_root, name="test", placement="cputune", numa_node=1), check_mode=True)
+    result = run(params(uri, sysfs_root, domain="test", placement="cputune", numa_node=1), check_mode=True)
     root = after_root(result)
     cpus = ET.fromstring(libvirt.open(uri).getCapabilities()).findall("host/topology/cells/cell[@id='1']/cpus/cpu")
     expected = dx.format_cpuset(int(cpu.get("id")) for cpu in cpus)
@@ -238,12 +238,12 @@ def test_unknown_numa_node_and_unknown_domain_are_refused(node, sysfs_root):
     with pytest.raises(dx.DomainXMLError, match="NUMA node 7 does not exist on this host"):
         run(params(uri, sysfs_root, placement="vcpu", numa_node=7))
     with pytest.raises(guest_config.GuestConfigError, match="domain nosuch is not defined on test://.*define it first"):
-        run(params(uri, sysfs_root, name="nosuch"))
+        run(params(uri, sysfs_root, domain="nosuch"))
 
 
 def test_restart_applies_the_change_to_a_running_guest(default_domain, sysfs_root):
     assert default_domain.lookupByName("test").isActive()
-    result = run(params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0), restart=True))
+    result = run(params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0), restart=True))
     assert result["restarted"] is True and result["restart_required"] is False
     assert "definition updated and guest restarted" in result["msg"]
     live = dx.parse_domain(default_domain.lookupByName("test").XMLDesc(0))
@@ -262,7 +262,7 @@ def test_a_transient_guest_is_made_persistent_with_a_warning(default_domain, sys
     root.find("uuid").text = "4d1c5e2a-3b6f-4c1e-9a7d-2f0b8e6c1a90"
     domain = default_domain.createXML(ET.tostring(root, encoding="unicode"), 0)
     assert not domain.isPersistent()
-    args = params("test:///default", sysfs_root, name="transient", hostdev_xml=hostdevs(ZIP0))
+    args = params("test:///default", sysfs_root, domain="transient", hostdev_xml=hostdevs(ZIP0))
     predicted = run(args, check_mode=True)
     assert predicted["changed"] is True and predicted["warnings"] == []
     assert not default_domain.lookupByName("transient").isPersistent()
@@ -272,7 +272,7 @@ def test_a_transient_guest_is_made_persistent_with_a_warning(default_domain, sys
 
 
 def test_skip_missing_reports_an_absent_domain_without_failing(node, sysfs_root):
-    result = run(params(node(), sysfs_root, name="elsewhere", skip_missing=True, trace_profile="both"))
+    result = run(params(node(), sysfs_root, domain="elsewhere", skip_missing=True, trace_profile="both"))
     assert result["changed"] is False and result["defined"] is False and "skipped (skip_missing)" in result["msg"]
 
 
@@ -288,7 +288,7 @@ def test_skip_missing_reports_an_absent_domain_without_failing(node, sysfs_root)
 def test_an_address_that_is_not_a_kae_vf_of_this_host_is_refused_by_name(default_domain, sysfs_root, bdf, reason, check_mode):
     before = inactive(default_domain, "test")
     with pytest.raises(guest_config.GuestConfigError) as info:
-        run(params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0, bdf)), check_mode)
+        run(params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0, bdf)), check_mode)
     message = str(info.value)
     assert message.startswith("refusing hostdev_xml for domain test: " + reason)
     assert ZIP0 not in message, "the KAE VF beside it is not refused"
@@ -298,7 +298,7 @@ def test_an_address_that_is_not_a_kae_vf_of_this_host_is_refused_by_name(default
 def test_the_sysfs_root_option_is_where_vfs_are_read(default_domain, sysfs_root, tmp_path):
     other = str(tmp_path / "other")
     simsysfs.build(other, vfs=1)
-    args = params("test:///default", other, name="test", hostdev_xml=hostdevs(ZIP1))
+    args = params("test:///default", other, domain="test", hostdev_xml=hostdevs(ZIP1))
     with pytest.raises(guest_config.GuestConfigError, match="%s does not exist on this host \\(no %s/" % (ZIP1, other)):
         run(args, check_mode=True)
     assert run(dict(args, sysfs_root=sysfs_root), check_mode=True)["hostdevs"]["added"] == [ZIP1]
@@ -316,7 +316,7 @@ def test_a_vf_another_domain_holds_is_refused(default_domain, sysfs_root, start,
         default_domain.defineXML(holder.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).replace("<devices>", "<devices>" + hostdevs(SEC0)))
     before = inactive(default_domain, "test")
     with pytest.raises(guest_config.GuestConfigError) as info:
-        run(params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0, SEC0)))
+        run(params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0, SEC0)))
     assert "%s is held by domain holder (%s)" % (SEC0, state) in str(info.value)
     assert ZIP0 not in str(info.value) and inactive(default_domain, "test") == before
 
@@ -361,11 +361,11 @@ def test_ownership_libvirt_cannot_tell_is_refused(default_domain, sysfs_root, mo
     monkeypatch.setattr(_libvirt, "connect", lambda uri, read_only=False: BrokenConnection(real_connect(uri, read_only), broken))
     before = inactive(default_domain, "test")
     with pytest.raises(guest_config.GuestConfigError) as info:
-        run(params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0)))
+        run(params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0)))
     assert "cannot tell whether the VFs asked for domain test are free" in str(info.value)
     assert inactive(default_domain, "test") == before
     # Without VFs asked for, ownership does not matter: the trace arguments alone are still predicted.
-    assert run(params("test:///default", sysfs_root, name="test", trace_profile="upstream"), check_mode=True)["changed"] is True
+    assert run(params("test:///default", sysfs_root, domain="test", trace_profile="upstream"), check_mode=True)["changed"] is True
 
 
 def test_main_refuses_when_sysfs_cannot_be_read(fail_module, sysfs_root, default_domain, monkeypatch):
@@ -374,7 +374,7 @@ def test_main_refuses_when_sysfs_cannot_be_read(fail_module, sysfs_root, default
     def unreadable(self, rel):
         raise _sysfs.SysfsError("cannot read %s: Input/output error" % self.path(rel))
     monkeypatch.setattr(_sysfs.Sysfs, "read", unreadable)
-    result = fail_module(guest_config, {"name": "test", "uri": "test:///default", "sysfs_root": sysfs_root,
+    result = fail_module(guest_config, {"domain": "test", "uri": "test:///default", "sysfs_root": sysfs_root,
                                         "hostdev_xml": hostdevs(ZIP0)})
     assert result["msg"].startswith("cannot read the host's PCI devices under %s" % sysfs_root)
     assert "Input/output error" in result["msg"] and "nothing was changed" in result["msg"]
@@ -384,7 +384,7 @@ def test_main_refuses_when_sysfs_cannot_be_read(fail_module, sysfs_root, default
 
 def test_a_held_host_lock_makes_the_module_wait_then_fail_naming_it(fail_module, run_module, sysfs_root, default_domain, lock_dir):
     before = inactive(default_domain, "test")
-    args = {"name": "test", "uri": "test:///default", "sysfs_root": sysfs_root, "hostdev_xml": hostdevs(ZIP0), "timeout_s": 0.3}
+    args = {"domain": "test", "uri": "test:///default", "sysfs_root": sysfs_root, "hostdev_xml": hostdevs(ZIP0), "timeout_s": 0.3}
     with _hostlock.host_lock("sriov of PF 0000:75:00.0", 5, lock_dir=lock_dir):
         failed = fail_module(guest_config, args)
         assert "another openeuler.kae task holds %s/openeuler-kae.lock" % lock_dir in failed["msg"]
@@ -425,7 +425,7 @@ def test_the_lock_is_held_from_reading_to_defining(sysfs_root, default_domain, l
 
     real_connect = _libvirt.connect
     monkeypatch.setattr(_libvirt, "connect", lambda uri, read_only=False: Probing(real_connect(uri, read_only)))
-    run(params("test:///default", sysfs_root, name="test", hostdev_xml=hostdevs(ZIP0)))
+    run(params("test:///default", sysfs_root, domain="test", hostdev_xml=hostdevs(ZIP0)))
     assert seen == [("read", "held"), ("define", "held")]
 
 
@@ -464,7 +464,7 @@ def test_a_driver_dropping_the_overrides_is_reported(node, sysfs_root):
 def test_main_refuses_a_non_kae_hostdev_in_the_domain_named_by_sysfs(fail_module, sysfs_root, default_domain):
     default_domain.defineXML(inactive(default_domain, "test").replace("<devices>", "<devices>" + hostdevs(ZIP0, NIC)))
     before = inactive(default_domain, "test")
-    result = fail_module(guest_config, {"name": "test", "uri": "test:///default", "sysfs_root": sysfs_root,
+    result = fail_module(guest_config, {"domain": "test", "uri": "test:///default", "sysfs_root": sysfs_root,
                                         "hostdev_xml": hostdevs(ZIP0)})
     assert "not KAE VFs: <hostdev managed='no' mode='subsystem' type='pci'> (host PCI %s)" % NIC in result["msg"]
     assert ZIP0 not in result["msg"], "the simulated ZIP VF is recognised as a KAE VF"
@@ -472,7 +472,7 @@ def test_main_refuses_a_non_kae_hostdev_in_the_domain_named_by_sysfs(fail_module
 
 
 def test_main_check_mode_diff_only_when_asked(run_module, sysfs_root, default_domain):
-    args = {"name": "test", "uri": "test:///default", "sysfs_root": sysfs_root, "hostdev_xml": hostdevs(SEC0)}
+    args = {"domain": "test", "uri": "test:///default", "sysfs_root": sysfs_root, "hostdev_xml": hostdevs(SEC0)}
     quiet = run_module(guest_config, args, check_mode=True)
     assert quiet["changed"] is True and "diff" not in quiet and "0x76" in quiet["xml"]
     shown = run_module(guest_config, args, check_mode=True, diff=True)
@@ -480,17 +480,17 @@ def test_main_check_mode_diff_only_when_asked(run_module, sysfs_root, default_do
 
 
 def test_main_requires_a_node_for_placement(fail_module):
-    result = fail_module(guest_config, {"name": "test", "uri": "test:///default", "placement": "cputune"})
+    result = fail_module(guest_config, {"domain": "test", "uri": "test:///default", "placement": "cputune"})
     assert "placement is cputune but all of the following are missing: numa_node" in result["msg"]
 
 
 BAD_INPUTS = [
-    ({"name": "a/b"}, "name must be a libvirt domain name (no '/'"),
-    ({"name": "vm\x00"}, "name must not contain a NUL byte"),
-    ({"name": ""}, "name must not be empty"),
-    ({"name": ".hidden"}, "but '.hidden' starts with '.'"),
-    ({"name": "x" * 300}, "is longer than 200 characters"),
-    ({"name": "vm\n1"}, "contains a control character"),
+    ({"domain": "a/b"}, "domain must be a libvirt domain name (no '/'"),
+    ({"domain": "vm\x00"}, "domain must not contain a NUL byte"),
+    ({"domain": ""}, "domain must not be empty"),
+    ({"domain": ".hidden"}, "but '.hidden' starts with '.'"),
+    ({"domain": "x" * 300}, "is longer than 200 characters"),
+    ({"domain": "vm\n1"}, "contains a control character"),
     ({"uri": "test:///default\x00"}, "uri (a libvirt connection URI such as qemu:///system) must not contain a NUL byte"),
     ({"uri": "nosuchdriver:///x"}, "cannot connect to libvirt at nosuchdriver:///x"),
     ({"sysfs_root": "/sys\x00"}, "sysfs_root (the root of a sysfs tree such as /sys) must not contain a NUL byte"),
@@ -512,7 +512,7 @@ BAD_INPUTS = [
     ({"placement": "numatune", "numa_node": "1.5"}, "argument 'numa_node' is of type str and we were unable to convert to int"),
     ({"restart_timeout_s": -1}, "restart_timeout_s (seconds, 0-86400) must be at least 0"),
     ({"restart_timeout_s": 10 ** 30}, "restart_timeout_s (seconds, 0-86400) must be at most 86400"),
-    ({"restart_timeout_s": float("inf")}, "restart_timeout_s must be a whole number, got inf"),
+    ({"restart_timeout_s": float("inf")}, "restart_timeout_s (seconds, 0-86400) must be a finite number, got inf"),
     ({"timeout_s": float("nan")}, "timeout_s (seconds, 0-86400) must be a finite number, got nan"),
     ({"timeout_s": "inf"}, "timeout_s (seconds, 0-86400) must be a finite number, got inf"),
     ({"timeout_s": -0.5}, "timeout_s (seconds, 0-86400) must be at least 0"),
@@ -526,7 +526,7 @@ BAD_INPUTS = [
 @pytest.mark.parametrize("bad, message", BAD_INPUTS, ids=[str(index) for index in range(len(BAD_INPUTS))])
 def test_bad_input_is_refused_with_a_sentence_and_changes_nothing(fail_module, sysfs_root, default_domain, bad, message):
     before = inactive(default_domain, "test")
-    args = dict({"name": "test", "uri": "test:///default", "sysfs_root": sysfs_root, "trace_profile": "upstream"}, **bad)
+    args = dict({"domain": "test", "uri": "test:///default", "sysfs_root": sysfs_root, "trace_profile": "upstream"}, **bad)
     result = fail_module(guest_config, args)
     assert message in result["msg"]
     assert "Traceback" not in result["msg"] and "exception" not in result

@@ -212,7 +212,7 @@ def test_connection_failure_fails_the_module(monkeypatch, fail_module):
     ({"domain": "g", "timeout_s": math.inf}, "timeout_s must be a finite number"),
     ({"domain": "g", "timeout_s": math.nan}, "timeout_s must be a finite number"),
     ({"domain": "g", "timeout_s": 7200}, "timeout_s must be at most 3600"),
-    ({"domain": "g", "log_path": "/var/log/a\x00b"}, "log_path must not contain a NUL byte"),
+    ({"domain": "g", "log_path": "/var/log/a\x00b"}, "log_path (the path of a QEMU log file) must not contain a NUL byte"),
     ({}, "missing required arguments: domain"),
 ])
 def test_bad_input_is_refused_before_anything_is_opened(monkeypatch, fail_module, bad, message):

@@ -89,8 +89,8 @@ def test_real_module_qemu_trace_events(run_module, fail_module, tmp_path):
     log = tmp_path / "guest.log"
     log.write_text("2026-11-25 18:04:53.027+0000: initiating migration\n"
                    "219@1795629893.041251:vm_state_notify running 0 reason 7 (finish-migrate)\n")
-    result = run_module(qemu_trace_events, {"path": str(log)}, check_mode=True)
+    result = run_module(qemu_trace_events, {"log_path": str(log)}, check_mode=True)
     assert result["changed"] is False
     assert [event["name"] for event in result["events"]] == ["vm_state_notify"]
     assert result["next_offset"] == log.stat().st_size
-    assert "mutually exclusive" in fail_module(qemu_trace_events, {"path": str(log), "domain": "g"})["msg"]
+    assert "mutually exclusive" in fail_module(qemu_trace_events, {"log_path": str(log), "domain": "g"})["msg"]

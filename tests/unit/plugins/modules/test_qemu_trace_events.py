@@ -27,7 +27,7 @@ def log(tmp_path):
 
 
 def test_default_profile_keeps_the_openeuler_and_upstream_events(run_module, log):
-    result = run_module(qemu_trace_events, {"path": str(log)})
+    result = run_module(qemu_trace_events, {"log_path": str(log)})
     assert result["changed"] is False
     assert [event["name"] for event in result["events"]] == ["vm_state_notify", "all_vcpus_paused"]
     assert result["events"][0] == {"ts": 1795629893.041251, "tid": 219, "name": "vm_state_notify", "args": "running 0 reason 7 (finish-migrate)"}
@@ -44,25 +44,25 @@ def test_default_profile_keeps_the_openeuler_and_upstream_events(run_module, log
     ({"events": ["*"], "profile": "openeuler"}, ["runstate_set", "vm_state_notify", "all_vcpus_paused", "vmstate_downtime_checkpoint"]),
 ])
 def test_profile_or_events_choose_what_is_kept(run_module, log, args, names):
-    result = run_module(qemu_trace_events, dict(args, path=str(log)))
+    result = run_module(qemu_trace_events, dict(args, log_path=str(log)))
     assert [event["name"] for event in result["events"]] == names
 
 
 def test_check_mode_reads_the_same(run_module, log):
-    assert run_module(qemu_trace_events, {"path": str(log)}, check_mode=True) == run_module(qemu_trace_events, {"path": str(log)})
+    assert run_module(qemu_trace_events, {"log_path": str(log)}, check_mode=True) == run_module(qemu_trace_events, {"log_path": str(log)})
 
 
 def test_offset_inode_partial_line_and_rotation_round_trip(run_module, log):
-    first = run_module(qemu_trace_events, {"path": str(log), "events": ["*"]})
+    first = run_module(qemu_trace_events, {"log_path": str(log), "events": ["*"]})
     with open(str(log), "ab") as handle:
         handle.write(b"219@1795629893.049619:migrate_set_state new state completed\n301@17956298")
-    second = run_module(qemu_trace_events, {"path": str(log), "events": ["*"], "offset": first["next_offset"], "inode": first["inode"]})
+    second = run_module(qemu_trace_events, {"log_path": str(log), "events": ["*"], "offset": first["next_offset"], "inode": first["inode"]})
     assert [event["name"] for event in second["events"]] == ["migrate_set_state"]
     assert second["next_offset"] == second["size"] - len(b"301@17956298")
     assert second["rotated"] is False
     os.rename(str(log), str(log) + ".0")
     log.write_bytes(LOG)
-    third = run_module(qemu_trace_events, {"path": str(log), "events": ["*"], "offset": second["next_offset"], "inode": second["inode"]})
+    third = run_module(qemu_trace_events, {"log_path": str(log), "events": ["*"], "offset": second["next_offset"], "inode": second["inode"]})
     assert third["rotated"] is True
     assert len(third["events"]) == 4
 
@@ -73,40 +73,40 @@ def test_domain_derives_libvirts_log_path(run_module, monkeypatch, tmp_path, log
 
 
 def test_mark_reads_no_event_and_a_read_from_it_gets_only_what_came_after(run_module, log):
-    mark = run_module(qemu_trace_events, {"path": str(log), "mark": True, "offset": 5, "events": ["*"]})
+    mark = run_module(qemu_trace_events, {"log_path": str(log), "mark": True, "offset": 5, "events": ["*"]})
     assert mark["events"] == [] and mark["exists"] is True
     assert mark["next_offset"] == mark["size"] == len(LOG)
     assert mark["inode"] == os.stat(str(log)).st_ino
     with open(str(log), "ab") as handle:
         handle.write(b"219@1795629893.049619:migrate_set_state new state completed\n")
-    after = run_module(qemu_trace_events, {"path": str(log), "events": ["*"], "offset": mark["next_offset"], "inode": mark["inode"]})
+    after = run_module(qemu_trace_events, {"log_path": str(log), "events": ["*"], "offset": mark["next_offset"], "inode": mark["inode"]})
     assert [event["name"] for event in after["events"]] == ["migrate_set_state"] and after["rotated"] is False
 
 
 def test_mark_of_a_log_whose_last_line_is_unfinished_stops_at_the_line_start(run_module, log):
     with open(str(log), "ab") as handle:
         handle.write(b"301@17956298")
-    mark = run_module(qemu_trace_events, {"path": str(log), "mark": True})
+    mark = run_module(qemu_trace_events, {"log_path": str(log), "mark": True})
     assert mark["size"] == len(LOG) + len(b"301@17956298")
     assert mark["next_offset"] == len(LOG)
     with open(str(log), "ab") as handle:
         handle.write(b"93.054982:vm_state_notify running 1 reason 9 (running)\n")
-    after = run_module(qemu_trace_events, {"path": str(log), "offset": mark["next_offset"], "inode": mark["inode"]})
+    after = run_module(qemu_trace_events, {"log_path": str(log), "offset": mark["next_offset"], "inode": mark["inode"]})
     assert [event["ts"] for event in after["events"]] == [1795629893.054982] and after["rotated"] is False
 
 
 def test_mark_of_a_missing_log_is_a_mark_at_its_start(run_module, tmp_path):
-    mark = run_module(qemu_trace_events, {"path": str(tmp_path / "new.log"), "mark": True})
+    mark = run_module(qemu_trace_events, {"log_path": str(tmp_path / "new.log"), "mark": True})
     assert (mark["exists"], mark["next_offset"], mark["size"], mark["inode"]) == (False, 0, 0, None)
 
 
 def test_a_destination_without_a_log_yet_gives_a_starting_position(run_module, tmp_path):
-    result = run_module(qemu_trace_events, {"path": str(tmp_path / "new.log"), "allow_missing": True})
+    result = run_module(qemu_trace_events, {"log_path": str(tmp_path / "new.log"), "allow_missing": True})
     assert (result["events"], result["next_offset"], result["inode"], result["exists"]) == ([], 0, None, False)
 
 
 def test_max_bytes_reads_in_steps(run_module, log):
-    result = run_module(qemu_trace_events, {"path": str(log), "events": ["*"], "max_bytes": 150})
+    result = run_module(qemu_trace_events, {"log_path": str(log), "events": ["*"], "max_bytes": 150})
     assert [event["name"] for event in result["events"]] == ["runstate_set"]
     assert result["more"] is True
 
@@ -117,7 +117,7 @@ def test_max_bytes_reads_in_steps(run_module, log):
     ({"domain": ".."}, "but '..' starts with '.'"),
     ({"domain": "kae\x00guest"}, "domain must not contain a NUL byte"),
     ({"domain": "kae\tguest"}, "contains a control character"),
-    ({"path": "/var/log/libvirt/qemu/kae\x00.log"}, "path must not contain a NUL byte"),
+    ({"log_path": "/var/log/libvirt/qemu/kae\x00.log"}, "log_path (the path of a QEMU log file) must not contain a NUL byte"),
     ({"offset": "1e99999999"}, "offset must be a whole number written with the digits 0-9, got '1e99999999'"),
     ({"offset": "inf"}, "offset must be a whole number written with the digits 0-9, got 'inf'"),
     ({"offset": float("inf")}, "offset must be a whole number, got inf"),
@@ -135,13 +135,13 @@ def test_max_bytes_reads_in_steps(run_module, log):
     ({"profile": "qemu9"}, "value of profile must be one of: auto, openeuler, upstream, downtime_checkpoint"),
 ])
 def test_bad_input_fails_with_a_clear_message(fail_module, log, args, message):
-    params = dict({"path": str(log)} if "domain" not in args and "path" not in args else {}, **args)
+    params = dict({"log_path": str(log)} if "domain" not in args and "path" not in args else {}, **args)
     assert message in fail_module(qemu_trace_events, params)["msg"]
 
 
-def test_path_and_domain_are_exclusive_and_one_is_required(fail_module, log):
-    assert "mutually exclusive: path|domain" in fail_module(qemu_trace_events, {"path": str(log), "domain": "kae-guest"})["msg"]
-    assert "one of the following is required: path, domain" in fail_module(qemu_trace_events, {})["msg"]
+def test_log_path_and_domain_are_exclusive_and_one_is_required(fail_module, log):
+    assert "mutually exclusive: log_path|domain" in fail_module(qemu_trace_events, {"log_path": str(log), "domain": "kae-guest"})["msg"]
+    assert "one of the following is required: log_path, domain" in fail_module(qemu_trace_events, {})["msg"]
 
 
 @pytest.mark.parametrize("make, kind", [
@@ -152,10 +152,10 @@ def test_only_a_regular_file_is_read_and_a_fifo_does_not_block(fail_module, tmp_
     # With no writer, a plain open() of the FIFO would wait forever; the module must answer at once.
     path = tmp_path / "kae-guest.log"
     make(str(path))
-    message = fail_module(qemu_trace_events, {"path": str(path)})["msg"]
+    message = fail_module(qemu_trace_events, {"log_path": str(path)})["msg"]
     assert message == ("cannot read the QEMU log %s: it is %s, not a regular file; give the domain's log file "
                        "(/var/log/libvirt/qemu/DOMAIN.log)" % (path, kind))
 
 
 def test_a_character_device_is_refused(fail_module):
-    assert "it is a character device, not a regular file" in fail_module(qemu_trace_events, {"path": "/dev/zero"})["msg"]
+    assert "it is a character device, not a regular file" in fail_module(qemu_trace_events, {"log_path": "/dev/zero"})["msg"]

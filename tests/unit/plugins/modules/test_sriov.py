@@ -26,8 +26,8 @@ def lock_dir(tmp_path, monkeypatch):
     return path
 
 
-def args(root, uri, **extra):
-    params = {"pf": ZIP0, "num_vfs": 4, "sysfs_root": root, "libvirt_uri": uri, "timeout_s": 1}
+def args(root, libvirt, **extra):
+    params = {"pf": ZIP0, "num_vfs": 4, "sysfs_root": root, "uri": libvirt, "timeout_s": 1}
     params.update(extra)
     return params
 
@@ -300,7 +300,7 @@ def test_refuses_when_libvirt_cannot_be_asked(fail_module, run_module, kae_host,
     result = fail_module(sriov, args(root, unreachable_uri, **params))
     assert result["msg"].startswith("cannot %s of PF 0000:75:00.0: that needs libvirt's word that no domain holds those VFs, and VF "
                                     "ownership could not be read (cannot connect to libvirt at %s" % (action, unreachable_uri))
-    assert result["msg"].endswith("); start libvirtd or set libvirt_uri. Nothing was changed")
+    assert result["msg"].endswith("); start libvirtd or set uri. Nothing was changed")
     assert snapshot(root) == before
     # Creating VFs on a PF that has none touches no VF a domain could hold.
     assert run_module(sriov, args(kae_host(vfs=0), unreachable_uri))["changed"] is True
@@ -484,8 +484,8 @@ def test_a_pf_link_leading_out_of_the_tree_is_refused(fail_module, kae_host, emp
     ({"timeout_s": -1}, "timeout_s must be greater than 0, got -1"),
     ({"timeout_s": 7200}, "timeout_s must be at most 3600, got 7200"),
     ({"timeout_s": "ten"}, "timeout_s must be a finite number written with the digits 0-9"),
-    ({"sysfs_root": "/sys\x00"}, "sysfs_root must not contain a NUL byte"),
-    ({"libvirt_uri": "qemu:///system\x00"}, "libvirt_uri must not contain a NUL byte"),
+    ({"sysfs_root": "/sys\x00"}, "sysfs_root (the root of a sysfs tree such as /sys) must not contain a NUL byte"),
+    ({"uri": "qemu:///system\x00"}, "uri (a libvirt connection URI such as qemu:///system) must not contain a NUL byte"),
     ({"driver": "vfio"}, "value of driver must be one of: auto, hisi_acc_vfio_pci, vfio-pci, none, got: vfio"),
 ])
 def test_bad_input_is_a_sentence_and_touches_nothing(fail_module, kae_host, empty_uri, params, message):

@@ -24,7 +24,7 @@ def dmesg(root):
 @pytest.fixture
 def args(kae_host, tmp_path, guest_uri):
     """Module arguments for a tree with 2 VFs per PF, where domain guest1 holds the ZIP VF 0000:75:00.2."""
-    return {"sysfs_root": kae_host(vfs=2), "libvirt_uri": guest_uri, "record": str(tmp_path / "state" / "record.json"),
+    return {"sysfs_root": kae_host(vfs=2), "uri": guest_uri, "record": str(tmp_path / "state" / "record.json"),
             "timeout_s": 5}
 
 
@@ -49,15 +49,15 @@ def test_the_held_vf_stays_owed_until_it_is_free(run_module, args, empty_uri):
     again = run_module(vf_rebind, args)
     assert again["changed"] is False and [p["vf"] for p in again["pending"]] == ["0000:75:00.2"]
     assert "0000:75:00.2: unbound" not in dmesg(args["sysfs_root"])
-    released = run_module(vf_rebind, dict(args, libvirt_uri=empty_uri))  # the guest has gone
+    released = run_module(vf_rebind, dict(args, uri=empty_uri))  # the guest has gone
     assert released["rebound"] == [{"vf": "0000:75:00.2", "driver": "hisi_acc_vfio_pci"}] and released["pending"] == []
     assert "0000:75:00.2: unbound from hisi_acc_vfio_pci" in dmesg(args["sysfs_root"])
     assert json.load(open(args["record"]))["pending"] == {}
-    assert run_module(vf_rebind, dict(args, libvirt_uri=empty_uri))["changed"] is False
+    assert run_module(vf_rebind, dict(args, uri=empty_uri))["changed"] is False
 
 
 def test_nothing_is_touched_while_libvirt_cannot_be_asked(run_module, args, unreachable_uri):
-    result = run_module(vf_rebind, dict(args, drivers=["hisi_sec2"], libvirt_uri=unreachable_uri))
+    result = run_module(vf_rebind, dict(args, drivers=["hisi_sec2"], uri=unreachable_uri))
     assert result["rebound"] == [] and len(result["pending"]) == 4
     assert "libvirt could not be asked whether a domain holds it (cannot connect to libvirt" in result["pending"][0]["message"]
     assert "unbound" not in dmesg(args["sysfs_root"])
