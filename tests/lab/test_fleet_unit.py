@@ -141,7 +141,10 @@ def write_fleet(directory, lab, collections):
     return playbook
 
 
-def test_a_fleet_playbook_migrates_with_the_unit_and_reports(lab, conns, installed, tmp_path):
+def test_a_fleet_playbook_migrates_with_the_unit_and_reports(lab, conns, installed, tmp_path, ansible_playbook):
+    # The guest's trace arguments are the guest phase's job (another test may have restarted the guest without them).
+    guest_phase = ansible_playbook("playbooks/kae_migrate.yml", "--tags", "guest")
+    assert guest_phase.returncode == 0, guest_phase.stdout[-3000:]
     running = lab.running_on(conns)
     assert len(running) == 1, "the guest must run on exactly one lab host, it runs on %s" % running
     source = running[0]
