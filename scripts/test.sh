@@ -25,8 +25,22 @@ usage() {
     sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
+# pytest's targets: DEFAULT, unless the extra arguments name test files or directories themselves (pytest
+# would run all of DEFAULT besides them).
+pytest_targets() {
+    local default="$1" arg
+    shift
+    for arg in "$@"; do
+        case "$arg" in
+            tests/*) [ -e "${arg%%::*}" ] && return 0 ;;
+        esac
+    done
+    printf '%s\n' "$default"
+}
+
 stage_units() {
-    "$VENV/bin/pytest" tests/unit "$@"
+    # shellcheck disable=SC2046  # one directory name or nothing
+    "$VENV/bin/pytest" $(pytest_targets tests/unit "$@") "$@"
 }
 
 # ansible-test wants the tree at .../ansible_collections/NAMESPACE/NAME and reads every file there,
@@ -149,7 +163,8 @@ stage_integration() {
     local lock=/run/lock/kae-lab-tests.lock
     mkdir -p "$(dirname "$lock")"
     flock -n "$lock" true || log "another lab test run holds $lock; waiting for it"
-    flock -o "$lock" "$VENV/bin/pytest" tests/lab "$@"
+    # shellcheck disable=SC2046  # one directory name or nothing
+    flock -o "$lock" "$VENV/bin/pytest" $(pytest_targets tests/lab "$@") "$@"
 }
 
 run_all() {
