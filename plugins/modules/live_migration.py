@@ -21,6 +21,9 @@ description:
     and not active on the source; otherwise the module fails naming where it runs.
   - A host whose libvirt cannot be asked is reported as V(unknown) in RV(placement), with the error in
     RV(placement_errors), never as V(not defined).
+  - The destination's connection is watched with libvirt keepalive messages (every 5 s, closed after 3 unanswered), so
+    a destination that stops answering during the migration (a cut link) fails the calls waiting on it within about
+    20 s instead of blocking the abort and the read-back until TCP gives up.
   - Before migrating it records the size and inode of the domain's QEMU log on the source (O(log_path)), so that
     the trace events of this migration can be read from that offset on (see M(openeuler.kae.qemu_trace_events)).
   - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
@@ -230,6 +233,13 @@ placement_errors:
   returned: when both hosts' libvirt connections were opened
   type: dict
   sample: {"kae-lab-b": "cannot look up domain kae-guest on qemu+ssh://kae-lab-b/system: Cannot recv data: Connection reset by peer"}
+keepalive:
+  description:
+    - Whether libvirt watches the destination's connection with keepalive messages; false for a connection that
+      cannot (a driver without keepalive).
+  returned: when the destination's libvirt connection was opened
+  type: bool
+  sample: true
 outcome:
   description:
     - What became of the migration, from the domain's state on both hosts read after the migration call.
@@ -499,6 +509,8 @@ class Migration:
         self.src_conn = _libvirt.connect(self.params["source_uri"])
         self.src_host = host_name(self.src_conn, self.params["source_uri"])
         self.dst_conn = _libvirt.connect(self.params["destination_uri"])
+        # A destination that stops answering mid-migration (cut link) must not block the abort and the read-back.
+        self.result["keepalive"] = _libvirt.keep_alive(self.dst_conn)
         self.dst_host = host_name(self.dst_conn, self.params["destination_uri"])
         self.result.update(source_host=self.src_host, destination_host=self.dst_host)
 
@@ -669,6 +681,7 @@ def main():
         module.fail_json(msg="; ".join(problems))
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    _libvirt.start_event_loop()
     migration = Migration(module)
     try:
         migration.run()
