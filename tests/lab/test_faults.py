@@ -77,7 +77,7 @@ def assert_guest_alive_on(lab, name, since):
     """The guest runs on NAME alone, with no job left on it, and its heartbeat goes on there after heartbeat SINCE."""
     assert guest_hosts(lab) == [name]
     job = lab.kaelab.virsh(lab.kaelab.init_pid(host(lab, name)), "domjobinfo", lab.guest).stdout
-    assert re.search(r"^Job type:\s+None$", job, re.M), job
+    assert re.search(r"^Job type:\s+None\s*$", job, re.M), job
     wait_until("heartbeats after seq %d on %s" % (since, name),
                lambda: last_heartbeat(lab.serial_log(name))[0] > since + 2, timeout=30)
 
