@@ -651,6 +651,11 @@ class Migration:
             _migration.UNKNOWN: ": where it runs is not certain; check both hosts",
             _migration.MIGRATED: ": it runs on %s alone although libvirt reported the error" % self.dst_host,
         }.get(outcome, "")
+        placement = self.result["placement"]
+        if placement[self.src_host] == "running" and placement[self.dst_host] == _migration.UNKNOWN:
+            # Running on the source is known; only the destination could not be asked.
+            tail = (": it is still running on %s, but %s could not be asked whether it holds a copy: check %s before touching %s there"
+                    % (self.src_host, self.dst_host, self.dst_host, self.name))
         self.fail("migration of %s from %s to %s failed: %s; the domain is now %s%s" % (
             self.name, self.src_host, self.dst_host, _libvirt.error_text(error), self.where(), tail))
 

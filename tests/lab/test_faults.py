@@ -24,7 +24,7 @@ from conftest import REPO, VENV_BIN, _ansible_env
 from test_lab import last_heartbeat, wait_until
 from test_migrate import PLAYBOOK, adhoc_result, play_failure
 
-# The migration is cut short by its timeout; the fault goes in once the destination's QEMU is waiting for it.
+# The migration is cut short by its timeout; the fault goes in once it streams.
 MIGRATION_TIMEOUT_S = 10
 BANDWIDTH_MIB_S = 1
 # Bounds of every wait: the module must be done this long after the fault: its timeout, the abort's grace period
@@ -92,15 +92,20 @@ def start_migration(source, destination, guest):
                             stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_incoming(lab, destination, migration):
-    """Wait until the destination runs the QEMU that receives the migration (the fault goes in then)."""
+DATA_PROCESSED = re.compile(r"^Data processed:\s+([\d.]+) ([KMG]iB)", re.M)
+
+
+def wait_for_transfer(lab, source, migration):
+    """Wait until the source's job has sent 1 MiB or more: the migration is streaming, past its preparation (the fault goes in then)."""
+    pid = lab.kaelab.init_pid(host(lab, source))
     deadline = time.monotonic() + 60
-    while not qemu_pids(lab, destination):
-        assert migration.poll() is None, "the migration ended before the destination's QEMU started:\n%s" % migration.communicate()[0]
-        assert time.monotonic() < deadline, "no incoming QEMU on %s within 60 s" % destination
-        time.sleep(0.1)
-    # A little of the guest's memory on its way: the migration is under way, not only prepared.
-    time.sleep(1.0)
+    while True:
+        assert migration.poll() is None, "the migration ended before it streamed:\n%s" % migration.communicate()[0]
+        sent = DATA_PROCESSED.search(lab.kaelab.virsh(pid, "domjobinfo", lab.guest, check=False).stdout)
+        if sent and (sent.group(2) != "KiB" and float(sent.group(1)) >= 1.0):
+            return
+        assert time.monotonic() < deadline, "the migration from %s sent nothing within 60 s" % source
+        time.sleep(0.2)
 
 
 def finish(migration, bound_s):
@@ -135,7 +140,7 @@ def test_destination_libvirtd_killed_during_a_migration(lab, figures):
     since = last_heartbeat(lab.serial_log(source))[0]
     migration = start_migration(source, destination, lab.guest)
     try:
-        wait_for_incoming(lab, destination, migration)
+        wait_for_transfer(lab, source, migration)
         killed = lab.kaelab.stop_daemon(host(lab, destination), "libvirtd")
         assert killed
         result, after_fault = finish(migration, MODULE_BOUND_S)
@@ -159,7 +164,7 @@ def test_destination_link_cut_during_a_migration(lab, figures):
     since = last_heartbeat(lab.serial_log(source))[0]
     migration = start_migration(source, destination, lab.guest)
     try:
-        wait_for_incoming(lab, destination, migration)
+        wait_for_transfer(lab, source, migration)
         lab.kaelab.link_down(host(lab, destination))
         result, after_fault = finish(migration, MODULE_BOUND_S)
     finally:

@@ -404,7 +404,18 @@ def test_a_migration_error_with_the_destination_unreachable_is_unknown(world):
     world.domains["kae-lab-a"].migrateSetMaxDowntime = lambda ms, flags: world.lookup_errors.update({"kae-lab-b": _libvirt.LibvirtFailure(LOST)})
     result = fail(world)
     assert result["outcome"] == "unknown"
-    assert result["msg"].endswith("kae-lab-b: unknown (%s): where it runs is not certain; check both hosts" % LOST)
+    # Known to run on the source: the message says so, and that only the destination could not be asked.
+    assert result["msg"].endswith("kae-lab-b: unknown (%s): it is still running on kae-lab-a, but kae-lab-b could not be asked "
+                                  "whether it holds a copy: check kae-lab-b before touching kae-guest there" % LOST)
+
+
+def test_a_migration_error_with_both_hosts_unanswerable_is_not_certain(world):
+    world.migration_error = "Cannot recv data: Connection reset by peer"
+    world.domains["kae-lab-a"].migrateSetMaxDowntime = lambda ms, flags: world.lookup_errors.update(
+        {"kae-lab-a": _libvirt.LibvirtFailure(LOST), "kae-lab-b": _libvirt.LibvirtFailure(LOST)})
+    result = fail(world)
+    assert result["outcome"] == "unknown"
+    assert result["msg"].endswith(": where it runs is not certain; check both hosts")
 
 
 # Bad input: each a sentence naming the option and the expected form, before any connection is opened.
