@@ -25,22 +25,8 @@ usage() {
     sed -n '2,10s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
-# pytest's targets: DEFAULT, unless the extra arguments name test files or directories themselves (pytest
-# would run all of DEFAULT besides them).
-pytest_targets() {
-    local default="$1" arg
-    shift
-    for arg in "$@"; do
-        case "$arg" in
-            tests/*) [ -e "${arg%%::*}" ] && return 0 ;;
-        esac
-    done
-    printf '%s\n' "$default"
-}
-
 stage_units() {
-    # shellcheck disable=SC2046  # one directory name or nothing
-    "$VENV/bin/pytest" $(pytest_targets tests/unit "$@") "$@"
+    "$VENV/bin/pytest" tests/unit "$@"
 }
 
 # ansible-test wants the tree at .../ansible_collections/NAMESPACE/NAME and reads every file there,
@@ -163,8 +149,7 @@ stage_integration() {
     local lock=/run/lock/kae-lab-tests.lock
     mkdir -p "$(dirname "$lock")"
     flock -n "$lock" true || log "another lab test run holds $lock; waiting for it"
-    # shellcheck disable=SC2046  # one directory name or nothing
-    flock -o "$lock" "$VENV/bin/pytest" $(pytest_targets tests/lab "$@") "$@"
+    flock -o "$lock" "$VENV/bin/pytest" tests/lab "$@"
 }
 
 run_all() {
