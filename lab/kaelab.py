@@ -634,6 +634,58 @@ def chrony_up() -> None:
 
 
 # ---------------------------------------------------------------------------
+# Faults for the lab's fault tests (tests/lab/test_faults.py). Each acts on the lab's own hosts and NTP server
+# only; `up` (repair) restarts a stopped daemon or NTP server, and link_up puts a cut link back.
+
+def stop_daemon(host: Host, name: str) -> list:
+    """SIGKILL every process called NAME (one of DAEMONS) in HOST, the daemon and its children alike (for sshd:
+    the listener and every session, so that no ssh multiplexing master keeps the host reachable).
+    Returns the PIDs killed."""
+    if name not in DAEMONS:
+        raise LabError("%s is not a lab daemon (one of %s)" % (name, ", ".join(DAEMONS)))
+    pid = init_pid(host)
+    if pid is None:
+        raise LabError("%s is down" % host.name)
+    victims = host_processes(pid).get(name, [])
+    for victim in victims:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for("%s of %s to exit" % (name, host.name), lambda: not any(_alive(v) for v in victims), 10)
+    return victims
+
+
+def link_down(host: Host) -> None:
+    """Cut HOST off the lab network: its veth on the bridge goes down, so packets to and from it are dropped
+    (no reset: TCP connections stall as on a pulled cable)."""
+    run(["ip", "link", "set", host.veth, "down"])
+
+
+def link_up(host: Host) -> None:
+    """Put HOST back on the lab network after link_down."""
+    run(["ip", "link", "set", host.veth, "up"])
+
+
+def link_is_up(host: Host) -> bool:
+    """Whether HOST's veth on the bridge is administratively up."""
+    flags = run(["ip", "-o", "link", "show", host.veth], check=False).stdout
+    return ",UP" in flags or "<UP" in flags
+
+
+def stop_ntp() -> list:
+    """SIGKILL the lab's NTP server (chronyd); `up` or chrony_up starts it again. Returns the PIDs killed."""
+    victims = chrony_pids()
+    for victim in victims:
+        try:
+            os.kill(victim, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for("the NTP server to exit", lambda: not chrony_pids(), 10)
+    return victims
+
+
+# ---------------------------------------------------------------------------
 # Sub-commands.
 
 def host_health(host: Host) -> dict:
@@ -648,7 +700,8 @@ def host_health(host: Host) -> dict:
     info["namespaces"] = {kind: _ns_inode(pid, kind) for kind in ("pid", "mnt", "uts", "net")}
     addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
     info["addr_ok"] = (host.addr + "/") in addr.stdout
-    info["ok"] = all(info["daemons"].values()) and info["addr_ok"]
+    info["link_ok"] = link_is_up(host)
+    info["ok"] = all(info["daemons"].values()) and info["addr_ok"] and info["link_ok"]
     if info["daemons"].get("libvirtd"):
         info["guest"] = guest_state(pid)
     return info
@@ -734,6 +787,9 @@ def repair(health: dict) -> None:
         chrony_up()
         log("restarted the NTP server")
     for host, info in zip(HOSTS, health["hosts"]):
+        if not info["link_ok"]:
+            link_up(host)
+            log("%s: link %s up again" % (host.name, host.veth))
         started = start_daemons(host, info["init"])
         wait_daemons(host, info["init"])
         if started:
@@ -805,6 +861,7 @@ def cmd_status(_args) -> int:
         print("  simulated KAE sysfs: %s (kernel player: %s)" % (HOSTS_BY_NAME[h["name"]].sysfs, ",".join(
             map(str, h["player"])) or "not running"))
         print("  address eth0: %s" % ("%s/%d" % (h["addr"], PREFIX_LEN) if h["addr_ok"] else "missing"))
+        print("  link %s: %s" % (HOSTS_BY_NAME[h["name"]].veth, "up" if h["link_ok"] else "DOWN"))
         print("  guest %s: %s" % (GUEST, h["guest"]))
     running = [h["name"] for h in health["hosts"] if h["guest"] == "running"]
     print("lab: %s; %s running on: %s" % ("up" if health["up"] else "DOWN", GUEST, ", ".join(running) or "none"))

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import threading
 import traceback
 
 try:
@@ -42,6 +43,41 @@ def error_text(exc):
     getter = getattr(exc, "get_error_message", None)
     text = getter() if getter else None
     return text or str(exc)
+
+
+# A remote connection whose peer stops answering (a cut link, a host gone) is closed by libvirt after about
+# KEEPALIVE_INTERVAL_S * (KEEPALIVE_COUNT + 1) seconds, failing the calls waiting on it; without keepalive they
+# would block until TCP gives up, many minutes later.
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+_EVENT_LOOP = []
+
+
+def _run_events():
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def start_event_loop():
+    """Run libvirt's default event loop in a daemon thread, once per process.
+
+    libvirt sends keepalive messages only from an event loop, and only on connections opened after it was registered.
+    """
+    if _EVENT_LOOP or not HAS_LIBVIRT:
+        return
+    libvirt.virEventRegisterDefaultImpl()
+    thread = threading.Thread(target=_run_events, name="libvirt-events", daemon=True)
+    thread.start()
+    _EVENT_LOOP.append(thread)
+
+
+def keep_alive(conn, interval_s=KEEPALIVE_INTERVAL_S, count=KEEPALIVE_COUNT):
+    """Ask libvirt to close CONN when its peer stops answering; False when the connection cannot do keepalive
+    (a driver without it, or no event loop started)."""
+    try:
+        return conn.setKeepAlive(interval_s, count) == 0
+    except libvirt.libvirtError:
+        return False
 
 
 def connect(uri, read_only=False):

@@ -292,6 +292,11 @@ def timeout_message(domain, source_host, destination_host, timeout_s, progress, 
         head += "; the job was aborted"
     if outcome(placement, source_host, destination_host, abort["error"] is None) in (ABORTED, FAILED) and placement[source_host] == "running":
         return head + " and %s is still running on %s" % (domain, source_host)
+    if placement.get(source_host) == "running" and placement.get(destination_host) == UNKNOWN:
+        # Running on the source is known; only the destination could not be asked (its libvirt or link is gone).
+        return head + (" and %s is still running on %s, but %s could not be asked whether it holds a copy (%s): check %s "
+                       "before touching %s there" % (domain, source_host, destination_host, (errors or {}).get(destination_host, "no answer"),
+                                                     destination_host, domain))
     return head + ", but %s is not running on %s alone (%s): check both hosts" % (domain, source_host, where)
 
 

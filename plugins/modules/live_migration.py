@@ -23,6 +23,9 @@ description:
     RV(placement_errors), never as V(not defined).
   - It reads no QEMU log. To measure the downtime from QEMU's trace events, mark both hosts' logs before the call
     with M(openeuler.kae.qemu_trace_events) (O(openeuler.kae.qemu_trace_events#module:mark=true)) and read them after it.
+  - The destination's connection is watched with libvirt keepalive messages (every 5 s, closed after 3 unanswered), so
+    a destination that stops answering during the migration (a cut link) fails the calls waiting on it within about
+    20 s instead of blocking the abort and the read-back until TCP gives up.
   - After a successful migration it returns libvirt's completed-job statistics. They are read on the source while
     the domain is still defined there (a persistent domain without O(undefine_source=true)), otherwise on the
     destination, where libvirt (checked with 9.0) keeps the same figures for the incoming job; RV(job.read_from)
@@ -224,6 +227,13 @@ placement_errors:
   returned: when both hosts' libvirt connections were opened
   type: dict
   sample: {"kae-lab-b": "cannot look up domain kae-guest on qemu+ssh://kae-lab-b/system: Cannot recv data: Connection reset by peer"}
+keepalive:
+  description:
+    - Whether libvirt watches the destination's connection with keepalive messages; false for a connection that
+      cannot (a driver without keepalive).
+  returned: when the destination's libvirt connection was opened
+  type: bool
+  sample: true
 outcome:
   description:
     - What became of the migration, from the domain's state on both hosts read after the migration call.
@@ -465,6 +475,8 @@ class Migration:
         self.src_conn = _libvirt.connect(self.params["source_uri"])
         self.src_host = host_name(self.src_conn, self.params["source_uri"])
         self.dst_conn = _libvirt.connect(self.params["destination_uri"])
+        # A destination that stops answering mid-migration (cut link) must not block the abort and the read-back.
+        self.result["keepalive"] = _libvirt.keep_alive(self.dst_conn)
         self.dst_host = host_name(self.dst_conn, self.params["destination_uri"])
         self.result.update(source_host=self.src_host, destination_host=self.dst_host)
 
@@ -603,6 +615,11 @@ class Migration:
             _migration.UNKNOWN: ": where it runs is not certain; check both hosts",
             _migration.MIGRATED: ": it runs on %s alone although libvirt reported the error" % self.dst_host,
         }.get(outcome, "")
+        placement = self.result["placement"]
+        if placement[self.src_host] == "running" and placement[self.dst_host] == _migration.UNKNOWN:
+            # Running on the source is known; only the destination could not be asked.
+            tail = (": it is still running on %s, but %s could not be asked whether it holds a copy: check %s before touching %s there"
+                    % (self.src_host, self.dst_host, self.dst_host, self.name))
         self.fail("migration of %s from %s to %s failed: %s; the domain is now %s%s" % (
             self.name, self.src_host, self.dst_host, _libvirt.error_text(error), self.where(), tail))
 
@@ -633,6 +650,7 @@ def main():
         module.fail_json(msg="; ".join(problems))
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
+    _libvirt.start_event_loop()
     migration = Migration(module)
     try:
         migration.run()

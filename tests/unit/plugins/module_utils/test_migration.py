@@ -221,6 +221,13 @@ class TestShaping:
         assert message == ("migration of g from a to b did not finish within 2.0 s; the job was aborted, "
                            "but g is not running on a alone (a: paused, b: running): check both hosts")
 
+    def test_timeout_message_destination_that_cannot_be_asked(self):
+        """Running on the source is known: the message says so, and names what could not be asked and why."""
+        message = mig.timeout_message("g", "a", "b", 2.0, "", {"a": "running", "b": mig.UNKNOWN}, {"b": "client socket is closed"})
+        assert message == ("migration of g from a to b did not finish within 2.0 s; the job was aborted and g is still running on a, "
+                           "but b could not be asked whether it holds a copy (client socket is closed): check b before touching g there")
+        assert "not running on a" not in message
+
 
 class TestClock:
     def test_best_sample_is_smallest_delay(self):

@@ -94,6 +94,10 @@ class FakeConn:
         self.closed = True
         return 0
 
+    def setKeepAlive(self, interval, count):
+        self.keepalive = (interval, count)
+        return 0
+
 
 class World:
     """Both fake hosts: domain states (None = not defined) and what a migration does."""
@@ -123,6 +127,9 @@ class World:
         self.conns[host] = FakeConn(self, host)
         return self.conns[host]
 
+    def start_event_loop(self):
+        self.event_loop_started = not self.conns
+
     def lookup(self, conn, name):
         if conn.host in self.lookup_errors:
             raise self.lookup_errors[conn.host]
@@ -138,6 +145,7 @@ def world(monkeypatch, tmp_path, module_exits):
     monkeypatch.setattr(_libvirt, "connect", world.connect)
     monkeypatch.setattr(_libvirt, "lookup_domain", world.lookup)
     monkeypatch.setattr(live_migration, "POLL_INTERVAL_S", 0.02)
+    monkeypatch.setattr(_libvirt, "start_event_loop", world.start_event_loop)
     log = tmp_path / "kae-guest.log"
     log.write_text("123@1795629893.031141:migration_thread_setup_complete\n")
     world.log = log
@@ -395,7 +403,18 @@ def test_a_migration_error_with_the_destination_unreachable_is_unknown(world):
     world.domains["kae-lab-a"].migrateSetMaxDowntime = lambda ms, flags: world.lookup_errors.update({"kae-lab-b": _libvirt.LibvirtFailure(LOST)})
     result = fail(world)
     assert result["outcome"] == "unknown"
-    assert result["msg"].endswith("kae-lab-b: unknown (%s): where it runs is not certain; check both hosts" % LOST)
+    # Known to run on the source: the message says so, and that only the destination could not be asked.
+    assert result["msg"].endswith("kae-lab-b: unknown (%s): it is still running on kae-lab-a, but kae-lab-b could not be asked "
+                                  "whether it holds a copy: check kae-lab-b before touching kae-guest there" % LOST)
+
+
+def test_a_migration_error_with_both_hosts_unanswerable_is_not_certain(world):
+    world.migration_error = "Cannot recv data: Connection reset by peer"
+    world.domains["kae-lab-a"].migrateSetMaxDowntime = lambda ms, flags: world.lookup_errors.update(
+        {"kae-lab-a": _libvirt.LibvirtFailure(LOST), "kae-lab-b": _libvirt.LibvirtFailure(LOST)})
+    result = fail(world)
+    assert result["outcome"] == "unknown"
+    assert result["msg"].endswith(": where it runs is not certain; check both hosts")
 
 
 # Bad input: each a sentence naming the option and the expected form, before any connection is opened.
@@ -431,3 +450,40 @@ def test_bad_input_is_a_sentence_naming_the_option(world, args, message):
     result = fail(world, **args)
     assert message in result["msg"]
     assert world.conns == {}
+
+
+def test_the_destination_connection_is_watched_with_keepalive_started_before_it_opens(world):
+    result = run(world)
+    assert world.event_loop_started is True
+    assert world.conns["kae-lab-b"].keepalive == (_libvirt.KEEPALIVE_INTERVAL_S, _libvirt.KEEPALIVE_COUNT)
+    assert result["keepalive"] is True
+
+
+def test_keep_alive_says_when_a_connection_cannot():
+    class NoKeepalive:
+        def setKeepAlive(self, interval, count):
+            raise libvirt.libvirtError("this function is not supported by the connection driver: virConnectSetKeepAlive")
+
+    class Unsupported:
+        def setKeepAlive(self, interval, count):
+            return 1
+
+    assert _libvirt.keep_alive(NoKeepalive()) is False
+    assert _libvirt.keep_alive(Unsupported()) is False
+
+
+def test_a_destination_lost_at_the_timeout_is_named_and_the_source_copy_is_not_denied(world):
+    """A cut link or a killed destination libvirtd during a migration that then times out."""
+    world.hang = True
+    world.states_after = dict(world.states)
+
+    def lose_destination():
+        world.lookup_errors["kae-lab-b"] = _libvirt.LibvirtFailure(LOST)
+        return 0
+
+    world.domains["kae-lab-a"].abortJob = lambda: (lose_destination(), world.aborted.set())[0]
+    result = fail(world, timeout_s=0.1)
+    assert result["outcome"] == "unknown"
+    assert result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "unknown"}
+    assert result["msg"].endswith("the job was aborted and kae-guest is still running on kae-lab-a, but kae-lab-b could not be "
+                                  "asked whether it holds a copy (%s): check kae-lab-b before touching kae-guest there" % LOST)
