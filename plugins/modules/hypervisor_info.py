@@ -28,9 +28,9 @@ description:
     and its C(vfs) the host PCI addresses of every PCI device it holds (PCI C(<hostdev>) and
     C(<interface type='hostdev'>)), read from the running domain's live XML (the definition for a domain that is not
     running).
-  - The module fails, naming the URI and the domain and quoting libvirt's error, when libvirt cannot be reached,
+  - "The module fails, naming the URI and the domain and quoting libvirt's error, when libvirt cannot be reached,
     the domains cannot be listed or one domain cannot be read. It never returns a partial list: a host whose
-    guests could not be read is not a host without guests.
+    guests could not be read is not a host without guests."
 extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
