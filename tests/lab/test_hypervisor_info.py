@@ -33,7 +33,7 @@ PLAYBOOK = """
 
 
 def running(conn):
-    return [dom for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)]
+    return conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)
 
 
 def test_the_guest_is_on_exactly_the_host_it_runs_on(lab, conns, tmp_path, ansible_playbook):
