@@ -60,6 +60,7 @@ options:
     description:
       - The host's KAE devices, as M(openeuler.kae.device_info) returns them (RV(openeuler.kae.device_info#module:devices));
         the addresses of its VFs are the KAE VFs for O(kae_only).
+      - Read only with O(kae_only=true); given without it, the module fails rather than ignore it.
     type: list
     elements: dict
 attributes:
@@ -223,6 +224,9 @@ def validate(params):
     _validate.text(params["host_name"], "host_name (the host's inventory name, for example \"{{ inventory_hostname }}\")")
     if params["kae_only"] and params["devices"] is None:
         raise _validate.InputError("kae_only needs devices: pass the host's device_info devices (devices: \"{{ host_kae.devices }}\")")
+    if not params["kae_only"] and params["devices"] is not None:
+        raise _validate.InputError("devices is read only with kae_only: true (to keep the domains holding those KAE VFs); "
+                                   "set kae_only: true or leave devices out")
 
 
 def main():

@@ -115,6 +115,8 @@ def test_kae_only_needs_devices_and_checks_them(node_uri, fail_module):
     assert message.startswith("kae_only needs devices")
     message = fail_module(hypervisor_info, {"uri": node_uri, "host_name": "hv1", "kae_only": True, "devices": [{"bdf": ZIP0}]})["msg"]
     assert "devices[0] lacks 'engine', 'function', 'numa_node'" in message
+    message = fail_module(hypervisor_info, {"uri": node_uri, "host_name": "hv1", "devices": []})["msg"]
+    assert message.startswith("devices is read only with kae_only: true")
 
 
 @pytest.mark.parametrize("bad, message", [
