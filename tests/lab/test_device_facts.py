@@ -59,6 +59,7 @@ def test_parity_preflight_refuses_another_driver_build_naming_both(lab, ansible_
 
 
 def test_restored_trees_pass_the_parity_preflight(lab, ansible_playbook):
-    run = ansible_playbook("playbooks/kae_migrate.yml", "--tags", "migration_preflight")
+    # The guest phase first: the pre-flight also wants the guest's trace arguments, which another test may have removed.
+    run = ansible_playbook("playbooks/kae_migrate.yml", "--tags", "guest,migration_preflight")
     assert run.returncode == 0, run.stdout + run.stderr
     assert "KAE devices of kae-lab-a and kae-lab-b match (simulated)" in run.stdout
