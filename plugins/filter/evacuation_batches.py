@@ -53,11 +53,14 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The batches, in the order they run; each is a list of the placements it holds, unchanged.
+  description:
+    - The batches, in the order they run; each is a list of the placements it holds, each with its batch number (from 1)
+      added as C(batch). C(flatten(levels=1)) gives every placement in the order they run.
   type: list
   elements: list
-  sample: [[{"guest": "vm1", "source": "hv03", "destination": "hv11"}, {"guest": "vm2", "source": "hv03", "destination": "hv12"}],
-           [{"guest": "vm3", "source": "hv03", "destination": "hv11"}]]
+  sample: [[{"guest": "vm1", "source": "hv03", "destination": "hv11", "batch": 1},
+            {"guest": "vm2", "source": "hv03", "destination": "hv12", "batch": 1}],
+           [{"guest": "vm3", "source": "hv03", "destination": "hv11", "batch": 2}]]
 """
 
 from ansible.errors import AnsibleFilterError

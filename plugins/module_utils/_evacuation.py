@@ -55,7 +55,7 @@ def _placement(item, index):
 
 
 def batches(placements, per_source=2, per_destination=2, total=5):
-    """PLACEMENTS (plan order kept) split into batches, each within the three limits.
+    """PLACEMENTS (plan order kept) split into batches, each within the three limits; each placement gains its batch number.
 
     First fit: each placement goes into the first batch that still has room for its source, its destination and
     one more migration; a new batch opens when none has. The batches stay in plan order (biggest guests first),
@@ -80,7 +80,7 @@ def batches(placements, per_source=2, per_destination=2, total=5):
         members.append(item)
         sources[item["source"]] = sources.get(item["source"], 0) + 1
         destinations[item["destination"]] = destinations.get(item["destination"], 0) + 1
-    return [members for members, _sources, _destinations in out]
+    return [[dict(item, batch=number) for item in members] for number, (members, _sources, _destinations) in enumerate(out, start=1)]
 
 
 def _plain_guest(guest, index):

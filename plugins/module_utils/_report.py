@@ -55,17 +55,90 @@ def check_threshold(threshold_ms):
     return value
 
 
-def build_report(rounds, environment, threshold_ms, run_id, generated_at):
-    """Return the report.json data for ROUNDS (list of dicts) measured against THRESHOLD_MS."""
+def build_report(rounds, environment, threshold_ms, run_id, generated_at, evacuation=None):
+    """Return the report.json data for ROUNDS (list of dicts) measured against THRESHOLD_MS.
+
+    With EVACUATION (a host evacuation: each round is one guest's migration) the report also has an ``evacuation``
+    section: a row per guest, the guests skipped, the limits, and how many migrations ran at once.
+    """
     threshold = check_threshold(threshold_ms)
     checked = normalise_rounds(rounds, threshold)
-    return {
+    report = {
         "run_id": check_run_id(run_id),
         "generated_at": generated_at,
         "summary": summarise(checked, threshold),
         "rounds": checked,
         "environment": normalise_environment(environment),
     }
+    if evacuation is not None:
+        report["evacuation"] = build_evacuation(evacuation, checked)
+        report["summary"]["max_concurrent"] = report["evacuation"]["max_concurrent"]
+    return report
+
+
+# ---------------------------------------------------------------- evacuation
+
+def _evacuation_guests(evacuation):
+    """{guest: {vfs_before, vfs_after, batch}} from the plan's batched placements and its moving guests."""
+    placements, moving = evacuation.get("placements") or [], evacuation.get("moving") or {}
+    if not isinstance(placements, list) or not all(isinstance(item, dict) and isinstance(item.get("guest"), str) for item in placements):
+        raise ReportError("evacuation.placements must be the plan's placements, each with guest, batch and vfs, got %r" % (placements,))
+    if not isinstance(moving, dict):
+        raise ReportError("evacuation.moving must be the plan's moving guests {guest: {vfs}}, got %r" % (moving,))
+    rows = {}
+    for item in placements:
+        before = moving.get(item["guest"]) if isinstance(moving.get(item["guest"]), dict) else {}
+        rows[item["guest"]] = {"batch": item.get("batch"), "vfs_after": item.get("vfs") or [], "vfs_before": before.get("vfs") or []}
+    return rows
+
+
+def _ended_at(item):
+    if item["started_at"] is None or item["duration_s"] is None:
+        return None
+    return item["started_at"] + item["duration_s"]
+
+
+def build_evacuation(evacuation, rounds):
+    """The evacuation section: a row per guest (from its round and its plan row), the skipped guests, concurrency."""
+    if not isinstance(evacuation, dict):
+        raise ReportError("evacuation must be a mapping {host, placements, moving, skipped, limits}, got %s" % type(evacuation).__name__)
+    planned = _evacuation_guests(evacuation)
+    rows = []
+    for item in rounds:
+        plan_row = planned.get(item["guest"]) or {}
+        mapping = item.get("kae_vf_mapping") or {}
+        rows.append({
+            "guest": item["guest"], "source": item["source"], "destination": item["destination"],
+            "batch": plan_row.get("batch"),
+            "vfs_before": sorted(plan_row.get("vfs_before") or mapping.keys()),
+            # The VFs the migration gave the guest; the planned ones when it reports none (a lab guest holds no real VF).
+            "vfs_after": sorted(mapping.values()) if mapping else sorted(plan_row.get("vfs_after") or []),
+            "downtime_ms": item["downtime_ms"], "libvirt_downtime_ms": item["libvirt_downtime_ms"],
+            "duration_s": item["duration_s"], "started_at": item["started_at"], "ended_at": _ended_at(item),
+            "status": item["status"], "message": item["message"],
+        })
+    skipped = evacuation.get("skipped") or []
+    if not isinstance(skipped, list):
+        raise ReportError("evacuation.skipped must be a list of the plan's unplaced guests, got %r" % (skipped,))
+    return {"host": evacuation.get("host"), "limits": dict(evacuation.get("limits") or {}), "guests": rows,
+            "skipped": [{"guest": entry.get("guest"), "reasons": [reason.get("reason") for reason in entry.get("reasons") or []
+                                                                  if isinstance(reason, dict)]}
+                        for entry in skipped if isinstance(entry, dict)],
+            "max_concurrent": max_concurrent(rows)}
+
+
+def max_concurrent(rows):
+    """The most migrations that ran at the same moment, from their start and end times."""
+    events = []
+    for row in rows:
+        if row["started_at"] is not None and row["ended_at"] is not None:
+            # An end sorts before a start at the same instant: back-to-back migrations did not overlap.
+            events.extend(((row["started_at"], 1), (row["ended_at"], -1)))
+    running = most = 0
+    for _moment, step in sorted(events, key=lambda event: (event[0], event[1])):
+        running += step
+        most = max(most, running)
+    return most
 
 
 def same_report(old, new):
@@ -243,14 +316,66 @@ def _md_table(header, rows):
 # ---------------------------------------------------------------- report.md
 
 def render_table(report):
-    """The performance table: round | downtime ms | libvirt downtime ms | direction | result."""
+    """The performance table: round | downtime ms | libvirt downtime ms | direction | result (a row per guest for an evacuation)."""
+    if report.get("evacuation"):
+        return render_guest_table(report)
     rows = [(item["round"], fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), direction(item), item["status"])
             for item in report["rounds"]]
     return _md_table(("Round", "Downtime (ms)", "libvirt downtime (ms)", "Direction", "Result"), rows)
 
 
+def _vfs_cell(vfs):
+    return ", ".join(vfs) if vfs else "none"
+
+
+def render_guest_table(report):
+    """The evacuation table: a row per guest."""
+    rows = [(row["guest"], row["source"], row["destination"], _vfs_cell(row["vfs_before"]), _vfs_cell(row["vfs_after"]),
+             fmt_ms(row["downtime_ms"]), fmt_ms(row["libvirt_downtime_ms"]),
+             "n/a" if row["duration_s"] is None else "%.2f" % row["duration_s"], row["batch"], row["status"])
+            for row in report["evacuation"]["guests"]]
+    return _md_table(("Guest", "From", "To", "VFs before", "VFs after", "Downtime (ms)", "libvirt downtime (ms)",
+                      "Migration (s)", "Batch", "Result"), rows)
+
+
+def render_evacuation_markdown(report):
+    """report.md of a host evacuation."""
+    summary, evacuation = report["summary"], report["evacuation"]
+    limits = evacuation["limits"]
+    parts = [
+        "# KAE host evacuation report %s\n" % report["run_id"],
+        "Generated at %s: %d guest(s) migrated off %s, downtime threshold %s ms; at most %s migration(s) per source, %s per "
+        "destination, %s in all; %d ran at once at most.\n" % (
+            fmt_time(report["generated_at"]), summary["count"], _cell(evacuation["host"]), fmt_ms(summary["threshold_ms"]),
+            _cell(limits.get("per_source")), _cell(limits.get("per_destination")), _cell(limits.get("total")),
+            evacuation["max_concurrent"]),
+        "## Guests\n",
+        render_guest_table(report),
+        "**%s**\n" % summary_line(report),
+    ]
+    if summary["measured"]:
+        parts.append("Over %d measured migration(s): min %s ms, median %s ms, mean %s ms, p95 %s ms, max %s ms.\n" % (
+            summary["measured"], fmt_ms(summary["min_ms"]), fmt_ms(summary["median_ms"]), fmt_ms(summary.get("mean_ms")),
+            fmt_ms(summary.get("p95_ms")), fmt_ms(summary["max_ms"])))
+    problems = [row for row in evacuation["guests"] if row["message"]]
+    if problems:
+        parts.append("".join("- %s (%s): %s\n" % (_cell(row["guest"]), row["status"], _cell(row["message"])) for row in problems))
+    if evacuation["skipped"]:
+        parts.append("Skipped (no host can take them; they stay on %s):\n\n%s" % (_cell(evacuation["host"]), "".join(
+            "- %s: %s\n" % (_cell(entry["guest"]), _cell("; ".join(map(str, entry["reasons"])))) for entry in evacuation["skipped"])))
+    parts.extend([
+        "![Downtime per guest against the threshold](downtime.svg)\n",
+        "![Migrations over time](timeline.svg)\n",
+        "## Environment\n",
+        render_environment(report["environment"]),
+    ])
+    return "\n".join(parts)
+
+
 def render_markdown(report):
     """The whole report.md."""
+    if report.get("evacuation"):
+        return render_evacuation_markdown(report)
     summary = report["summary"]
     parts = [
         "# KAE live migration report %s\n" % report["run_id"],
@@ -349,12 +474,13 @@ def render_junit(report):
     _element(properties, "property", name="threshold_ms", value=fmt_ms(summary["threshold_ms"]))
     _element(properties, "property", name="summary", value=summary_line(report))
     for item in report["rounds"]:
-        _junit_case(suite, item)
+        _junit_case(suite, item, bool(report.get("evacuation")))
     return _xml_document(suites)
 
 
-def _junit_case(suite, item):
-    case = _element(suite, "testcase", classname="openeuler.kae.migration", name="round %s: %s" % (item["round"], direction(item)),
+def _junit_case(suite, item, evacuation):
+    name = ("guest %s: %s" % (item["guest"], direction(item))) if evacuation else ("round %s: %s" % (item["round"], direction(item)))
+    case = _element(suite, "testcase", classname="openeuler.kae.evacuation" if evacuation else "openeuler.kae.migration", name=name,
                     time=None if item["duration_s"] is None else "%.3f" % item["duration_s"])
     if item["status"] != "passed":
         tag = "error" if item["status"] == "error" else "failure"
@@ -392,18 +518,19 @@ def render_svg(report):
     width, height = PLOT_LEFT + plot_width + PLOT_RIGHT_MARGIN, PLOT_TOP + PLOT_HEIGHT + PLOT_BOTTOM_MARGIN
     svg = _element(None, "svg", xmlns=SVG_NS, width=str(width), height=str(height), viewBox="0 0 %d %d" % (width, height),
                    role="img", font_family="sans-serif", font_size="12")
-    _element(svg, "title").text = _xml_text("Downtime per round, run %s: %s" % (report["run_id"], summary_line(report)))
+    unit = "guest" if report.get("evacuation") else "round"
+    _element(svg, "title").text = _xml_text("Downtime per %s, run %s: %s" % (unit, report["run_id"], summary_line(report)))
     _element(svg, "rect", x="0", y="0", width=str(width), height=str(height), fill="#ffffff")
-    _text(svg, PLOT_LEFT, 22, "KAE live migration downtime per round, run %s" % report["run_id"], size="15")
+    _text(svg, PLOT_LEFT, 22, "KAE live migration downtime per %s, run %s" % (unit, report["run_id"]), size="15")
     _text(svg, PLOT_LEFT, 42, summary_line(report), fill=COLOURS["passed" if report["summary"]["passed"] else "failed"])
     _legend(svg, PLOT_LEFT, 62)
     _axes(svg, top, plot_width)
     for position, item in enumerate(rounds):
-        _bar(svg, PLOT_LEFT + slot * position, slot, item, top[-1])
+        _bar(svg, PLOT_LEFT + slot * position, slot, item, top[-1], item["guest"] if unit == "guest" else item["round"])
     _threshold_line(svg, threshold, top[-1], plot_width)
     middle = PLOT_TOP + PLOT_HEIGHT / 2.0
     _text(svg, 18, middle, "Downtime (ms)", anchor="middle", transform="rotate(-90 18 %s)" % _num(middle))
-    _text(svg, PLOT_LEFT + plot_width / 2.0, height - 14, "Round", anchor="middle")
+    _text(svg, PLOT_LEFT + plot_width / 2.0, height - 14, unit.capitalize(), anchor="middle")
     return _xml_document(svg)
 
 
@@ -437,12 +564,12 @@ def _axes(svg, ticks, plot_width):
     _element(svg, "line", x1=str(PLOT_LEFT), y1=bottom, x2=right, y2=bottom, stroke=COLOURS["axis"])
 
 
-def _bar(svg, left, slot, item, top):
+def _bar(svg, left, slot, item, top, label_text):
     centre, bar_width = left + slot / 2.0, min(slot * 0.6, BAR_MAX_WIDTH)
     base = PLOT_TOP + PLOT_HEIGHT
     group = _element(svg, "g")
-    _element(group, "title").text = _xml_text("Round %s, %s: %s ms (%s)" % (
-        item["round"], direction(item), fmt_ms(item["downtime_ms"]), item["message"] or item["status"]))
+    _element(group, "title").text = _xml_text("%s, %s: %s ms (%s)" % (
+        label_text, direction(item), fmt_ms(item["downtime_ms"]), item["message"] or item["status"]))
     value = item["downtime_ms"]
     if value is None or value < 0:
         # No bar to draw: an outlined stub marks the round so it is not mistaken for a zero downtime.
@@ -456,7 +583,7 @@ def _bar(svg, left, slot, item, top):
         label_y, label = y - 5, fmt_ms(value)
     size = "11" if slot >= 40 else "8"
     _text(group, centre, label_y, label, anchor="middle", size=size, fill=COLOURS[item["status"]])
-    _text(group, centre, base + 18, item["round"], anchor="middle", size=size)
+    _text(group, centre, base + 18, label_text, anchor="middle", size=size)
     # The direction goes under the round number when it fits (about 6 px a character at 10 px).
     if slot >= 6 * len(direction(item)) + 8:
         _text(group, centre, base + 33, direction(item), anchor="middle", size="10", fill="#555555")
@@ -471,6 +598,51 @@ def _threshold_line(svg, threshold, top, plot_width):
     _text(svg, right + 6, y + 12, "%s ms" % fmt_ms(threshold), fill=COLOURS["threshold"])
 
 
+# ---------------------------------------------------------------- timeline.svg (evacuation)
+
+ROW_HEIGHT, TIMELINE_LEFT, TIMELINE_WIDTH = 24, 160, 560
+
+
+def render_timeline(report):
+    """timeline.svg: one bar per guest from the start to the end of its migration, on one time axis, so that the
+    migrations that ran at once stand one above the other; the title says how many ran at once at most."""
+    evacuation = report["evacuation"]
+    rows = evacuation["guests"]
+    timed = [row for row in rows if row["ended_at"] is not None]
+    origin = min([row["started_at"] for row in timed] or [0.0])
+    ticks = nice_ticks(max([row["ended_at"] - origin for row in timed] + [0.001]))
+    span = ticks[-1]
+    width = TIMELINE_LEFT + TIMELINE_WIDTH + 40
+    height = PLOT_TOP + ROW_HEIGHT * len(rows) + 50
+    svg = _element(None, "svg", xmlns=SVG_NS, width=str(width), height=str(height), viewBox="0 0 %d %d" % (width, height),
+                   role="img", font_family="sans-serif", font_size="12")
+    heading = "Migrations off %s over time, run %s: at most %d at once" % (evacuation["host"], report["run_id"], evacuation["max_concurrent"])
+    _element(svg, "title").text = _xml_text(heading)
+    _element(svg, "rect", x="0", y="0", width=str(width), height=str(height), fill="#ffffff")
+    _text(svg, 10, 22, heading, size="15")
+    _legend(svg, 10, 50)
+    bottom = PLOT_TOP + ROW_HEIGHT * len(rows)
+    for value in ticks:
+        x = TIMELINE_LEFT + TIMELINE_WIDTH * value / span
+        _element(svg, "line", x1=_num(x), y1=str(PLOT_TOP - 6), x2=_num(x), y2=_num(bottom), stroke=COLOURS["grid"])
+        _text(svg, x, bottom + 16, "%g" % round(value, 3), anchor="middle")
+    _text(svg, TIMELINE_LEFT + TIMELINE_WIDTH / 2.0, bottom + 36, "Seconds since the first migration started", anchor="middle")
+    for position, row in enumerate(rows):
+        top = PLOT_TOP + ROW_HEIGHT * position
+        group = _element(svg, "g")
+        _element(group, "title").text = _xml_text("%s, %s: %s s, downtime %s ms (%s)" % (
+            row["guest"], direction(row), "n/a" if row["duration_s"] is None else "%.2f" % row["duration_s"],
+            fmt_ms(row["downtime_ms"]), row["message"] or row["status"]))
+        _text(group, TIMELINE_LEFT - 8, top + ROW_HEIGHT * 0.65, row["guest"], anchor="end")
+        if row["ended_at"] is None:
+            _text(group, TIMELINE_LEFT + 4, top + ROW_HEIGHT * 0.65, "not run (%s)" % row["status"], fill=COLOURS["error"])
+            continue
+        left = TIMELINE_LEFT + TIMELINE_WIDTH * (row["started_at"] - origin) / span
+        _element(group, "rect", x=_num(left), y=_num(top + 4), width=_num(max(1.0, TIMELINE_WIDTH * row["duration_s"] / span)),
+                 height=str(ROW_HEIGHT - 8), fill=COLOURS[row["status"]])
+    return _xml_document(svg)
+
+
 # ---------------------------------------------------------------- all files
 
 def render_json(report):
@@ -478,10 +650,13 @@ def render_json(report):
 
 
 def render_all(report):
-    """Every report file's name and text."""
-    return {
+    """Every report file's name and text (timeline.svg for an evacuation only)."""
+    files = {
         "report.json": render_json(report),
         "report.md": render_markdown(report),
         "junit.xml": render_junit(report),
         "downtime.svg": render_svg(report),
     }
+    if report.get("evacuation"):
+        files["timeline.svg"] = render_timeline(report)
+    return files

@@ -69,6 +69,20 @@ options:
         V(latest) is reserved.
     type: str
     required: true
+  evacuation:
+    description:
+      - Makes the report a host evacuation's, where each of O(rounds) is one guest's migration (from the role
+        C(openeuler.kae.evacuation)).
+      - A mapping with C(host) (the drained host), C(placements) (the plan's placements with their batch, as
+        P(openeuler.kae.evacuation_batches#filter) gives them: C(guest), C(batch), C(vfs) the destination VFs),
+        C(moving) (P(openeuler.kae.evacuation_plan#filter)'s C(moving): each guest's VFs on the source), C(skipped)
+        (the plan's unplaced guests, C({guest, reasons}), left on the host) and C(limits) (C(per_source),
+        C(per_destination), C(total)).
+      - The report then has a row per guest (guest, from, to, VFs before and after, trace and libvirt downtime,
+        migration time, status), C(evacuation) in C(report.json), the downtime chart by guest, one JUnit test case per
+        guest, and C(timeline.svg): each migration from start to end on one time axis, which shows how many ran at once
+        (RV(summary.max_concurrent)). The VFs after are those the migration's remap gave (C(kae_vf_mapping)), else the planned ones.
+    type: dict
   latest:
     description:
       - Point O(report_dir)/C(latest) at this run's directory.
@@ -133,6 +147,11 @@ files:
       description: The downtime chart.
       type: str
       sample: /srv/kae/reports/20261125T182300Z/downtime.svg
+    timeline:
+      description: The chart of the migrations over time; only with O(evacuation).
+      type: str
+      returned: when O(evacuation) is given
+      sample: /srv/kae/reports/20261125T182300Z/timeline.svg
 latest:
   description: The C(latest) symlink, or null when O(latest=false).
   returned: always
@@ -193,6 +212,11 @@ summary:
       description: Rounds whose downtime is not corrected for the hosts' clock offset (their clocks were not measured).
       type: int
       sample: 0
+    max_concurrent:
+      description: The most migrations that ran at the same moment; only with O(evacuation).
+      type: int
+      returned: when O(evacuation) is given
+      sample: 2
 summary_line:
   description: The verdict in one line; it ends by saying so when a round's clocks were not measured.
   returned: always
@@ -217,7 +241,7 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.openeuler.kae.plugins.module_utils import _report
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
-FILE_KEYS = {"report.json": "json", "report.md": "markdown", "junit.xml": "junit", "downtime.svg": "svg"}
+FILE_KEYS = {"report.json": "json", "report.md": "markdown", "junit.xml": "junit", "downtime.svg": "svg", "timeline.svg": "timeline"}
 LATEST = "latest"
 
 
@@ -272,13 +296,13 @@ def plan(params, now):
     """Render the report and compare it with what is on disk; return (report, texts, changes, diffs)."""
     run_id = _report.check_run_id(params["run_id"])
     run_dir = os.path.join(params["report_dir"], run_id)
-    report = _report.build_report(params["rounds"], params["environment"], params["threshold_ms"], run_id, now)
+    report = _report.build_report(params["rounds"], params["environment"], params["threshold_ms"], run_id, now, params["evacuation"])
     previous = previous_report(run_dir)
     if _report.same_report(previous, report):
         report["generated_at"] = previous["generated_at"]
     texts = _report.render_all(report)
     changes, diffs = [], []
-    for name in _report.REPORT_FILES:
+    for name in texts:
         before = read_text(os.path.join(run_dir, name))
         if before != texts[name]:
             changes.append(name)
@@ -311,6 +335,7 @@ ARGUMENT_SPEC = dict(
     report_dir=dict(type="path", required=True),
     run_id=dict(type="str", required=True),
     latest=dict(type="bool", default=True),
+    evacuation=dict(type="dict"),
 )
 
 
@@ -338,7 +363,7 @@ def main():
     result = dict(
         changed=bool(changes),
         run_dir=run_dir,
-        files=dict((key, os.path.join(run_dir, name)) for name, key in FILE_KEYS.items()),
+        files=dict((FILE_KEYS[name], os.path.join(run_dir, name)) for name in _report.render_all(report)),
         latest=os.path.join(params["report_dir"], LATEST) if params["latest"] else None,
         changed_files=changes,
         summary=report["summary"],
