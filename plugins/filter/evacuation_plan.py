@@ -104,8 +104,10 @@ def evacuation_plan(facts, host=None, guests=None, capacity=None, all_guests=Fal
     if host is None or guests is None or capacity is None:
         raise AnsibleFilterError("openeuler.kae.evacuation_plan: host, guests and capacity are required, for example "
                                  "facts | openeuler.kae.evacuation_plan(host='hv03', guests=hv03_guests, capacity=free_per_host)")
+    if not isinstance(all_guests, bool):
+        raise AnsibleFilterError("openeuler.kae.evacuation_plan: all_guests must be true or false, got %r; pass it through | bool" % (all_guests,))
     try:
-        return _evacuation.plan(facts, host, guests, capacity, bool(all_guests), exclude)
+        return _evacuation.plan(facts, host, guests, capacity, all_guests, exclude)
     except _evacuation.EvacuationError as exc:
         raise AnsibleFilterError("openeuler.kae.evacuation_plan: %s" % exc) from None
 

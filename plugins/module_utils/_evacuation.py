@@ -46,7 +46,7 @@ def check_limits(per_source, per_destination, total):
     return per_source, per_destination, total
 
 
-def _placement(item, index):
+def _check_placement(item, index):
     option = "placements[%d]" % index
     _check(_validate.mapping, item, option, hint="pass the placements of openeuler.kae.place_guests")
     for key in ("guest", "source", "destination"):
@@ -66,7 +66,7 @@ def batches(placements, per_source=2, per_destination=2, total=5):
     seen = set()
     out = []  # [(placements, {source: n}, {destination: n})]
     for index, item in enumerate(placements):
-        _placement(item, index)
+        _check_placement(item, index)
         if item["guest"] in seen:
             raise EvacuationError("placements[%d].guest %r is planned twice; a guest migrates once per evacuation" % (index, item["guest"]))
         seen.add(item["guest"])
@@ -102,7 +102,7 @@ def _free(capacity, placements, guests_by_name):
         free[host] = [_check(_validate.number, entry.get("memory_mib"), "capacity[%s].memory_mib" % host, minimum=0, hint=PLAIN_HINT),
                       _check(_validate.number, entry.get("vcpus"), "capacity[%s].vcpus" % host, minimum=0, integer=True, hint=PLAIN_HINT)]
     for index, item in enumerate(placements):
-        _placement(item, index)
+        _check_placement(item, index)
         taken = guests_by_name.get(item["guest"])
         if taken is not None and item["destination"] in free:
             free[item["destination"]][0] -= taken["memory_mib"]

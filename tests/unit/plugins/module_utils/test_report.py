@@ -272,3 +272,103 @@ def test_records_built_by_the_contract_are_accepted_and_an_uncorrected_clock_is_
     details = table_rows(_report.render_markdown(report).split("## Rounds in detail")[1].split("## Environment")[0])
     assert [row[2] for row in details] == ["0", "not measured (uncorrected)"]
     assert not _report.summary_line(build([corrected])).endswith(")")
+
+
+# ---------------------------------------------------------------- evacuation
+
+def guest_round(index, guest, start, duration, downtime, destination="kae-lab-b", status="passed", **fields):
+    return record(round=index, guest=guest, source="kae-lab-a", destination=destination, started_at=start, duration_s=duration,
+                  downtime_ms=downtime, libvirt_downtime_ms=None if downtime is None else downtime + 2, status=status,
+                  outcome="migrated", clock_corrected=True, clock_offset_ms=0.0, profile="upstream", **fields)
+
+
+# vm1 and vm2 overlap (batch 1), vm3 starts when vm1 ends (batch 2), vm4 errored before it measured anything.
+EVAC_ROUNDS = [guest_round(1, "vm1", 1000.0, 2.0, 40.0, kae_vf_mapping={"0000:75:00.1": "0000:75:00.3"}),
+               guest_round(2, "vm2", 1000.5, 2.5, 250.0, destination="kae-lab-c"),
+               guest_round(3, "vm3", 1002.0, 1.0, 60.0),
+               guest_round(4, "vm4", None, None, None, status="error", error="Migrate the guest: destination unreachable")]
+EVACUATION = {"host": "kae-lab-a", "limits": {"per_source": 2, "per_destination": 2, "total": 5},
+              "placements": [{"guest": "vm1", "batch": 1, "vfs": ["0000:75:00.2"]}, {"guest": "vm2", "batch": 1, "vfs": ["0000:b5:00.1"]},
+                             {"guest": "vm3", "batch": 2, "vfs": []}, {"guest": "vm4", "batch": 2, "vfs": []}],
+              "moving": {"vm1": {"vfs": ["0000:75:00.1"]}, "vm2": {"vfs": ["0000:75:00.2"]}, "vm3": {"vfs": []}, "vm4": {"vfs": []}},
+              "skipped": [{"guest": "vm9", "source": "kae-lab-a", "reasons": [{"reason": "not enough free memory", "hosts": ["kae-lab-b"]}]}]}
+
+
+def evacuation_report(rounds=None):
+    return _report.build_report(copy.deepcopy(rounds or EVAC_ROUNDS), {"hosts": ["kae-lab-a", "kae-lab-b"], "lab": True}, 200,
+                                "evac1", GENERATED_AT, copy.deepcopy(EVACUATION))
+
+
+def test_evacuation_rows_join_records_and_plan():
+    report = evacuation_report()
+    rows = dict((row["guest"], row) for row in report["evacuation"]["guests"])
+    # The VFs the migration's remap gave win over the plan's; without a remap the plan's are shown.
+    assert rows["vm1"]["vfs_before"] == ["0000:75:00.1"] and rows["vm1"]["vfs_after"] == ["0000:75:00.3"]
+    assert rows["vm2"]["vfs_after"] == ["0000:b5:00.1"] and rows["vm2"]["destination"] == "kae-lab-c"
+    assert rows["vm1"]["ended_at"] == 1002.0 and rows["vm4"]["ended_at"] is None
+    assert [rows[name]["status"] for name in ("vm1", "vm2", "vm3", "vm4")] == ["passed", "failed", "passed", "error"]
+    assert report["evacuation"]["skipped"] == [{"guest": "vm9", "reasons": ["not enough free memory"]}]
+
+
+def test_max_concurrent_counts_overlaps_not_back_to_back_migrations():
+    assert evacuation_report()["evacuation"]["max_concurrent"] == 2
+    assert evacuation_report()["summary"]["max_concurrent"] == 2
+    # Three at once when vm3 starts before vm1 ends.
+    rounds = copy.deepcopy(EVAC_ROUNDS)
+    rounds[2]["started_at"] = 1001.0
+    assert evacuation_report(rounds)["evacuation"]["max_concurrent"] == 3
+
+
+def test_evacuation_markdown_has_a_row_per_guest_the_statistics_and_the_skipped():
+    text = _report.render_markdown(evacuation_report())
+    assert text.startswith("# KAE host evacuation report evac1")
+    rows = table_rows(text.split("## Guests")[1].split("**")[0])
+    assert [row[0] for row in rows] == ["vm1", "vm2", "vm3", "vm4"]
+    assert rows[0][1:6] == ["kae-lab-a", "kae-lab-b", "0000:75:00.1", "0000:75:00.3", "40"]
+    assert rows[1][9] == "failed" and rows[3][5] == "n/a"
+    assert "min 40 ms, median 60 ms, mean 116.7 ms, p95 250 ms, max 250 ms" in text
+    assert "- vm9: not enough free memory" in text and "2 ran at once at most" in text
+    assert "(timeline.svg)" in text and "(downtime.svg)" in text
+
+
+def test_evacuation_junit_has_a_test_case_per_guest():
+    root = ET.fromstring(_report.render_junit(evacuation_report()).encode("utf-8"))
+    cases = list(root.iter("testcase"))
+    assert [case.get("name") for case in cases] == ["guest vm1: kae-lab-a -> kae-lab-b", "guest vm2: kae-lab-a -> kae-lab-c",
+                                                    "guest vm3: kae-lab-a -> kae-lab-b", "guest vm4: kae-lab-a -> kae-lab-b"]
+    assert cases[1].find("failure") is not None and cases[3].find("error") is not None and cases[0].find("failure") is None
+
+
+def test_downtime_chart_labels_bars_by_guest():
+    root = ET.fromstring(_report.render_svg(evacuation_report()).encode("utf-8"))
+    texts = [node.text for node in root.iter(SVG + "text")]
+    assert {"vm1", "vm2", "vm3", "vm4", "Guest"} <= set(texts)
+
+
+def test_timeline_draws_each_migration_from_start_to_end():
+    root = ET.fromstring(_report.render_timeline(evacuation_report()).encode("utf-8"))
+    assert "at most 2 at once" in root.find(SVG + "title").text
+    bars = [rect for group in root.iter(SVG + "g") for rect in group.iter(SVG + "rect")]
+    assert len(bars) == 3  # vm4 never ran: a note instead of a bar
+    lefts, widths = [float(bar.get("x")) for bar in bars], [float(bar.get("width")) for bar in bars]
+    # vm1 starts at the origin; vm2 half a second later; vm3 where vm1 ends; lengths in proportion to the durations.
+    assert lefts[0] == _report.TIMELINE_LEFT and lefts[0] < lefts[1] < lefts[2]
+    assert lefts[2] == pytest.approx(lefts[0] + widths[0], abs=0.1)
+    assert widths[1] / widths[0] == pytest.approx(2.5 / 2.0, rel=0.01)
+    assert any("not run (error)" in (node.text or "") for node in root.iter(SVG + "text"))
+
+
+def test_evacuation_files_add_the_timeline_and_migration_rounds_do_not():
+    assert sorted(_report.render_all(evacuation_report())) == sorted(_report.REPORT_FILES + ("timeline.svg",))
+    assert "timeline.svg" not in _report.render_all(build([PASSED]))
+
+
+@pytest.mark.parametrize("evacuation, message", [
+    ("kae-lab-a", "evacuation must be a mapping"),
+    ({"placements": [{"batch": 1}]}, "evacuation.placements must be the plan's placements"),
+    ({"moving": ["vm1"]}, "evacuation.moving must be"),
+    ({"skipped": "vm9"}, "evacuation.skipped must be a list"),
+])
+def test_bad_evacuation_input_is_named(evacuation, message):
+    with pytest.raises(_report.ReportError, match=message):
+        _report.build_report(copy.deepcopy(EVAC_ROUNDS), {}, 200, "evac1", GENERATED_AT, evacuation)

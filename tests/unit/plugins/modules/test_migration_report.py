@@ -165,3 +165,21 @@ def test_unwritable_report_dir_fails_with_the_path(tmp_path, fail_module):
     blocker.write_text("not a directory")
     result = fail_module(migration_report, args(blocker))
     assert str(blocker) in result["msg"]
+
+
+def test_evacuation_writes_the_timeline_and_a_row_per_guest(tmp_path, run_module):
+    rounds = [dict(ROUNDS[0], guest="vm1", started_at=1000.0), dict(ROUNDS[1], guest="vm2", source="kae-lab-a",
+                                                                 destination="kae-lab-b", started_at=1000.2)]
+    evacuation = {"host": "kae-lab-a", "placements": [{"guest": "vm1", "batch": 1, "vfs": []}, {"guest": "vm2", "batch": 1, "vfs": []}],
+                  "moving": {"vm1": {"vfs": []}, "vm2": {"vfs": []}}, "skipped": [], "limits": {"per_source": 2}}
+    result = run_module(migration_report, args(tmp_path, rounds=rounds, evacuation=evacuation))
+    assert result["files"]["timeline"] == str(tmp_path / "run1" / "timeline.svg")
+    assert "timeline.svg" in result["changed_files"] and result["summary"]["max_concurrent"] == 2
+    ET.parse(str(tmp_path / "run1" / "timeline.svg"))
+    assert result["table"].startswith("| Guest | From | To |")
+    assert run_module(migration_report, args(tmp_path, rounds=rounds, evacuation=evacuation))["changed"] is False
+
+
+def test_rounds_without_evacuation_have_no_timeline(tmp_path, run_module):
+    result = run_module(migration_report, args(tmp_path))
+    assert "timeline" not in result["files"] and not (tmp_path / "run1" / "timeline.svg").exists()
