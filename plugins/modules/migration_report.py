@@ -74,8 +74,8 @@ options:
       - Makes the report a host evacuation's, where each of O(rounds) is one guest's migration (from the role
         C(openeuler.kae.evacuation)).
       - A mapping with C(host) (the drained host), C(placements) (the plan's placements with their batch, as
-        P(openeuler.kae.evacuation_batches#filter) gives them: C(guest), C(batch), C(vfs) the destination VFs),
-        C(moving) (P(openeuler.kae.evacuation_plan#filter)'s C(moving): each guest's VFs on the source), C(skipped)
+        P(openeuler.kae.evacuation_batches#filter) gives them, with C(guest), C(batch) and C(vfs), the destination VFs),
+        C(moving) (P(openeuler.kae.evacuation_plan#filter)'s C(moving), each guest's VFs on the source), C(skipped)
         (the plan's unplaced guests, C({guest, reasons}), left on the host) and C(limits) (C(per_source),
         C(per_destination), C(total)).
       - The report then has a row per guest (guest, from, to, VFs before and after, trace and libvirt downtime,
