@@ -80,7 +80,7 @@ options:
         C(per_destination), C(total)).
       - The report then has a row per guest (guest, from, to, VFs before and after, trace and libvirt downtime,
         migration time, status), C(evacuation) in C(report.json), the downtime chart by guest, one JUnit test case per
-        guest, and C(timeline.svg): each migration from start to end on one time axis, which shows how many ran at once
+        guest, and C(timeline.svg), each migration from start to end on one time axis, which shows how many ran at once
         (RV(summary.max_concurrent)). The VFs after are those the migration's remap gave (C(kae_vf_mapping)), else the planned ones.
     type: dict
   latest:
