@@ -12,7 +12,7 @@ description:
   - Chooses the guests that leave the drained host O(host) and where each goes.
   - A guest's VFs are the PCI devices its definition holds (O(guests)) and the VFs the host's device facts give to it
     (M(openeuler.kae.device_info)'s C(domain) and C(domains)). A guest holding a KAE VF is placed by
-    P(openeuler.kae.place_guests#filter), with O(host) in maintenance: a destination of a compatible KAE set-up with
+    P(openeuler.kae.place_guests#filter), with O(host) in maintenance, on a destination of a compatible KAE set-up with
     free VFs of the same engines and queue classes on one NUMA node, memory and vCPUs.
   - With O(all_guests=true) the guests holding no VF move too and are placed by memory and vCPUs on what the KAE
     placements leave (biggest first, most free memory first, like P(openeuler.kae.place_guests#filter)); without, they
