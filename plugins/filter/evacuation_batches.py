@@ -13,7 +13,7 @@ description:
     that no batch holds more than O(per_source) migrations from one host, O(per_destination) into one host, and
     O(total) in all.
   - The role C(openeuler.kae.evacuation) runs the batches one after the other (the play's C(serial) is the list of
-    batch sizes) and the migrations of a batch side by side (forks): the limits hold for the whole evacuation.
+    batch sizes) and the migrations of a batch side by side (forks), so the limits hold for the whole evacuation.
   - First fit in plan order; each placement goes into the first batch that has room for its source, its destination
     and one more migration. The same placements give the same batches.
   - A placement listed twice for one guest, a limit that is not a whole number from 1 to 1000, or a placement

@@ -17,7 +17,7 @@ description:
   - With O(all_guests=true) the guests holding no VF move too and are placed by memory and vCPUs on what the KAE
     placements leave (biggest first, most free memory first, like P(openeuler.kae.place_guests#filter)); without, they
     stay and are listed in RV(_value.staying).
-  - A guest holding a PCI device that is not a KAE VF of O(host) cannot be live migrated: it is unplaced, with that reason.
+  - A guest holding a PCI device that is not a KAE VF of O(host) cannot be live migrated; it is unplaced, with that reason.
   - Guests that are gone from O(host) are not in O(guests), so planning again after a partial evacuation plans only what is left.
   - Bad input fails with a message naming the field and the expected form; the plan is all or nothing.
 options:
@@ -36,7 +36,7 @@ options:
     required: true
   capacity:
     description:
-      - Every candidate host's free C(memory_mib) and C(vcpus), C({host: {memory_mib, vcpus}}), for example the
+      - Every candidate host's free C(memory_mib) and C(vcpus), a mapping of host name to both, for example the
         RV(openeuler.kae.hypervisor_info#module:capacity) entries of every hypervisor combined.
     type: dict
     required: true
