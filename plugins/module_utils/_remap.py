@@ -43,6 +43,15 @@ def _as_free_for(devices, guest):
     return [dict(d, domain=None, domains=[]) if own(d) else d for d in devices]
 
 
+def _reserved_for_others(devices, allowed):
+    """DEVICES with every VF outside ALLOWED counted as held: an evacuation gives each guest the VFs its plan chose, so
+    that two migrations into one host at the same moment never choose the same free VF."""
+    allowed = set(dx.normalise_bdf(bdf) for bdf in allowed)
+    held = "another guest (not among allowed_vfs)"
+    return [dict(d, domain=held, domains=[held]) if d.get("function") == "vf" and dx.normalise_bdf(d["bdf"]) not in allowed else d
+            for d in devices]
+
+
 def _keeps_addresses(hostdevs, src_vfs, dst_vfs, pinned):
     """True when every guest VF address is a free VF of the same engine and queue class on the destination, on one node."""
     nodes = set()
@@ -75,8 +84,8 @@ def _assign(hostdevs, src_vfs, chosen):
     return mapping
 
 
-def plan(guest_xml, source_devices, destination_devices, destination=None):
-    """Map the guest's KAE VFs to VFs of the destination.
+def plan(guest_xml, source_devices, destination_devices, destination=None, allowed=None):
+    """Map the guest's KAE VFs to VFs of the destination (only to those in ALLOWED, when given).
 
     Returns ``{"mapping": {src_bdf: dst_bdf}, "numa_node": int or None, "remapped": bool}``.
     Raises RemapError when the guest holds a PCI hostdev that is no KAE VF of the source, or the
@@ -89,6 +98,8 @@ def plan(guest_xml, source_devices, destination_devices, destination=None):
     guest = root.findtext("name")
     src_vfs = _vfs_by_bdf(_device_list(source_devices, "source_devices"))
     dst_view = _as_free_for(_device_list(destination_devices, "destination_devices"), guest)
+    if allowed is not None:
+        dst_view = _reserved_for_others(dst_view, allowed)
     dst_vfs = _vfs_by_bdf(dst_view)
     hostdevs = [bdf for _element, bdf in dx.pci_hostdevs(root)]
     foreign = [bdf for bdf in hostdevs if bdf not in src_vfs]

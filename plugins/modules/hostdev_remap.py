@@ -61,6 +61,16 @@ options:
   destination_host:
     description: Name of the destination host, used in the messages that say why it cannot host the guest's VFs.
     type: str
+  allowed_vfs:
+    description:
+      - Only these destination VFs may be given to the guest (still only when free, of the right engine and queue
+        class, on one NUMA node); every other VF of the destination counts as held.
+      - An evacuation passes the VFs its plan chose for the guest (P(openeuler.kae.evacuation_plan#filter)), so that
+        migrations into one host that run at the same moment, each reading the destination's facts before the others
+        took their VFs, never choose the same VF.
+      - Not given, any free VF qualifies.
+    type: list
+    elements: str
 seealso:
   - module: openeuler.kae.live_migration
   - module: openeuler.kae.device_info
@@ -154,6 +164,8 @@ def check_params(params):
     _args.check_shared(params)
     if params["domain_xml"] is not None:
         _validate.text(params["domain_xml"], "domain_xml")
+    for index, bdf in enumerate(params.get("allowed_vfs") or []):
+        _validate.bdf(bdf, "allowed_vfs[%d]" % index)
 
 
 def run(params):
@@ -162,7 +174,8 @@ def run(params):
         live, persistent = params["domain_xml"], None
     else:
         live, persistent = guest_xmls(params)
-    result = plan(live, params["source_devices"], params["destination_devices"], destination=params.get("destination_host"))
+    result = plan(live, params["source_devices"], params["destination_devices"], destination=params.get("destination_host"),
+                  allowed=params.get("allowed_vfs"))
     result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
     result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
     return result
@@ -175,6 +188,7 @@ def main():
             source_devices=dict(type="list", elements="dict", required=True),
             destination_devices=dict(type="list", elements="dict", required=True),
             destination_host=dict(type="str"),
+            allowed_vfs=dict(type="list", elements="str"),
         )),
         required_one_of=[("domain", "domain_xml")],
         mutually_exclusive=[("domain", "domain_xml")],

@@ -147,3 +147,21 @@ def test_refused_when_the_destination_could_not_say_who_holds_its_vfs():
 def test_bad_device_facts_are_named(src, dst, message):
     with pytest.raises(RemapError, match="^" + message):
         plan(guest(*GUEST_VFS), src, dst)
+
+
+def test_allowed_vfs_are_the_only_ones_given():
+    # Node 0 has every address free, but the plan gave this guest the node 1 VFs.
+    planned = ["0000:b5:00.2", "0000:b6:00.2", "0000:b9:00.2"]
+    result = plan(guest(*GUEST_VFS), SRC, host(), allowed=planned)
+    assert sorted(result["mapping"].values()) == planned and result["numa_node"] == 1 and result["remapped"] is True
+
+
+def test_allowed_vfs_keep_the_addresses_when_they_are_the_planned_ones():
+    result = plan(guest(*GUEST_VFS), SRC, host(), allowed=list(GUEST_VFS))
+    assert result == {"mapping": dict((b, b) for b in GUEST_VFS), "numa_node": 0, "remapped": False}
+
+
+def test_an_allowed_vf_another_domain_took_meanwhile_is_refused():
+    planned = ["0000:31:00.2", "0000:76:00.2", "0000:79:00.2"]
+    with pytest.raises(RemapError, match="cannot host guest vm1"):
+        plan(guest(*GUEST_VFS), SRC, host(used=("0000:31:00.2",)), allowed=planned)

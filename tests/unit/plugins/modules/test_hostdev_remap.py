@@ -85,6 +85,16 @@ def test_main_remaps_a_given_xml_without_libvirt(run_module):
     assert [bdf for _e, bdf in dx.pci_hostdevs(dx.parse_domain(result["destination_xml"]))] == ["0000:31:00.2", "0000:76:00.1"]
 
 
+def test_main_gives_only_the_allowed_vfs(run_module):
+    xml = "<domain type='kvm'><name>vm1</name><devices>%s</devices></domain>" % HOSTDEVS
+    dst = [vf("0000:31:00.1", "zip"), vf("0000:31:00.2", "zip"), vf("0000:76:00.1", "sec")]
+    src = [dict(device, domain="vm1") for device in SRC]
+    args = {"domain_xml": xml, "source_devices": src, "destination_devices": dst}
+    assert run_module(hostdev_remap, args)["mapping"]["0000:31:00.1"] == "0000:31:00.1"
+    allowed = run_module(hostdev_remap, dict(args, allowed_vfs=["0000:31:00.2", "0000:76:00.1"]))
+    assert allowed["mapping"] == {"0000:31:00.1": "0000:31:00.2", "0000:76:00.1": "0000:76:00.1"}
+
+
 def test_main_refusal_is_a_failure_with_the_reason(fail_module):
     xml = "<domain type='kvm'><name>vm1</name><devices>%s</devices></domain>" % HOSTDEVS
     result = fail_module(hostdev_remap, {"domain_xml": xml, "source_devices": SRC, "destination_devices": [vf("0000:31:00.1", "zip")]})
@@ -125,6 +135,7 @@ def test_main_refuses_a_destination_whose_vf_owners_are_unknown(fail_module, run
     ({"destination_devices": [{"bdf": "0000:31:00.2"}]}, "destination_devices: destination_devices[0] lacks 'engine', 'function', 'numa_node'"),
     ({"source_devices": [dict(SRC[0], bdf="0000:31:00.1\x00")]}, "source_devices: source_devices[0].bdf must not contain a NUL byte"),
     ({"source_devices": [dict(SRC[0], engine="aes")]}, "source_devices: source_devices[0].engine must be one of zip, sec, hpre, got str 'aes'"),
+    ({"allowed_vfs": ["0000:31:00.2", "31:00.2"]}, "allowed_vfs[1] must be a PCI address DDDD:BB:SS.F"),
 ])
 def test_main_bad_input_is_a_sentence(fail_module, params, message):
     args = {"domain_xml": XML, "source_devices": [dict(d, domain="vm1", domains=["vm1"]) for d in SRC], "destination_devices": DST}
