@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import REPO, VENV_BIN, _ansible_env
+from conftest import REPO, _ansible_env
 
 PLAYBOOK = "playbooks/kae_evacuate.yml"
 
@@ -80,7 +80,7 @@ def test_evacuation_moves_the_guest_reports_it_and_a_second_run_changes_nothing(
     assert lab.running_on(conns) == [destination]
 
 
-def test_ansible_runner_runs_the_evacuation_and_hands_the_report_to_the_job(lab, conns, ansible_playbook, tmp_path):
+def test_ansible_runner_runs_the_evacuation_and_hands_the_report_to_the_job(lab, conns, ansible_playbook, tmp_path, monkeypatch):
     ansible_runner = pytest.importorskip("ansible_runner", reason="ansible-runner is in requirements/python.txt: run scripts/bootstrap.sh")
     guest_phase(ansible_playbook)
     running = lab.running_on(conns)
@@ -88,12 +88,14 @@ def test_ansible_runner_runs_the_evacuation_and_hands_the_report_to_the_job(lab,
     source = running[0]
     destination = next(name for name in lab.hosts if name != source)
     env = _ansible_env()
+    (tmp_path / "runner").mkdir()
+    # ansible-runner finds ansible-playbook on PATH, as in an execution environment.
+    monkeypatch.setenv("PATH", env["PATH"])
     result = ansible_runner.run(
         private_data_dir=str(tmp_path / "runner"), project_dir=str(REPO), playbook=str(REPO / PLAYBOOK),
         inventory=str(REPO / "inventories" / "lab"), process_isolation=False, quiet=True,
         extravars={"kae_evacuate_host": source, "kae_evacuate_all_guests": True, "kae_evacuate_report_dir": str(tmp_path / "reports")},
-        envvars={"ANSIBLE_CONFIG": env["ANSIBLE_CONFIG"], "PATH": env["PATH"], "ANSIBLE_NOCOLOR": "1"},
-        binary=str(VENV_BIN / "ansible-playbook"))
+        envvars={"ANSIBLE_CONFIG": env["ANSIBLE_CONFIG"], "PATH": env["PATH"], "ANSIBLE_NOCOLOR": "1"})
     assert (result.status, result.rc) == ("successful", 0), result.stdout.read()[-6000:]
     assert lab.running_on(conns) == [destination]
 
