@@ -12,6 +12,8 @@ passed in (seconds since the migration started), so every decision can be replay
 
 from __future__ import annotations
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _validate
+
 MIB = 1024 * 1024
 GIB_MIB = 1024
 # QEMU counts dirty pages; libvirt reports the page size beside the rate, 4 KiB when it does not.
@@ -130,29 +132,30 @@ def why_not_converging(sample, max_downtime_ms):
         _figure(sample["expected_downtime_ms"], " ms", "%d"), max_downtime_ms)
 
 
-def limit_message(domain, limit, sample, max_downtime_ms, action):
-    """The sentence for a fired limit: which one, the last progress sample, and what is done about it."""
+def limit_reason(limit, sample, max_downtime_ms):
+    """What happened when LIMIT (from limit_reached) fired, with what the last sample says about convergence."""
     name, value = limit
     what = {
         "timeout_s": "did not finish within timeout_s %s s" % value,
         "completion_timeout_s_per_gib": "did not finish within %s s (completion_timeout_s_per_gib scaled by its memory)" % value,
         "progress_timeout_s": "made no progress for progress_timeout_s %s s" % value,
     }[name]
-    done = "the guest is paused so that the migration completes" if action == "suspend" else "the migration is aborted"
-    return "migration of %s %s (%s): %s" % (domain, what, why_not_converging(sample, max_downtime_ms), done)
+    return "%s (%s)" % (what, why_not_converging(sample, max_downtime_ms))
 
 
 def schedule_problems(start_ms, schedule):
-    """What is wrong with a downtime schedule (a dict of steps, delay_s, ceiling_ms, mode) given the starting value."""
+    """One sentence per wrong field of a downtime schedule (steps, delay_s, ceiling_ms, mode), given its first value."""
     if not schedule:
         return []
     problems = []
-    steps, delay_s, ceiling_ms = schedule.get("steps"), schedule.get("delay_s"), schedule.get("ceiling_ms")
-    if steps is None or steps < 1:
-        problems.append("downtime_schedule.steps must be at least 1 (got %s)" % steps)
-    if delay_s is None or delay_s <= 0:
-        problems.append("downtime_schedule.delay_s must be above 0 s (got %s)" % delay_s)
-    if ceiling_ms is None or ceiling_ms <= start_ms:
+    checks = (("steps", True), ("delay_s", False), ("ceiling_ms", True))
+    for field, integer in checks:
+        try:
+            _validate.positive(schedule.get(field), "downtime_schedule.%s" % field, integer=integer)
+        except _validate.InputError as exc:
+            problems.append(str(exc))
+    ceiling_ms = schedule.get("ceiling_ms")
+    if not problems and ceiling_ms <= start_ms:
         problems.append("downtime_schedule.ceiling_ms (%s) must be above max_downtime_ms (%s), the schedule's first value"
                         % (ceiling_ms, start_ms))
     if schedule.get("mode", "time") not in SCHEDULE_MODES:
@@ -191,7 +194,9 @@ class DowntimeSchedule:
         if t_s - since < self.delay_s:
             return None
         self.step += 1
-        self.changed_at_s = t_s
+        # Time mode keeps its steps on the clock of the start (no drift from when samples come); stall mode counts
+        # the next wait from the raise.
+        self.changed_at_s = t_s if self.on_stall else since + self.delay_s
         self.history.append({"t_s": round(t_s, 3), "max_downtime_ms": self.current_ms})
         return self.current_ms
 
@@ -228,3 +233,50 @@ def estimate(memory_mib, dirty_rate_mib_s, bandwidth_mib_s, max_downtime_ms):
                    % (dirty_rate_mib_s, bandwidth_mib_s, max_downtime_ms, budget_mib))
     return figures
 
+
+
+class Watch:
+    """What the waiting loop of a migration decides, from the job statistics it reads every INTERVAL_S.
+
+    Keeps the samples (at most MAX_SAMPLES: past that every other one is dropped, so a long migration stays covered
+    end to end), the stall detector, the downtime schedule and the limits.
+    """
+
+    MAX_SAMPLES = 1000
+
+    def __init__(self, max_downtime_ms, interval_s, timeout_s, completion_s=None, progress_timeout_s=None, schedule=None):
+        self.interval_s = interval_s
+        self.timeout_s = timeout_s
+        self.completion_s = completion_s
+        self.detector = StallDetector(progress_timeout_s)
+        self.schedule = DowntimeSchedule(max_downtime_ms, schedule)
+        self.samples = []
+        self.next_sample_s = 0.0
+
+    def sample_due(self, t_s):
+        return t_s >= self.next_sample_s
+
+    def observe(self, t_s, stats):
+        """Take the statistics read at T_S (None when they could not be read); return the maximum downtime to set now, or None."""
+        self.next_sample_s = t_s + self.interval_s
+        sample = progress_sample(stats, t_s)
+        if sample is None:
+            return None
+        sample["max_downtime_ms"] = self.schedule.current_ms
+        self.samples.append(sample)
+        if len(self.samples) > self.MAX_SAMPLES:
+            self.samples = self.samples[::2]
+        self.detector.update(sample)
+        return self.schedule.raise_due(t_s, self.detector.progress_at_s)
+
+    def limit(self, t_s):
+        return limit_reached(t_s, self.timeout_s, self.completion_s, self.detector)
+
+    @property
+    def last(self):
+        return self.samples[-1] if self.samples else None
+
+    def summary(self):
+        """The figures the module returns about convergence."""
+        return {"progress": self.samples, "max_downtime_steps": self.schedule.history,
+                "max_downtime_final_ms": self.schedule.current_ms}

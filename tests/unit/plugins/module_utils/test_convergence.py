@@ -100,19 +100,18 @@ class TestLimits:
 
     def test_message_for_a_guest_that_cannot_converge(self):
         last = sample(30, 812, dirty_pages_s=25600 * 4.1, bps_mib=300, downtime=2700)
-        msg = conv.limit_message("kae-guest", ("progress_timeout_s", 20), last, 100, "abort")
-        assert msg == ("migration of kae-guest made no progress for progress_timeout_s 20 s (remaining 812 MiB, dirty rate "
-                       "410 MiB/s above the 300 MiB/s sent: the migration cannot converge at 100 ms): the migration is aborted")
+        msg = conv.limit_reason(("progress_timeout_s", 20), last, 100)
+        assert msg == ("made no progress for progress_timeout_s 20 s (remaining 812 MiB, dirty rate "
+                       "410 MiB/s above the 300 MiB/s sent: the migration cannot converge at 100 ms)")
 
     def test_message_when_the_rate_keeps_up_but_the_downtime_does_not(self):
         last = sample(30, 90, dirty_pages_s=25600, bps_mib=300, downtime=300)
-        msg = conv.limit_message("g", ("completion_timeout_s_per_gib", 150.0), last, 100, "suspend")
-        assert "within 150.0 s (completion_timeout_s_per_gib scaled by its memory)" in msg
-        assert "dirty rate 100 MiB/s, 300 MiB/s sent, expected downtime 300 ms above the 100 ms allowed" in msg
-        assert msg.endswith("the guest is paused so that the migration completes")
+        msg = conv.limit_reason(("completion_timeout_s_per_gib", 150.0), last, 100)
+        assert msg == ("did not finish within 150.0 s (completion_timeout_s_per_gib scaled by its memory) (remaining 90 MiB, "
+                       "dirty rate 100 MiB/s, 300 MiB/s sent, expected downtime 300 ms above the 100 ms allowed)")
 
     def test_message_without_any_sample(self):
-        assert "QEMU reported no progress figures" in conv.limit_message("g", ("timeout_s", 5), None, 100, "abort")
+        assert conv.limit_reason(("timeout_s", 5), None, 100) == "did not finish within timeout_s 5 s (QEMU reported no progress figures)"
 
 
 class TestSchedule:
@@ -143,8 +142,10 @@ class TestSchedule:
         assert schedule.step == 2
 
     @pytest.mark.parametrize("schedule, needle", [
-        ({"steps": 0, "delay_s": 5, "ceiling_ms": 300}, "steps must be at least 1"),
-        ({"steps": 2, "delay_s": 0, "ceiling_ms": 300}, "delay_s must be above 0"),
+        ({"steps": 0, "delay_s": 5, "ceiling_ms": 300}, "downtime_schedule.steps must be greater than 0"),
+        ({"steps": 2, "delay_s": 0, "ceiling_ms": 300}, "downtime_schedule.delay_s must be greater than 0"),
+        ({"steps": 2, "delay_s": float("inf"), "ceiling_ms": 300}, "downtime_schedule.delay_s must be a finite number"),
+        ({"steps": 2, "delay_s": 5}, "downtime_schedule.ceiling_ms must be a whole number, got NoneType"),
         ({"steps": 2, "delay_s": 5, "ceiling_ms": 100}, "ceiling_ms (100) must be above max_downtime_ms (100)"),
         ({"steps": 2, "delay_s": 5, "ceiling_ms": 300, "mode": "sometimes"}, "mode must be one of time, stall"),
     ])
@@ -186,3 +187,37 @@ class TestEstimate:
             got = conv.estimate(192, 35, bandwidth, 100)
             assert got["converges"] is None
             assert "bandwidth unknown" in got["text"]
+
+
+class TestWatch:
+    def test_samples_at_the_interval_and_raises_on_schedule(self):
+        watch = conv.Watch(100, 2.0, 300, schedule={"steps": 2, "delay_s": 3, "ceiling_ms": 300, "mode": "time"})
+        raised = []
+        t_s = 0.0
+        while t_s <= 8.0:
+            if watch.sample_due(t_s):
+                new = watch.observe(t_s, stats(500 - 10 * t_s))
+                if new is not None:
+                    raised.append((t_s, new))
+            t_s = round(t_s + 0.5, 1)
+        assert [s["t_s"] for s in watch.samples] == [0.0, 2.0, 4.0, 6.0, 8.0]
+        # The schedule is looked at when a sample comes: due at 3 s and 6 s, applied at 4 s and 6 s.
+        assert raised == [(4.0, 200), (6.0, 300)]
+        assert [s["max_downtime_ms"] for s in watch.samples] == [100, 100, 100, 200, 300]
+        assert watch.summary()["max_downtime_final_ms"] == 300
+
+    def test_unreadable_statistics_are_no_progress(self):
+        watch = conv.Watch(100, 1.0, 300, progress_timeout_s=5)
+        watch.observe(0, stats(100))
+        for t_s in range(1, 6):
+            assert watch.observe(t_s, None) is None
+        assert watch.limit(4.9) is None
+        assert watch.limit(5) == ("progress_timeout_s", 5)
+        assert watch.last["t_s"] == 0
+
+    def test_a_long_migration_keeps_a_bounded_sample_list_end_to_end(self):
+        watch = conv.Watch(100, 1.0, None)
+        for t_s in range(2500):
+            watch.observe(t_s, stats(100))
+        assert len(watch.samples) <= conv.Watch.MAX_SAMPLES
+        assert watch.samples[0]["t_s"] == 0 and watch.samples[-1]["t_s"] == 2499
