@@ -23,6 +23,8 @@ UNLIMITED_BANDWIDTH_MIB_S = (2 ** 63 - 1) // MIB
 # The estimate follows at most this many pre-copy iterations before it calls the migration non-converging.
 ESTIMATE_MAX_ITERATIONS = 1000
 
+# QEMU refuses a downtime-limit above 2000 s (MAX_MIGRATE_DOWNTIME in migration/options.c).
+QEMU_MAX_DOWNTIME_MS = 2000 * 1000
 LIMIT_ACTIONS = ("abort", "suspend")
 SCHEDULE_MODES = ("time", "stall")
 
@@ -148,10 +150,10 @@ def schedule_problems(start_ms, schedule):
     if not schedule:
         return []
     problems = []
-    checks = (("steps", True), ("delay_s", False), ("ceiling_ms", True))
-    for field, integer in checks:
+    checks = (("steps", True, None), ("delay_s", False, None), ("ceiling_ms", True, QEMU_MAX_DOWNTIME_MS))
+    for field, integer, maximum in checks:
         try:
-            _validate.positive(schedule.get(field), "downtime_schedule.%s" % field, integer=integer)
+            _validate.positive(schedule.get(field), "downtime_schedule.%s" % field, maximum=maximum, integer=integer)
         except _validate.InputError as exc:
             problems.append(str(exc))
     ceiling_ms = schedule.get("ceiling_ms")
