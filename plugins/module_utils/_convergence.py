@@ -74,11 +74,11 @@ def _figure(value, unit, text="%.1f"):
 
 def progress_line(domain, sample, max_downtime_ms):
     """One line for the operator: how far the migration of DOMAIN is, at the maximum downtime in force."""
-    return "%s %s: %s of %s left, %s sent, dirty %s, iteration %s, expected downtime %s (limit %d ms)" % (
+    return "%s %s: %s of %s left, %s sent, dirty %s, iteration %s, expected downtime %s (limit %s ms)" % (
         domain, _figure(sample["t_s"], " s"), _figure(sample["remaining_mib"], " MiB"), _figure(sample["total_mib"], " MiB"),
         _figure(sample["rate_mib_s"], " MiB/s"), _figure(sample["dirty_rate_mib_s"], " MiB/s"),
         "?" if sample["iteration"] is None else sample["iteration"], _figure(sample["expected_downtime_ms"], " ms", "%d"),
-        max_downtime_ms)
+        _figure(max_downtime_ms, "", "%d"))
 
 
 class StallDetector:

@@ -14,7 +14,7 @@ description:
     or, with O(peer2peer=true), C(virDomainMigrateToURI3), and waits for the job to end.
   - The migration call runs in a worker thread while the module waits. Every O(progress_interval_s) it reads the
     job's statistics into a progress sample (RV(progress)), raises the maximum downtime when O(downtime_schedule) says
-    so, and checks the limits: O(timeout_s), O(progress_timeout_s) (remaining data not going down) and
+    so, and checks the limits, which are O(timeout_s), O(progress_timeout_s) (remaining data not going down) and
     O(completion_timeout_s_per_gib) (scaled by the guest's memory).
   - When a limit fires it calls C(abortJob) (or, with O(at_limit=suspend), pauses the guest so that the migration
     completes), waits up to 60 s for the job to end, reads again where the domain is on both hosts and fails, saying
