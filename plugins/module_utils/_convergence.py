@@ -282,3 +282,19 @@ class Watch:
         """The figures the module returns about convergence."""
         return {"progress": self.samples, "max_downtime_steps": self.schedule.history,
                 "max_downtime_final_ms": self.schedule.current_ms}
+
+
+# virDomainDirtyRateStatus values in the dirtyrate.calc_status statistic.
+DIRTYRATE_MEASURED = 2
+
+
+def measured_dirty_rate(record, asked_at_s):
+    """The dirty rate in MiB/s from a domain's dirtyrate.* statistics, once the measurement asked at ASKED_AT_S
+    (seconds since the epoch) has finished; None while it runs or when the figures are an older measurement's."""
+    stats = record or {}
+    if stats.get("dirtyrate.calc_status") != DIRTYRATE_MEASURED:
+        return None
+    # libvirt reports the start in whole seconds; a measurement that began before it was asked is not this one.
+    if stats.get("dirtyrate.calc_start_time", 0) < int(asked_at_s):
+        return None
+    return float(stats.get("dirtyrate.megabytes_per_second", 0))

@@ -221,3 +221,14 @@ class TestWatch:
             watch.observe(t_s, stats(100))
         assert len(watch.samples) <= conv.Watch.MAX_SAMPLES
         assert watch.samples[0]["t_s"] == 0 and watch.samples[-1]["t_s"] == 2499
+
+
+class TestMeasuredDirtyRate:
+    def test_only_a_finished_measurement_started_after_asking_counts(self):
+        done = {"dirtyrate.calc_status": 2, "dirtyrate.calc_start_time": 1000, "dirtyrate.calc_period": 1,
+                "dirtyrate.megabytes_per_second": 35}
+        assert conv.measured_dirty_rate(done, 999.7) == 35.0
+        assert conv.measured_dirty_rate(done, 1001.2) is None
+        assert conv.measured_dirty_rate(dict(done, **{"dirtyrate.calc_status": 1}), 999.7) is None
+        assert conv.measured_dirty_rate({}, 0) is None
+        assert conv.measured_dirty_rate(None, 0) is None
