@@ -288,13 +288,18 @@ class Watch:
 DIRTYRATE_MEASURED = 2
 
 
-def measured_dirty_rate(record, asked_at_s):
-    """The dirty rate in MiB/s from a domain's dirtyrate.* statistics, once the measurement asked at ASKED_AT_S
-    (seconds since the epoch) has finished; None while it runs or when the figures are an older measurement's."""
+def dirty_rate_start(record):
+    """The start of the last dirty-rate measurement in a domain's dirtyrate.* statistics, None when there was none.
+
+    QEMU reports it in seconds of the host's monotonic clock, so it can only be compared with another reading of it.
+    """
+    return (record or {}).get("dirtyrate.calc_start_time")
+
+
+def measured_dirty_rate(record, previous_start):
+    """The dirty rate in MiB/s from a domain's dirtyrate.* statistics once a measurement newer than the one that had
+    started at PREVIOUS_START (dirty_rate_start before asking) has finished; None while it runs."""
     stats = record or {}
-    if stats.get("dirtyrate.calc_status") != DIRTYRATE_MEASURED:
-        return None
-    # libvirt reports the start in whole seconds; a measurement that began before it was asked is not this one.
-    if stats.get("dirtyrate.calc_start_time", 0) < int(asked_at_s):
+    if stats.get("dirtyrate.calc_status") != DIRTYRATE_MEASURED or dirty_rate_start(stats) == previous_start:
         return None
     return float(stats.get("dirtyrate.megabytes_per_second", 0))

@@ -163,16 +163,19 @@ def call(what, uri, func, *args):
         raise _libvirt.LibvirtFailure("%s on %s failed: %s" % (what, uri, _libvirt.error_text(exc))) from exc
 
 
+def dirty_rate_stats(conn, dom, uri, name):
+    records = call("reading the dirty rate of %s" % name, uri, conn.domainListGetStats, [dom], _libvirt.libvirt.VIR_DOMAIN_STATS_DIRTYRATE)
+    return records[0][1] if records else None
+
+
 def measure(conn, dom, uri, name, calc_s):
     """Start QEMU's measurement and wait for its result; the dirty rate in MiB/s."""
-    asked_at = time.time()
+    previous = _convergence.dirty_rate_start(dirty_rate_stats(conn, dom, uri, name))
     call("starting the dirty-rate measurement of %s" % name, uri, dom.startDirtyRateCalc, calc_s, 0)
     deadline = time.monotonic() + calc_s + GRACE_S
     while time.monotonic() < deadline:
         time.sleep(POLL_S)
-        records = call("reading the dirty rate of %s" % name, uri, conn.domainListGetStats, [dom],
-                       _libvirt.libvirt.VIR_DOMAIN_STATS_DIRTYRATE)
-        rate = _convergence.measured_dirty_rate(records[0][1] if records else None, asked_at)
+        rate = _convergence.measured_dirty_rate(dirty_rate_stats(conn, dom, uri, name), previous)
         if rate is not None:
             return rate
     raise _libvirt.LibvirtFailure("QEMU did not report the dirty rate of %s on %s within %s s" % (name, uri, calc_s + GRACE_S))

@@ -224,11 +224,18 @@ class TestWatch:
 
 
 class TestMeasuredDirtyRate:
-    def test_only_a_finished_measurement_started_after_asking_counts(self):
-        done = {"dirtyrate.calc_status": 2, "dirtyrate.calc_start_time": 1000, "dirtyrate.calc_period": 1,
+    def test_only_a_finished_newer_measurement_counts(self):
+        done = {"dirtyrate.calc_status": 2, "dirtyrate.calc_start_time": 26209, "dirtyrate.calc_period": 1,
                 "dirtyrate.megabytes_per_second": 35}
-        assert conv.measured_dirty_rate(done, 999.7) == 35.0
-        assert conv.measured_dirty_rate(done, 1001.2) is None
-        assert conv.measured_dirty_rate(dict(done, **{"dirtyrate.calc_status": 1}), 999.7) is None
-        assert conv.measured_dirty_rate({}, 0) is None
-        assert conv.measured_dirty_rate(None, 0) is None
+        assert conv.measured_dirty_rate(done, None) == 35.0
+        assert conv.measured_dirty_rate(done, 26100) == 35.0
+        # The figures of the measurement that was there before asking.
+        assert conv.measured_dirty_rate(done, 26209) is None
+        assert conv.measured_dirty_rate(dict(done, **{"dirtyrate.calc_status": 1}), None) is None
+        assert conv.measured_dirty_rate({}, None) is None
+        assert conv.measured_dirty_rate(None, None) is None
+
+    def test_start_of_the_last_measurement(self):
+        assert conv.dirty_rate_start({"dirtyrate.calc_status": 0}) is None
+        assert conv.dirty_rate_start({"dirtyrate.calc_start_time": 7}) == 7
+        assert conv.dirty_rate_start(None) is None

@@ -56,10 +56,13 @@ class FakeConn:
 
     def domainListGetStats(self, doms, stats):
         assert stats == libvirt.VIR_DOMAIN_STATS_DIRTYRATE
+        # Host monotonic seconds, as QEMU reports them: 500 for an earlier measurement, 600 for the one asked.
+        if self.dom.started is None or self.stale:
+            return [(doms[0], {"dirtyrate.calc_status": 2, "dirtyrate.calc_start_time": 500,
+                               "dirtyrate.calc_period": 1, "dirtyrate.megabytes_per_second": 999})]
         self.polls += 1
         done = self.polls >= self.polls_until_done
-        start = int(self.dom.started[1]) - (100 if self.stale else 0)
-        return [(doms[0], {"dirtyrate.calc_status": 2 if done else 1, "dirtyrate.calc_start_time": start,
+        return [(doms[0], {"dirtyrate.calc_status": 2 if done else 1, "dirtyrate.calc_start_time": 600,
                            "dirtyrate.calc_period": self.dom.started[0], "dirtyrate.megabytes_per_second": self.rate})]
 
     def close(self):
