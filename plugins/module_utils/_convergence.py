@@ -221,10 +221,10 @@ def estimate(memory_mib, dirty_rate_mib_s, bandwidth_mib_s, max_downtime_ms):
     for iteration in range(1, ESTIMATE_MAX_ITERATIONS + 1):
         if remaining <= budget_mib:
             downtime_ms = remaining / bandwidth_mib_s * 1000.0
+            text = ("dirty rate %.1f MiB/s, bandwidth %.1f MiB/s: converges; expected final transfer ~%.1f MiB, ~%.0f ms, "
+                    "within %d ms" % (dirty_rate_mib_s, bandwidth_mib_s, remaining, downtime_ms, max_downtime_ms))
             figures.update(converges=True, final_transfer_mib=round(remaining, 3), expected_downtime_ms=round(downtime_ms, 1),
-                           iterations=iteration, text="dirty rate %.1f MiB/s, bandwidth %.1f MiB/s: converges; expected final "
-                           "transfer ~%.1f MiB, ~%.0f ms, within %d ms" % (dirty_rate_mib_s, bandwidth_mib_s, remaining,
-                                                                         downtime_ms, max_downtime_ms))
+                           iterations=iteration, text=text)
             return figures
         next_remaining = min(float(memory_mib), dirty_rate_mib_s * remaining / bandwidth_mib_s)
         if next_remaining >= remaining:
@@ -234,7 +234,6 @@ def estimate(memory_mib, dirty_rate_mib_s, bandwidth_mib_s, max_downtime_ms):
                    "dirties during a pass is not less than what the pass sent; at most %.1f MiB may remain at the stop)"
                    % (dirty_rate_mib_s, bandwidth_mib_s, max_downtime_ms, budget_mib))
     return figures
-
 
 
 class Watch:

@@ -224,7 +224,7 @@ options:
 notes:
   - The limits are checked about twice a second, so an abort happens up to half a second after a limit is due
     (after the next progress sample for O(progress_timeout_s) and O(completion_timeout_s_per_gib)).
-  - Post-copy is not offered: VFIO devices cannot migrate with it.
+  - Post-copy is not offered, since VFIO devices cannot migrate with it.
   - Numbers given as text must use the digits 0-9; C(nan), C(inf) and out-of-range values are refused before
     libvirt is called.
   - libvirt's C(downtime) in RV(job) is measured across both hosts' clocks, like the trace-based downtime of
