@@ -3,11 +3,16 @@ SHELL := /bin/bash
 VENV := $(CURDIR)/.venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bootstrap units sanity lint integration lab-up lab-down lab-status bench
+.PHONY: demo evacuate test bootstrap units sanity lint integration lab-up lab-down lab-status bench
 
 ## The main job against the local two-host lab.
 demo: lab-up
 	$(VENV)/bin/ansible-playbook playbooks/kae_migrate.yml
+
+## Drain a lab host of its guests (HOST=kae-lab-a by default), measured, with the fleet report.
+HOST ?= kae-lab-a
+evacuate: lab-up
+	$(VENV)/bin/ansible-playbook playbooks/kae_evacuate.yml -e kae_evacuate_host=$(HOST) -e kae_evacuate_all_guests=true
 
 ## Everything CI runs: units, sanity, lint, lab integration.
 test: bootstrap
