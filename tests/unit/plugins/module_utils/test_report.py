@@ -350,7 +350,7 @@ def test_timeline_draws_each_migration_from_start_to_end():
     assert "at most 2 at once" in root.find(SVG + "title").text
     bars = [rect for group in root.iter(SVG + "g") for rect in group.iter(SVG + "rect")]
     assert len(bars) == 3  # vm4 never ran: a note instead of a bar
-    lefts, widths = [float(bar.get("x")) for bar in bars], [float(bar.get("width")) for bar in bars]
+    lefts, widths = [float(rect.get("x")) for rect in bars], [float(rect.get("width")) for rect in bars]
     # vm1 starts at the origin; vm2 half a second later; vm3 where vm1 ends; lengths in proportion to the durations.
     assert lefts[0] == _report.TIMELINE_LEFT and lefts[0] < lefts[1] < lefts[2]
     assert lefts[2] == pytest.approx(lefts[0] + widths[0], abs=0.1)
