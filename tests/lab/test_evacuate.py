@@ -40,6 +40,36 @@ def evacuate(ansible_playbook, host, *extra):
     return ansible_playbook(PLAYBOOK, "-e", "kae_evacuate_host=%s" % host, "-e", "kae_evacuate_all_guests=true", *extra)
 
 
+def test_nothing_moves_without_a_place_and_a_failed_migration_fails_the_run_at_the_end(lab, conns, ansible_playbook, tmp_path):
+    guest_phase(ansible_playbook)
+    running = lab.running_on(conns)
+    assert len(running) == 1, running
+    source = running[0]
+    destination = next(name for name in lab.hosts if name != source)
+
+    # The only other host excluded: the guest cannot be placed, and the run stops before anything moves.
+    stopped = evacuate(ansible_playbook, source, "-e", '{"kae_evacuate_exclude": ["%s"]}' % destination)
+    assert stopped.returncode != 0
+    assert "1 guest(s) of %s cannot be placed (%s; reasons above); nothing was moved" % (source, lab.guest) in stopped.stdout
+    assert "excluded" in stopped.stdout
+    skipped = evacuate(ansible_playbook, source, "-e", '{"kae_evacuate_exclude": ["%s"]}' % destination, "-e", "kae_evacuate_skip_unplaced=true")
+    assert skipped.returncode == 0, skipped.stdout[-3000:]
+    assert "evacuation_skip_unplaced: %s stay on %s" % (lab.guest, source) in skipped.stdout
+    assert all(counts["changed"] == 0 for counts in recap(skipped.stdout).values())
+    assert lab.running_on(conns) == [source]
+
+    # A migration that cannot finish in time is aborted, recorded with its error, reported, and fails the run at the end.
+    failed = evacuate(ansible_playbook, source, "-e", "kae_evacuate_report_dir=%s" % (tmp_path / "reports"), "-e", "migration_timeout_s=0.01")
+    assert failed.returncode != 0
+    assert lab.running_on(conns) == [source]
+    report = json.loads((tmp_path / "reports" / "latest" / "report.json").read_text())
+    [row] = report["evacuation"]["guests"]
+    assert row["status"] == "error" and "did not finish within 0.01 s" in row["message"] and row["downtime_ms"] is None
+    assert report["rounds"][0]["outcome"] == "aborted"
+    assert recap(failed.stdout)["localhost"]["failed"] == 1
+    assert recap(failed.stdout)["evacuation-%s-001" % source]["failed"] == 0
+
+
 def test_evacuation_moves_the_guest_reports_it_and_a_second_run_changes_nothing(lab, conns, ansible_playbook, tmp_path, figures):
     guest_phase(ansible_playbook)
     running = lab.running_on(conns)
