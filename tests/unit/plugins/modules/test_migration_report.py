@@ -168,8 +168,8 @@ def test_unwritable_report_dir_fails_with_the_path(tmp_path, fail_module):
 
 
 def test_evacuation_writes_the_timeline_and_a_row_per_guest(tmp_path, run_module):
-    rounds = [dict(ROUNDS[0], guest="vm1", started_at=1000.0), dict(ROUNDS[1], guest="vm2", source="kae-lab-a",
-                                                                 destination="kae-lab-b", started_at=1000.2)]
+    rounds = [dict(ROUNDS[0], guest="vm1", started_at=1000.0),
+              dict(ROUNDS[1], guest="vm2", source="kae-lab-a", destination="kae-lab-b", started_at=1000.2)]
     evacuation = {"host": "kae-lab-a", "placements": [{"guest": "vm1", "batch": 1, "vfs": []}, {"guest": "vm2", "batch": 1, "vfs": []}],
                   "moving": {"vm1": {"vfs": []}, "vm2": {"vfs": []}}, "skipped": [], "limits": {"per_source": 2}}
     result = run_module(migration_report, args(tmp_path, rounds=rounds, evacuation=evacuation))
