@@ -49,6 +49,16 @@ options:
     type: list
     elements: str
     default: []
+  cpu_ratio:
+    description:
+      - The site's CPU overcommit, from 1 to 64. Above 1, each host's free vCPUs become its CPUs times this ratio minus
+        the vCPUs of its running domains, from O(totals); V(1) takes O(capacity)'s vCPUs as they are (one host CPU per vCPU).
+    type: float
+    default: 1
+  totals:
+    description:
+      - Each host's RV(openeuler.kae.hypervisor_info#module:totals) by host name (C(cpus), C(vcpus_used)), for O(cpu_ratio).
+    type: dict
 seealso:
   - plugin: openeuler.kae.place_guests
     plugin_type: filter
@@ -100,14 +110,14 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.openeuler.kae.plugins.module_utils import _evacuation
 
 
-def evacuation_plan(facts, host=None, guests=None, capacity=None, all_guests=False, exclude=None):
+def evacuation_plan(facts, host=None, guests=None, capacity=None, all_guests=False, exclude=None, cpu_ratio=1, totals=None):
     if host is None or guests is None or capacity is None:
         raise AnsibleFilterError("openeuler.kae.evacuation_plan: host, guests and capacity are required, for example "
                                  "facts | openeuler.kae.evacuation_plan(host='hv03', guests=hv03_guests, capacity=free_per_host)")
     if not isinstance(all_guests, bool):
         raise AnsibleFilterError("openeuler.kae.evacuation_plan: all_guests must be true or false, got %r; pass it through | bool" % (all_guests,))
     try:
-        return _evacuation.plan(facts, host, guests, capacity, all_guests, exclude)
+        return _evacuation.plan(facts, host, guests, capacity, all_guests, exclude, cpu_ratio, totals)
     except _evacuation.EvacuationError as exc:
         raise AnsibleFilterError("openeuler.kae.evacuation_plan: %s" % exc) from None
 

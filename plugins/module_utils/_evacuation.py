@@ -174,7 +174,28 @@ def _foreign(guest, host, foreign):
         "hosts": [host]}]}
 
 
-def plan(facts, host, guests, capacity, all_guests=False, exclude=None):
+def overcommitted(capacity, totals, cpu_ratio):
+    """CAPACITY with each host's free vCPUs recomputed as its CPUs x CPU_RATIO minus the vCPUs its running domains use.
+
+    TOTALS are hypervisor_info's totals by host ({cpus, vcpus_used}); a host without totals keeps its figure. A ratio of
+    1 changes nothing (hypervisor_info counts one host CPU per vCPU).
+    """
+    _check(_validate.number, cpu_ratio, "cpu_ratio", minimum=1, maximum=64, hint="give the site's CPU overcommit ratio, for example 2 or 1.5")
+    if cpu_ratio == 1:
+        return capacity
+    _check(_validate.mapping, totals, "totals", hint="pass hypervisor_info's totals by host")
+    out = dict(capacity)
+    for name, entry in capacity.items():
+        figures = totals.get(name)
+        if isinstance(figures, dict) and isinstance(entry, dict):
+            cpus = _check(_validate.number, figures.get("cpus"), "totals[%s].cpus" % name, minimum=0, integer=True, hint=PLAN_HINT)
+            used = _check(_validate.number, figures.get("vcpus_used"), "totals[%s].vcpus_used" % name, minimum=0, integer=True,
+                          hint=PLAN_HINT)
+            out[name] = dict(entry, vcpus=max(0, int(cpus * cpu_ratio) - used))
+    return out
+
+
+def plan(facts, host, guests, capacity, all_guests=False, exclude=None, cpu_ratio=1, totals=None):
     """The evacuation plan of HOST: {placements, unplaced, moving, staying}.
 
     GUESTS are HOST's running guests as openeuler.kae.hypervisor_info returns them. A guest's VFs are those its
@@ -182,8 +203,9 @@ def plan(facts, host, guests, capacity, all_guests=False, exclude=None):
     the simulated holdings). Guests holding KAE VFs are placed by openeuler.kae.place_guests with HOST in
     maintenance; with ALL_GUESTS the others are placed by memory and vCPUs on what is left; without, they stay and
     are listed in ``staying``. A guest holding a PCI device that is no KAE VF of HOST is unplaced (it cannot migrate).
-    ``moving`` maps each guest to move to {vfs: its VFs on HOST, kae: bool}.
+    ``moving`` maps each guest to move to {vfs: its VFs on HOST, kae: bool}. CPU_RATIO and TOTALS: see overcommitted().
     """
+    capacity = overcommitted(capacity, totals, cpu_ratio)
     _check(_validate.mapping, facts, "facts", hint=PLAN_HINT)
     _check(_validate.text, host, "host", hint=PLAN_HINT)
     if host not in facts:

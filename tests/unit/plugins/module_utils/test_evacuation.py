@@ -184,3 +184,21 @@ def test_the_same_input_in_any_order_gives_the_same_plan():
 def test_bad_plan_input_is_named(args, message):
     with pytest.raises(_evacuation.EvacuationError, match=message):
         _evacuation.plan(*args)
+
+
+def test_cpu_ratio_recomputes_free_vcpus_from_the_totals():
+    capacity = {"d1": {"memory_mib": 8192, "vcpus": 0}, "d2": {"memory_mib": 4096, "vcpus": 0}}
+    totals = {"d1": {"cpus": 2, "vcpus_used": 2, "memory_mib": 0}, "d2": {"cpus": 2, "vcpus_used": 3}}
+    # One CPU per vCPU: no room anywhere; at 2x, d1 has 2 free and d2 1.
+    assert _evacuation.plan(fleet(), "src", [hv_guest("web1")], capacity, all_guests=True)["placements"] == []
+    plan = _evacuation.plan(fleet(), "src", [hv_guest("web1", vcpus=2)], capacity, all_guests=True, cpu_ratio=2, totals=totals)
+    assert [item["destination"] for item in plan["placements"]] == ["d1"]
+    assert _evacuation.overcommitted(capacity, totals, 2) == {"d1": {"memory_mib": 8192, "vcpus": 2}, "d2": {"memory_mib": 4096, "vcpus": 1}}
+    assert _evacuation.overcommitted(capacity, None, 1) is capacity
+
+
+@pytest.mark.parametrize("ratio, totals, message", [(0.5, {}, "cpu_ratio must be at least 1"), (2, None, "totals must be a mapping"),
+                                                    (2, {"d1": {"cpus": "2", "vcpus_used": 0}}, r"totals\[d1\].cpus must be a whole number")])
+def test_bad_cpu_ratio_input_is_named(ratio, totals, message):
+    with pytest.raises(_evacuation.EvacuationError, match=message):
+        _evacuation.overcommitted({"d1": {"memory_mib": 1, "vcpus": 0}}, totals, ratio)
