@@ -110,6 +110,16 @@ def _free(capacity, placements, guests_by_name):
     return free
 
 
+def _plain_reasons(guest, hosts, blocked, open_hosts):
+    """Why no host takes a guest without VFs, every candidate host under one reason (empty reasons left out)."""
+    reasons = [
+        ("the guest's own host", [host for host in hosts if host == guest["host"]]),
+        ("in maintenance or excluded: never a destination", [host for host in hosts if host in blocked and host != guest["host"]]),
+        ("not enough free memory or vCPUs: the guest needs %s MiB and %d vCPUs" % (guest["memory_mib"], guest["vcpus"]), open_hosts),
+    ]
+    return [{"reason": reason, "hosts": names} for reason, names in reasons if names]
+
+
 def place_plain(guests, capacity, placements=None, blocked=None, kae_guests=None):
     """Destinations for GUESTS that hold no KAE VF: {placements: [...], unplaced: [...]}.
 
@@ -131,9 +141,7 @@ def place_plain(guests, capacity, placements=None, blocked=None, kae_guests=None
         open_hosts = [host for host in sorted(free) if host not in blocked and host != guest["host"]]
         fitting = [host for host in open_hosts if free[host][0] >= guest["memory_mib"] and free[host][1] >= guest["vcpus"]]
         if not fitting:
-            unplaced.append({"guest": guest["name"], "source": guest["host"], "reasons": [{
-                "reason": "not enough free memory or vCPUs: the guest needs %s MiB and %d vCPUs" % (guest["memory_mib"], guest["vcpus"]),
-                "hosts": open_hosts}]})
+            unplaced.append({"guest": guest["name"], "source": guest["host"], "reasons": _plain_reasons(guest, sorted(free), blocked, open_hosts)})
             continue
         best = min(fitting, key=lambda host: (-free[host][0], -free[host][1], host))
         free[best][0] -= guest["memory_mib"]

@@ -144,9 +144,11 @@ def test_all_guests_places_the_others_on_what_the_kae_plan_leaves():
 
 
 def test_a_plain_guest_without_room_is_unplaced_with_its_need():
-    plan = _evacuation.plan(fleet(), "src", [hv_guest("big", memory_mib=99999)], room(["d1", "d2"]), all_guests=True)
+    plan = _evacuation.plan(fleet(), "src", [hv_guest("big", memory_mib=99999)], room(["src", "d1", "d2"]), all_guests=True, exclude=["d2"])
     assert plan["placements"] == [] and plan["unplaced"][0]["guest"] == "big"
-    assert "99999 MiB" in plan["unplaced"][0]["reasons"][0]["reason"] and plan["unplaced"][0]["reasons"][0]["hosts"] == ["d1", "d2"]
+    assert [(reason["reason"].split(":")[0], reason["hosts"]) for reason in plan["unplaced"][0]["reasons"]] == [
+        ("the guest's own host", ["src"]), ("in maintenance or excluded", ["d2"]), ("not enough free memory or vCPUs", ["d1"])]
+    assert "99999 MiB" in plan["unplaced"][0]["reasons"][2]["reason"]
 
 
 def test_a_guest_with_a_foreign_pci_device_cannot_move():
