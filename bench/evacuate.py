@@ -84,8 +84,8 @@ def show(rows):
     print("Evacuation of one lab host, every guest moved (seconds, wall clock); load average %.2f %.2f %.2f" % os.getloadavg())
     print("%3s %3s %8s %8s %8s %8s %10s %8s %8s" % ("T", "N", "total", "fixed", "span", "single", "N x single", "goal", "at once"))
     for row in rows:
-        print("%3d %3d %8.1f %8.1f %8.1f %8.2f %10.1f %8.1f %8d" % (row["T"], row["N"], row["total"], row["fixed"], row["span"],
-                                                                row["single"], row["serial"], row["goal"], row["at_once"]))
+        values = (row["T"], row["N"], row["total"], row["fixed"], row["span"], row["single"], row["serial"], row["goal"], row["at_once"])
+        print("%3d %3d %8.1f %8.1f %8.1f %8.2f %10.1f %8.1f %8d" % values)
         verdict = "within" if row["total"] <= row["goal"] else "over"
         print("    T=%d: total %.1f s %s the goal 1.2 x ceil(N/T) x single + fixed = %.1f s" % (row["T"], row["total"], verdict, row["goal"]))
     if rows and rows[0]["N"] < 4:
@@ -93,7 +93,7 @@ def show(rows):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--host", default="kae-lab-a", help="the lab host to evacuate (default kae-lab-a)")
     parser.add_argument("--limits", default="1,2", help="the values of T, comma-separated (default 1,2)")
     parser.add_argument("--lock-held", action="store_true", help="the caller already holds the lab tests' lock (flock %s ...)" % LOCK)
