@@ -16,7 +16,7 @@ same run, and the goal total <= 1.2 x ceil(N/T) x single + fixed. A measurement,
 fails. With fewer than 4 guests on HOST (the default two-host lab has one) the figures say nothing about
 concurrency, and it says so; ``lab/kaelab.py up --hosts 3 --guests M`` gives a host more.
 
-    .venv/bin/python bench/evacuate.py [--host kae-lab-a] [--limits 1,2] [--lock-held]
+    .venv/bin/python bench/evacuate.py [--host HOST] [--limits 1,2] [--lock-held]
 """
 
 from __future__ import annotations
@@ -34,9 +34,20 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "lab"))
+import kaelab  # noqa: E402  pylint: disable=wrong-import-position
+
 LOCK = "/run/lock/kae-lab-tests.lock"
 PLAYBOOK = ROOT / "playbooks" / "kae_evacuate.yml"
 VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def guest_host():
+    """The lab host whose libvirt runs the lab guest (kae-guest)."""
+    running = [host.name for host in kaelab.HOSTS if kaelab.guest_state(kaelab.init_pid(host)) == "running"]
+    if len(running) != 1:
+        sys.exit("the lab guest must run on exactly one host, it runs on %s; run lab/kaelab.py up" % running)
+    return running[0]
 
 
 def ansible_env():
@@ -94,7 +105,7 @@ def show(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
-    parser.add_argument("--host", default="kae-lab-a", help="the lab host to evacuate (default kae-lab-a)")
+    parser.add_argument("--host", help="the lab host to evacuate (default: the one running the lab guest)")
     parser.add_argument("--limits", default="1,2", help="the values of T, comma-separated (default 1,2)")
     parser.add_argument("--lock-held", action="store_true", help="the caller already holds the lab tests' lock (flock %s ...)" % LOCK)
     args = parser.parse_args(argv)
@@ -103,10 +114,11 @@ def main(argv=None):
     with open(LOCK, "a", encoding="utf-8") as lock, tempfile.TemporaryDirectory(prefix="kae-bench-evacuate.") as work:
         if not args.lock_held:
             fcntl.flock(lock, fcntl.LOCK_EX)
+        host = args.host or guest_host()
         for limit in limits:
-            started, elapsed, report = evacuate(args.host, limit, work)
+            started, elapsed, report = evacuate(host, limit, work)
             rows.append(figures(limit, started, elapsed, report))
-            move_back(args.host, report["rounds"])
+            move_back(host, report["rounds"])
     show(rows)
 
 
