@@ -11,8 +11,9 @@ Holding the lab tests' lock so that no test moves a guest meanwhile, for each T 
    first migration's start: reading the hypervisors and planning) are printed apart from the migrations' span;
 3. every guest migrated back to HOST with ``openeuler.kae.live_migration`` (not timed), for the next T.
 
-It prints, per T, the whole time, the fixed phases, the migrations' span, N x the median single migration of the
-same run, and the goal total <= 1.2 x ceil(N/T) x single + fixed. A measurement, not a test: nothing passes or
+It prints, per T, the whole time, the fixed phases, the migrations' span, the phases after the last migration (the
+report), N x the median single migration of the same run, and the goal 1.2 x ceil(N/T) x single + fixed against the
+time up to the last migration's end. A measurement, not a test: nothing passes or
 fails. With fewer than 4 guests on HOST (the default two-host lab has one) the figures say nothing about
 concurrency, and it says so; ``lab/kaelab.py up --hosts 3 --guests M`` gives a host more.
 
@@ -86,19 +87,24 @@ def figures(limit, started, elapsed, report):
     single = statistics.median(item["duration_s"] for item in rounds)
     fixed = min(starts) - started
     count = len(rounds)
-    return {"T": limit, "N": count, "total": elapsed, "fixed": fixed, "span": max(ends) - min(starts), "single": single,
+    span = max(ends) - min(starts)
+    return {"T": limit, "N": count, "total": elapsed, "fixed": fixed, "span": span, "after": elapsed - fixed - span, "single": single,
             "serial": count * single, "goal": 1.2 * math.ceil(count / float(limit)) * single + fixed,
             "at_once": report["evacuation"]["max_concurrent"]}
 
 
 def show(rows):
     print("Evacuation of one lab host, every guest moved (seconds, wall clock); load average %.2f %.2f %.2f" % os.getloadavg())
-    print("%3s %3s %8s %8s %8s %8s %10s %8s %8s" % ("T", "N", "total", "fixed", "span", "single", "N x single", "goal", "at once"))
+    header = ("T", "N", "total", "fixed", "span", "after", "single", "N x single", "goal", "at once")
+    print("%3s %3s %8s %8s %8s %8s %8s %10s %8s %8s" % header)
     for row in rows:
-        values = (row["T"], row["N"], row["total"], row["fixed"], row["span"], row["single"], row["serial"], row["goal"], row["at_once"])
-        print("%3d %3d %8.1f %8.1f %8.1f %8.2f %10.1f %8.1f %8d" % values)
-        verdict = "within" if row["total"] <= row["goal"] else "over"
-        print("    T=%d: total %.1f s %s the goal 1.2 x ceil(N/T) x single + fixed = %.1f s" % (row["T"], row["total"], verdict, row["goal"]))
+        values = (row["T"], row["N"], row["total"], row["fixed"], row["span"], row["after"], row["single"], row["serial"], row["goal"],
+                  row["at_once"])
+        print("%3d %3d %8.1f %8.1f %8.1f %8.1f %8.2f %10.1f %8.1f %8d" % values)
+        # The goal counts the phases before the first migration as fixed; the report after the last one is fixed too.
+        verdict = "within" if row["total"] - row["after"] <= row["goal"] else "over"
+        print("    T=%d: up to the last migration's end %.1f s, %s the goal 1.2 x ceil(N/T) x single + fixed = %.1f s; the report "
+              "after it %.1f s" % (row["T"], row["total"] - row["after"], verdict, row["goal"], row["after"]))
     if rows and rows[0]["N"] < 4:
         print("only %d guest(s) on the host: these figures say nothing about concurrency (lab/kaelab.py up --hosts 3 --guests M)" % rows[0]["N"])
 
