@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _convergence
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
 # Boolean module options and the libvirt migration flag each one sets, in the order
@@ -64,14 +65,16 @@ JOB_COMPLETED = 3
 
 MIB = 1024 * 1024
 
-# Upper limits of the number options, each with where it comes from. QEMU refuses a downtime-limit above
-# 2000 s (MAX_MIGRATE_DOWNTIME in migration/options.c); libvirt caps the bandwidth at INT64_MAX bytes/s in MiB/s
-# (QEMU_DOMAIN_MIG_BANDWIDTH_MAX); QEMU's multifd-channels is a uint8 between 1 and 255.
+# Upper limits of the number options, each with where it comes from. libvirt caps the bandwidth at INT64_MAX
+# bytes/s in MiB/s (QEMU_DOMAIN_MIG_BANDWIDTH_MAX); QEMU's multifd-channels is a uint8 between 1 and 255.
 NUMBER_LIMITS = (
-    ("max_downtime_ms", True, 2000 * 1000, "QEMU's downtime-limit is at most 2000 s"),
+    ("max_downtime_ms", True, _convergence.QEMU_MAX_DOWNTIME_MS, "QEMU's downtime-limit is at most 2000 s"),
     ("bandwidth_mib_s", True, (2 ** 63 - 1) // MIB, "libvirt's migration bandwidth limit"),
     ("parallel_connections", True, 255, "QEMU's multifd-channels is at most 255"),
     ("timeout_s", False, None, None),
+    ("progress_interval_s", False, None, None),
+    ("progress_timeout_s", False, None, None),
+    ("completion_timeout_s_per_gib", False, None, None),
 )
 URI_OPTIONS = ("destination_uri", "source_uri")
 TEXT_OPTIONS = ("migrate_uri", "destination_xml", "persistent_xml")
@@ -133,6 +136,7 @@ def option_problems(params):
     problems = _number_problems(params) + _text_problems(params)
     if problems:
         return problems
+    problems = _convergence.schedule_problems(params.get("max_downtime_ms"), params.get("downtime_schedule"))
     for name in URI_OPTIONS:
         value = params.get(name) or ""
         if "://" not in value:
@@ -230,15 +234,6 @@ def running_hosts(placement):
     return sorted(host for host, state in placement.items() if state == "running")
 
 
-def poll_action(now, deadline, worker_done):
-    """What the waiting loop does next: "done" once the migration call returned, "abort" past the deadline, else "wait"."""
-    if worker_done:
-        return "done"
-    if now >= deadline:
-        return "abort"
-    return "wait"
-
-
 def version_text(number):
     """libvirt encodes versions as major * 1000000 + minor * 1000 + release."""
     number = int(number)
@@ -272,15 +267,19 @@ def progress_text(stats):
     return "%.1f of %.1f MiB sent" % (processed / float(MIB), total / float(MIB))
 
 
-def timeout_message(domain, source_host, destination_host, timeout_s, progress, placement, errors=None, abort=None):
-    """The failure sentence after the deadline passed: what the abort did and where the guest now runs.
+def deadline_reason(timeout_s, progress):
+    """Why the migration is aborted once timeout_s passed, with how far it got (progress_text) when known."""
+    return "did not finish within %s s%s" % (timeout_s, " (%s)" % progress if progress else "")
+
+
+def timeout_message(domain, source_host, destination_host, reason, placement, errors=None, abort=None):
+    """The failure sentence after a limit fired (REASON says which, see deadline_reason): what the abort did and where the guest now runs.
 
     ABORT is {"error": abortJob's error or None, "ended": whether the job ended within the grace period,
     "grace_s": that period}. Only an abortJob that succeeded and a job that ended let it say "the job was aborted".
     """
     abort = abort or {"error": None, "ended": True, "grace_s": None}
-    done = " (%s)" % progress if progress else ""
-    head = "migration of %s from %s to %s did not finish within %s s%s" % (domain, source_host, destination_host, timeout_s, done)
+    head = "migration of %s from %s to %s %s" % (domain, source_host, destination_host, reason)
     where = describe_placement(placement, errors)
     if not abort["ended"]:
         asked = "abortJob failed (%s)" % abort["error"] if abort["error"] else "the abort was requested"

@@ -12,10 +12,17 @@ description:
   - Runs on the source hypervisor. Sets the domain's maximum downtime, then migrates the running domain to
     O(destination_uri) with C(virDomainMigrate3) (managed migration, the equivalent of C(virsh migrate --live))
     or, with O(peer2peer=true), C(virDomainMigrateToURI3), and waits for the job to end.
-  - The migration call runs in a worker thread while the module waits; past O(timeout_s) it calls C(abortJob), waits
-    up to 60 s for the job to end, reads again where the domain is on both hosts and fails, saying what the abort did
-    and where the domain runs. It says "the job was aborted" only when C(abortJob) succeeded and the job ended; when
-    C(abortJob) fails or the job goes on, the message says so and RV(outcome) is V(unknown).
+  - The migration call runs in a worker thread while the module waits. Every O(progress_interval_s) it reads the
+    job's statistics into a progress sample (RV(progress)), raises the maximum downtime when O(downtime_schedule) says
+    so, and checks the limits, which are O(timeout_s), O(progress_timeout_s) (remaining data not going down) and
+    O(completion_timeout_s_per_gib) (scaled by the guest's memory).
+  - When a limit fires it calls C(abortJob) (or, with O(at_limit=suspend), pauses the guest so that the migration
+    completes), waits up to 60 s for the job to end, reads again where the domain is on both hosts and fails, saying
+    which limit fired, what the last sample says about convergence, what the abort did and where the domain runs. It
+    says "the job was aborted" only when C(abortJob) succeeded and the job ended; when C(abortJob) fails or the job
+    goes on, the message says so and RV(outcome) is V(unknown).
+  - To show the progress while the migration runs, start this module as an async task and poll
+    M(openeuler.kae.migration_job_info) on the source (see the examples).
   - Whatever happened, the domain's state on both hosts is read again after the migration call, and RV(outcome) says
     what became of it. A migration that libvirt reports as done must leave the domain running on the destination
     and not active on the source; otherwise the module fails naming where it runs.
@@ -156,8 +163,68 @@ options:
         and the module fails; RV(outcome) and RV(placement) say where the domain was left.
     type: float
     default: 300
+  progress_interval_s:
+    description:
+      - How often the job's statistics are read into a progress sample, in seconds. The schedule and the progress and
+        completion limits are looked at with each sample, so they act up to this long after they are due.
+    type: float
+    default: 2.0
+  progress_timeout_s:
+    description:
+      - Abort (or, with O(at_limit=suspend), pause the guest) when the data left to send has not gone below its
+        lowest value for this long, in seconds. A pre-copy pass re-sends what the guest dirtied, so the remaining
+        figure rises between passes; only a new lowest value counts as progress. KubeVirt's C(progressTimeout) is
+        the same idea, 150 s by default.
+    type: float
+    default: 150.0
+  completion_timeout_s_per_gib:
+    description:
+      - Abort (or, with O(at_limit=suspend), pause the guest) when the migration has run longer than this many seconds
+        per GiB of the guest's memory (OpenStack Nova's C(live_migration_completion_timeout) and KubeVirt's
+        C(completionTimeoutPerGiB) scale the same way). Without it only O(timeout_s) bounds the total time.
+    type: float
+  downtime_schedule:
+    description:
+      - Raise the maximum downtime while the migration runs, from O(max_downtime_ms) in O(downtime_schedule.steps)
+        equal steps up to O(downtime_schedule.ceiling_ms). RV(max_downtime_steps) says when each step came and
+        RV(max_downtime_final_ms) the value the migration completed at.
+    type: dict
+    suboptions:
+      steps:
+        description: Number of raises, at least 1.
+        type: int
+        required: true
+      delay_s:
+        description: Seconds between raises (counted as O(downtime_schedule.mode) says).
+        type: float
+        required: true
+      ceiling_ms:
+        description:
+          - The last value, above O(max_downtime_ms) and at most 2000000. A sensible ceiling is the downtime the
+            report accepts (the migration role passes its threshold).
+        type: int
+        required: true
+      mode:
+        description:
+          - V(time) raises every O(downtime_schedule.delay_s) from the start, as OpenStack Nova does.
+          - V(stall) raises only after O(downtime_schedule.delay_s) without progress, counted again after each raise,
+            as oVirt's convergence schedules do.
+        type: str
+        choices: [time, stall]
+        default: time
+  at_limit:
+    description:
+      - What to do when O(progress_timeout_s) or O(completion_timeout_s_per_gib) fires. V(abort) ends the migration
+        and the guest goes on running on the source. V(suspend) pauses the guest on the source so that the migration
+        completes (the guest is resumed on the destination; RV(suspended) says when it was paused). O(timeout_s)
+        always aborts.
+    type: str
+    choices: [abort, suspend]
+    default: abort
 notes:
-  - The O(timeout_s) check runs about twice a second, so the abort happens up to half a second after the deadline.
+  - The limits are checked about twice a second, so an abort happens up to half a second after a limit is due
+    (after the next progress sample for O(progress_timeout_s) and O(completion_timeout_s_per_gib)).
+  - Post-copy is not offered, since VFIO devices cannot migrate with it.
   - Numbers given as text must use the digits 0-9; C(nan), C(inf) and out-of-range values are refused before
     libvirt is called.
   - libvirt's C(downtime) in RV(job) is measured across both hosts' clocks, like the trace-based downtime of
@@ -184,6 +251,34 @@ EXAMPLES = r"""
 - name: Show libvirt's own downtime figure
   ansible.builtin.debug:
     msg: "{{ migration.job.downtime_ms }} ms (libvirt) after {{ migration.duration_s }} s"
+
+- name: Migrate in the background with a stepwise downtime and a stall limit
+  openeuler.kae.live_migration:
+    domain: kae-guest
+    destination_uri: qemu+ssh://kae-lab-b/system
+    max_downtime_ms: 100
+    downtime_schedule: {steps: 3, delay_s: 10, ceiling_ms: 400, mode: stall}
+    progress_timeout_s: 60
+    timeout_s: 600
+  async: 660
+  poll: 0
+  register: started
+
+- name: Show one progress line every 2 s until the job is gone
+  openeuler.kae.migration_job_info:
+    domain: kae-guest
+  register: job
+  until: not job.active
+  retries: 330
+  delay: 2
+
+- name: Collect the migration's result
+  ansible.builtin.async_status:
+    jid: "{{ started.ansible_job_id }}"
+  register: migration
+  until: migration.finished
+  retries: 30
+  delay: 2
 
 - name: Peer-to-peer migration that keeps the domain defined on the destination only
   openeuler.kae.live_migration:
@@ -286,11 +381,103 @@ guest:
       sample: 16384
 aborted:
   description:
-    - After O(timeout_s) passed (the module then fails), true when C(abortJob) succeeded and the job ended, false
-      when C(abortJob) failed or the job did not end within 60 s.
-  returned: when the migration did not finish within O(timeout_s)
+    - After a limit fired and the module aborted (it then fails), true when C(abortJob) succeeded and the job ended,
+      false when C(abortJob) failed or the job did not end within 60 s.
+  returned: when a limit made the module abort
   type: bool
   sample: true
+limit:
+  description: The limit that made the module abort or pause the guest; null when none fired.
+  returned: when a migration ran
+  type: dict
+  contains:
+    name:
+      description: V(timeout_s), V(progress_timeout_s) or V(completion_timeout_s_per_gib).
+      type: str
+      sample: progress_timeout_s
+    value_s:
+      description: The limit in seconds (for the per-GiB limit, already scaled by the guest's memory).
+      type: float
+      sample: 150.0
+    at_s:
+      description: Seconds after the start of the migration when it fired.
+      type: float
+      sample: 152.4
+suspended:
+  description:
+    - Set when O(at_limit=suspend) paused the guest on the source; null otherwise.
+  returned: when a migration ran
+  type: dict
+  contains:
+    at_s:
+      description: Seconds after the start of the migration when the guest was paused.
+      type: float
+      sample: 31.9
+    limit:
+      description: The limit that fired.
+      type: str
+      sample: progress_timeout_s
+    resumed_by:
+      description:
+        - V(libvirt) when the guest already ran on the destination after the migration, V(module) when the module
+          resumed it there; null when the migration did not complete.
+      type: str
+      sample: libvirt
+progress:
+  description:
+    - Progress samples taken every O(progress_interval_s) while the migration ran (at most 1000; past that every
+      other one is dropped). Sizes in MiB, rates in MiB/s; a figure libvirt did not report is null.
+  returned: when a migration ran
+  type: list
+  elements: dict
+  contains:
+    t_s:
+      description: Seconds since the migration started.
+      type: float
+    elapsed_ms:
+      description: libvirt's elapsed time of the job.
+      type: int
+    total_mib:
+      description: Data to send in all.
+      type: float
+    processed_mib:
+      description: Data sent so far.
+      type: float
+    remaining_mib:
+      description: Data left to send.
+      type: float
+    rate_mib_s:
+      description: Memory transfer rate.
+      type: float
+    dirty_rate_mib_s:
+      description: Rate at which the guest dirties memory.
+      type: float
+    iteration:
+      description: Pre-copy pass.
+      type: int
+    expected_downtime_ms:
+      description: The downtime QEMU expects if it stopped the guest now.
+      type: int
+    auto_converge_throttle:
+      description: vCPU throttle in percent applied by auto-converge.
+      type: int
+    max_downtime_ms:
+      description: The maximum downtime in force when the sample was taken.
+      type: int
+  sample: [{"t_s": 2.0, "elapsed_ms": 2003, "total_mib": 192.6, "processed_mib": 150.2, "remaining_mib": 40.1,
+            "rate_mib_s": 75.3, "dirty_rate_mib_s": 12.0, "iteration": 2, "expected_downtime_ms": 310,
+            "auto_converge_throttle": null, "max_downtime_ms": 100}]
+max_downtime_steps:
+  description: When the maximum downtime was set or raised, first O(max_downtime_ms) at 0 s.
+  returned: when a migration ran
+  type: list
+  elements: dict
+  sample: [{"t_s": 0.0, "max_downtime_ms": 100}, {"t_s": 10.0, "max_downtime_ms": 200}]
+max_downtime_final_ms:
+  description: The maximum downtime in force when the migration ended, the step it converged at.
+  returned: when a migration ran
+  type: int
+  sample: 200
 started_at:
   description: Time the migration call started, seconds since the epoch on the source host's clock.
   returned: when a migration ran
@@ -378,6 +565,7 @@ import time
 from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
+from ansible_collections.openeuler.kae.plugins.module_utils import _convergence
 from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
 from ansible_collections.openeuler.kae.plugins.module_utils import _migration
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
@@ -409,6 +597,16 @@ def argument_spec():
         destination_xml=dict(type="str"),
         persistent_xml=dict(type="str"),
         timeout_s=dict(type="float", default=300.0),
+        progress_interval_s=dict(type="float", default=2.0),
+        progress_timeout_s=dict(type="float", default=150.0),
+        completion_timeout_s_per_gib=dict(type="float"),
+        downtime_schedule=dict(type="dict", options=dict(
+            steps=dict(type="int", required=True),
+            delay_s=dict(type="float", required=True),
+            ceiling_ms=dict(type="int", required=True),
+            mode=dict(type="str", default="time", choices=list(_convergence.SCHEDULE_MODES)),
+        )),
+        at_limit=dict(type="str", default="abort", choices=list(_convergence.LIMIT_ACTIONS)),
     )
 
 
@@ -550,28 +748,32 @@ class Migration:
 
     def migrate(self, src_dom, flags, typed):
         worker = _migration.Worker(self.migrate_call(src_dom, flags, typed))
+        watch = self.new_watch()
         started_at = time.time()
-        deadline = time.monotonic() + self.params["timeout_s"]
-        abort = None
+        start = time.monotonic()
+        stop = None
         worker.start()
-        while True:
-            action = _migration.poll_action(time.monotonic(), deadline, not worker.is_alive())
-            if action == "done":
-                break
-            if action == "abort":
-                abort = self.abort(src_dom, worker)
+        while worker.is_alive():
+            t_s = time.monotonic() - start
+            if watch.sample_due(t_s):
+                self.observe(src_dom, watch, t_s)
+            limit = watch.limit(t_s)
+            if limit is not None and not self.suspend_for(limit, src_dom, t_s):
+                stop = self.abort(src_dom, worker, limit, watch, t_s)
                 break
             worker.join(POLL_INTERVAL_S)
         duration_s = time.time() - started_at
-        self.result.update(started_at=round(started_at, 6), duration_s=round(duration_s, 3))
+        self.result.update(started_at=round(started_at, 6), duration_s=round(duration_s, 3), **watch.summary())
         # Where the domain is now, asked again whatever happened: nothing below trusts an earlier answer.
         self.placement()
-        if abort is not None and (not abort["ended"] or worker.error is not None):
-            self.fail_timeout(abort)
+        if stop is not None and (not stop["ended"] or worker.error is not None):
+            self.fail_timeout(stop)
         if worker.error is not None:
             self.fail_migration(worker.error)
-        if abort is not None:
-            self.module.warn("the migration of %s finished as it was being aborted after %s s" % (self.name, self.params["timeout_s"]))
+        if stop is not None:
+            self.module.warn("the migration of %s finished as it was being aborted: it %s" % (self.name, stop["reason"]))
+        if self.result["suspended"]:
+            self.resume_on_destination()
         if self.outcome() != _migration.MIGRATED:
             self.fail("libvirt reported the migration of %s from %s to %s as done, but %s is not running on %s alone (%s): "
                       "check both hosts" % (self.name, self.src_host, self.dst_host, self.name, self.dst_host, self.where()))
@@ -579,25 +781,86 @@ class Migration:
         self.module.exit_json(msg="migrated %s from %s to %s in %.3f s" % (self.name, self.src_host, self.dst_host, duration_s),
                               **self.result)
 
-    def abort(self, src_dom, worker):
-        """Ask libvirt to abort the job and wait up to ABORT_GRACE_S for it to end.
+    def new_watch(self):
+        """The convergence watch for this migration, from the options and the guest's memory."""
+        params = self.params
+        completion_s = _convergence.completion_limit_s(self.result["guest"]["memory_mib"], params["completion_timeout_s_per_gib"])
+        self.result.update(limit=None, suspended=None)
+        return _convergence.Watch(params["max_downtime_ms"], params["progress_interval_s"], params["timeout_s"], completion_s,
+                                  params["progress_timeout_s"], params["downtime_schedule"])
 
-        Returns {"error": abortJob's error or None, "ended": whether the job ended, "grace_s", "progress"}.
-        """
+    def observe(self, src_dom, watch, t_s):
+        """Read the job's statistics into WATCH, and apply the maximum downtime its schedule raises to."""
         try:
-            progress = _migration.progress_text(src_dom.jobStats())
+            stats = src_dom.jobStats()
         except _libvirt.libvirt.libvirtError:
-            progress = ""
+            # No figures this time; a job that stays unreadable counts as making no progress.
+            stats = None
+        raised_ms = watch.observe(t_s, stats)
+        if raised_ms is None:
+            return
+        try:
+            src_dom.migrateSetMaxDowntime(raised_ms, 0)
+        except _libvirt.libvirt.libvirtError as exc:
+            self.module.warn("raising the maximum downtime of %s to %d ms at %.1f s failed: %s"
+                             % (self.name, raised_ms, t_s, _libvirt.error_text(exc)))
+
+    def suspend_for(self, limit, src_dom, t_s):
+        """With at_limit=suspend, pause the guest once a progress or completion limit fired, so the migration completes.
+
+        Returns True while the migration may go on (the guest is paused), False when it must be aborted: at_limit=abort,
+        the absolute timeout_s, or a pause libvirt refused.
+        """
+        if self.params["at_limit"] != "suspend" or limit[0] == "timeout_s":
+            return False
+        if self.result["suspended"]:
+            return True
+        try:
+            src_dom.suspend()
+        except _libvirt.libvirt.libvirtError as exc:
+            self.module.warn("pausing %s on %s after %s failed (%s): the migration is aborted instead"
+                             % (self.name, self.src_host, limit[0], _libvirt.error_text(exc)))
+            return False
+        self.result["suspended"] = {"at_s": round(t_s, 3), "limit": limit[0], "resumed_by": None}
+        self.module.warn("%s was paused on %s after %.1f s (%s fired) so that the migration completes"
+                         % (self.name, self.src_host, t_s, limit[0]))
+        return True
+
+    def resume_on_destination(self):
+        """After a migration completed with the guest paused, make sure it runs on the destination."""
+        placement = self.result["placement"]
+        if placement.get(self.dst_host) != "paused":
+            self.result["suspended"]["resumed_by"] = "libvirt"
+            return
+        dst_dom = _libvirt.lookup_domain(self.dst_conn, self.name)
+        libvirt_call("resuming %s" % self.name, self.dst_host, dst_dom.resume)
+        self.result["suspended"]["resumed_by"] = "module"
+        self.placement()
+
+    def abort(self, src_dom, worker, limit, watch, t_s):
+        """Ask libvirt to abort the job after LIMIT fired and wait up to ABORT_GRACE_S for it to end.
+
+        Returns {"error": abortJob's error or None, "ended": whether the job ended, "grace_s", "reason"}.
+        """
+        if limit[0] == "timeout_s":
+            try:
+                progress = _migration.progress_text(src_dom.jobStats())
+            except _libvirt.libvirt.libvirtError:
+                progress = ""
+            reason = _migration.deadline_reason(self.params["timeout_s"], progress)
+        else:
+            reason = _convergence.limit_reason(limit, watch.last, watch.schedule.current_ms)
+        self.result["limit"] = {"name": limit[0], "value_s": limit[1], "at_s": round(t_s, 3)}
         error = None
         try:
             src_dom.abortJob()
         except _libvirt.libvirt.libvirtError as exc:
             error = _libvirt.error_text(exc)
         worker.join(ABORT_GRACE_S)
-        return {"error": error, "ended": not worker.is_alive(), "grace_s": ABORT_GRACE_S, "progress": progress}
+        return {"error": error, "ended": not worker.is_alive(), "grace_s": ABORT_GRACE_S, "reason": reason}
 
     def fail_timeout(self, abort):
-        """Fail after the deadline, saying what the abort did and where the domain runs."""
+        """Fail after a limit fired, saying which, what the abort did and where the domain runs."""
         took = abort["ended"] and abort["error"] is None
         self.result["aborted"] = took
         if abort["ended"]:
@@ -605,7 +868,7 @@ class Migration:
         else:
             # The job may still move the domain: nothing about its place is settled.
             self.result["outcome"] = _migration.UNKNOWN
-        self.fail(_migration.timeout_message(self.name, self.src_host, self.dst_host, self.params["timeout_s"], abort["progress"],
+        self.fail(_migration.timeout_message(self.name, self.src_host, self.dst_host, abort["reason"],
                                              self.result["placement"], self.result["placement_errors"], abort))
 
     def fail_migration(self, error):

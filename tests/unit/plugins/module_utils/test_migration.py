@@ -139,16 +139,7 @@ class TestPlacement:
         assert mig.running_hosts({"b": "running", "a": "running"}) == ["a", "b"]
 
 
-class TestPolling:
-    def test_done_wins_over_deadline(self):
-        assert mig.poll_action(now=10.0, deadline=5.0, worker_done=True) == "done"
-
-    def test_abort_at_deadline(self):
-        assert mig.poll_action(now=5.0, deadline=5.0, worker_done=False) == "abort"
-
-    def test_wait_before_deadline(self):
-        assert mig.poll_action(now=4.9, deadline=5.0, worker_done=False) == "wait"
-
+class TestWorker:
     def test_worker_keeps_result_and_error(self):
         ok = mig.Worker(lambda: "ddom")
         ok.start()
@@ -212,18 +203,18 @@ class TestShaping:
         assert mig.progress_text(None) == ""
 
     def test_timeout_message_guest_on_source(self):
-        message = mig.timeout_message("g", "a", "b", 2.0, "1.0 of 128.0 MiB sent", {"a": "running", "b": mig.ABSENT})
+        message = mig.timeout_message("g", "a", "b", mig.deadline_reason(2.0, "1.0 of 128.0 MiB sent"), {"a": "running", "b": mig.ABSENT})
         assert message == ("migration of g from a to b did not finish within 2.0 s (1.0 of 128.0 MiB sent); "
                            "the job was aborted and g is still running on a")
 
     def test_timeout_message_guest_elsewhere(self):
-        message = mig.timeout_message("g", "a", "b", 2.0, "", {"a": "paused", "b": "running"})
+        message = mig.timeout_message("g", "a", "b", mig.deadline_reason(2.0, ""), {"a": "paused", "b": "running"})
         assert message == ("migration of g from a to b did not finish within 2.0 s; the job was aborted, "
                            "but g is not running on a alone (a: paused, b: running): check both hosts")
 
     def test_timeout_message_destination_that_cannot_be_asked(self):
         """Running on the source is known: the message says so, and names what could not be asked and why."""
-        message = mig.timeout_message("g", "a", "b", 2.0, "", {"a": "running", "b": mig.UNKNOWN}, {"b": "client socket is closed"})
+        message = mig.timeout_message("g", "a", "b", mig.deadline_reason(2.0, ""), {"a": "running", "b": mig.UNKNOWN}, {"b": "client socket is closed"})
         assert message == ("migration of g from a to b did not finish within 2.0 s; the job was aborted and g is still running on a, "
                            "but b could not be asked whether it holds a copy (client socket is closed): check b before touching g there")
         assert "not running on a" not in message
@@ -300,7 +291,7 @@ class TestSafety:
         assert mig.describe_placement({"b": mig.UNKNOWN, "a": "running"}, {"b": "lost"}) == "a: running, b: unknown (lost)"
 
     def test_a_job_still_running_after_the_abort_is_not_called_aborted(self):
-        message = mig.timeout_message("g", "a", "b", 2.0, "", {"a": "running", "b": "paused"}, {},
+        message = mig.timeout_message("g", "a", "b", mig.deadline_reason(2.0, ""), {"a": "running", "b": "paused"}, {},
                                       {"error": None, "ended": False, "grace_s": 60.0})
         assert "the job was aborted" not in message
         assert message == ("migration of g from a to b did not finish within 2.0 s; the abort was requested, but the job did not "

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -15,7 +16,7 @@ from ansible_collections.openeuler.kae.tests.unit.plugins.modules.utils import f
 
 libvirt = pytest.importorskip("libvirt")
 
-RUNNING, SHUTOFF = 1, 5
+RUNNING, PAUSED, SHUTOFF = 1, 3, 5
 COMPLETED_STATS = {"type": 3, "operation": 5, "downtime": 21, "downtime_net": 20, "time_elapsed": 1003,
                    "data_total": 1000, "data_processed": 1000, "data_remaining": 0}
 
@@ -42,7 +43,21 @@ class FakeDomain:
     def jobStats(self, flags=0):
         if flags == libvirt.VIR_DOMAIN_JOB_STATS_COMPLETED | libvirt.VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED:
             return dict(self.world.completed.get(self.host, {"type": 0}))
+        if self.world.active_stats is not None:
+            return self.world.active_stats()
         return {"type": 2, "data_total": 256 * 1048576, "data_processed": 3 * 1048576}
+
+    def suspend(self):
+        self.calls.append(("suspend",))
+        self.world.states[self.host] = PAUSED
+        if self.world.complete_on_suspend:
+            self.world.aborted.set()
+        return 0
+
+    def resume(self):
+        self.calls.append(("resume",))
+        self.world.states[self.host] = RUNNING
+        return 0
 
     def migrateSetMaxDowntime(self, ms, flags):
         self.calls.append(("migrateSetMaxDowntime", ms, flags))
@@ -52,9 +67,11 @@ class FakeDomain:
         if self.world.migration_error:
             raise libvirt.libvirtError(self.world.migration_error)
         if self.world.hang:
-            # Block like a migration that cannot converge, until abortJob() cancels it.
+            # Block like a migration that cannot converge, until abortJob() cancels it (or a pause lets it complete).
             self.world.aborted.wait(self.world.hang_s)
-            raise libvirt.libvirtError("operation aborted: migration out job: canceled by client")
+            if not self.world.complete_on_suspend:
+                raise libvirt.libvirtError("operation aborted: migration out job: canceled by client")
+        time.sleep(self.world.hold_s)
         self.world.states = dict(self.world.states_after)
         self.world.completed = dict(self.world.completed_after)
         self.world.after_migration()
@@ -110,6 +127,9 @@ class World:
         self.migration_error = None
         self.hang = False
         self.hang_s = 10
+        self.hold_s = 0
+        self.active_stats = None
+        self.complete_on_suspend = False
         self.aborted = threading.Event()
         self.abort_error = None
         self.abort_ends_job = True
@@ -487,3 +507,108 @@ def test_a_destination_lost_at_the_timeout_is_named_and_the_source_copy_is_not_d
     assert result["placement"] == {"kae-lab-a": "running", "kae-lab-b": "unknown"}
     assert result["msg"].endswith("the job was aborted and kae-guest is still running on kae-lab-a, but kae-lab-b could not be "
                                   "asked whether it holds a copy (%s): check kae-lab-b before touching kae-guest there" % LOST)
+
+
+MIB = 1048576
+
+
+def shrinking_stats(start_mib=200, step_mib=10):
+    """Active-job statistics whose remaining data goes down by STEP_MIB at each read."""
+    reads = []
+
+    def stats():
+        reads.append(1)
+        remaining = max(start_mib - step_mib * len(reads), 1)
+        return {"type": 2, "data_total": 256 * MIB, "data_processed": (256 - remaining) * MIB, "data_remaining": remaining * MIB,
+                "memory_bps": 300 * MIB, "memory_dirty_rate": 2560, "memory_page_size": 4096, "memory_iteration": len(reads),
+                "downtime": 150}
+    return stats
+
+
+def stuck_stats():
+    """A guest dirtying 410 MiB/s while 300 MiB/s are sent: 812 MiB stay."""
+    return {"type": 2, "data_total": 2048 * MIB, "data_processed": 4000 * MIB, "data_remaining": 812 * MIB,
+            "memory_bps": 300 * MIB, "memory_dirty_rate": 410 * 256, "memory_page_size": 4096, "memory_iteration": 9,
+            "downtime": 2700}
+
+
+def test_samples_progress_and_raises_the_downtime_on_schedule(world):
+    world.hold_s = 0.4
+    world.active_stats = shrinking_stats()
+    result = run(world, max_downtime_ms=100, progress_interval_s=0.02,
+                 downtime_schedule={"steps": 2, "delay_s": 0.05, "ceiling_ms": 300})
+    raises = [call for call in world.domains["kae-lab-a"].calls if call[0] == "migrateSetMaxDowntime"]
+    assert raises == [("migrateSetMaxDowntime", 100, 0), ("migrateSetMaxDowntime", 200, 0), ("migrateSetMaxDowntime", 300, 0)]
+    assert [step["max_downtime_ms"] for step in result["max_downtime_steps"]] == [100, 200, 300]
+    assert result["max_downtime_final_ms"] == 300
+    assert len(result["progress"]) >= 5
+    remaining = [sample["remaining_mib"] for sample in result["progress"]]
+    assert remaining == sorted(remaining, reverse=True) and remaining[0] < 200
+    assert result["progress"][0]["dirty_rate_mib_s"] == 10.0 and result["progress"][0]["rate_mib_s"] == 300.0
+    assert result["limit"] is None and result["suspended"] is None
+    assert result["outcome"] == "migrated"
+
+
+def test_stalled_migration_is_aborted_saying_why(world):
+    world.hang = True
+    world.active_stats = stuck_stats
+    result = fail(world, progress_interval_s=0.02, progress_timeout_s=0.1)
+    assert result["msg"] == ("migration of kae-guest from kae-lab-a to kae-lab-b made no progress for progress_timeout_s 0.1 s "
+                             "(remaining 812 MiB, dirty rate 410 MiB/s above the 300 MiB/s sent: the migration cannot converge "
+                             "at 100 ms); the job was aborted and kae-guest is still running on kae-lab-a")
+    assert result["limit"]["name"] == "progress_timeout_s" and result["limit"]["at_s"] >= 0.1
+    assert result["aborted"] is True and result["outcome"] == "aborted"
+    assert result["progress"] and result["progress"][-1]["remaining_mib"] == 812.0
+    assert ("suspend",) not in world.domains["kae-lab-a"].calls
+
+
+def test_completion_limit_scales_with_the_guest_memory(world):
+    world.hang = True
+    world.active_stats = shrinking_stats(step_mib=0.001)
+    # 256 MiB of guest memory at 0.4 s per GiB: 0.1 s.
+    result = fail(world, progress_interval_s=0.02, completion_timeout_s_per_gib=0.4)
+    assert result["msg"].startswith("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s "
+                                    "(completion_timeout_s_per_gib scaled by its memory) (remaining 200 MiB")
+    assert result["limit"]["name"] == "completion_timeout_s_per_gib" and result["limit"]["value_s"] == 0.1
+
+
+def test_suspend_at_the_limit_lets_the_migration_complete(world):
+    world.hang = True
+    world.complete_on_suspend = True
+    world.active_stats = stuck_stats
+    # The destination keeps the guest paused, as when libvirt does not resume it: the module resumes it there.
+    world.states_after = {"kae-lab-a": SHUTOFF, "kae-lab-b": PAUSED}
+    result = run(world, progress_interval_s=0.02, progress_timeout_s=0.1, at_limit="suspend")
+    assert ("suspend",) in world.domains["kae-lab-a"].calls
+    assert ("abortJob",) not in world.domains["kae-lab-a"].calls
+    assert ("resume",) in world.domains["kae-lab-b"].calls
+    assert result["suspended"]["limit"] == "progress_timeout_s" and result["suspended"]["at_s"] >= 0.1
+    assert result["suspended"]["resumed_by"] == "module"
+    assert result["placement"] == {"kae-lab-a": "shut off", "kae-lab-b": "running"}
+    assert result["outcome"] == "migrated"
+
+
+def test_the_absolute_timeout_aborts_even_with_suspend(world):
+    world.hang = True
+    world.active_stats = stuck_stats
+    result = fail(world, progress_interval_s=0.02, timeout_s=0.1, at_limit="suspend")
+    assert result["msg"].startswith("migration of kae-guest from kae-lab-a to kae-lab-b did not finish within 0.1 s (")
+    assert ("suspend",) not in world.domains["kae-lab-a"].calls
+
+
+@pytest.mark.parametrize("schedule, needle", [
+    ({"steps": 2, "delay_s": 5, "ceiling_ms": 50}, "downtime_schedule.ceiling_ms (50) must be above max_downtime_ms (100)"),
+    ({"steps": 2, "delay_s": 5, "ceiling_ms": 3000000}, "downtime_schedule.ceiling_ms must be at most 2000000"),
+    ({"steps": 0, "delay_s": 5, "ceiling_ms": 300}, "downtime_schedule.steps must be greater than 0"),
+])
+def test_a_wrong_schedule_changes_nothing(world, schedule, needle):
+    result = fail(world, downtime_schedule=schedule)
+    assert needle in result["msg"]
+    assert world.domains["kae-lab-a"].calls == []
+
+
+def test_limits_must_be_positive_numbers(world):
+    result = fail(world, progress_timeout_s=0)
+    assert "progress_timeout_s must be greater than 0" in result["msg"]
+    result = fail(world, completion_timeout_s_per_gib="inf")
+    assert "completion_timeout_s_per_gib" in result["msg"]
