@@ -52,6 +52,12 @@ options:
       - Empty runs until O(duration_s).
     type: path
     default: ""
+  linger_ms:
+    description:
+      - How long the probes go on after O(stop_path) appears, in milliseconds (0 to 60000), so that the answers after
+        the last gap are in the series.
+    type: float
+    default: 500
   priority:
     description:
       - How the probe sender is kept from being starved by the migration on a busy host. V(realtime) runs C(fping)
@@ -73,6 +79,7 @@ EXAMPLES = r"""
     interval_ms: 1
     duration_s: 600
     stop_path: /run/kae-probe-kae-guest.stop
+    linger_ms: 500
   delegate_to: localhost
   async: 630
   poll: 0
@@ -200,6 +207,7 @@ ARGUMENT_SPEC = dict(
     duration_s=dict(type="float", default=60.0),
     timeout_ms=dict(type="float", default=1000.0),
     stop_path=dict(type="path", default=""),
+    linger_ms=dict(type="float", default=500.0),
     priority=dict(type="str", default="realtime", choices=["normal", "nice", "realtime"]),
 )
 
@@ -214,6 +222,7 @@ def check_params(params):
     _validate.number(params["interval_ms"], "interval_ms", minimum=1, maximum=1000)
     _validate.positive(params["duration_s"], "duration_s", maximum=3600)
     _validate.number(params["timeout_ms"], "timeout_ms", minimum=1, maximum=10000)
+    _validate.number(params["linger_ms"], "linger_ms", minimum=0, maximum=60000)
     if params["stop_path"] and not os.path.isabs(params["stop_path"]):
         raise _validate.InputError("stop_path must be an absolute path, got %r" % (params["stop_path"],))
     return address
@@ -240,11 +249,14 @@ def _remove(path):
             pass
 
 
-def watch(proc, stop_path, deadline_s, outcome):
-    """Interrupt PROC (SIGINT) once STOP_PATH exists, kill it past DEADLINE_S; set outcome["stopped_by"]."""
+def watch(proc, stop_path, deadline_s, outcome, linger_s=0.0):
+    """Interrupt PROC (SIGINT) LINGER_S after STOP_PATH appears, kill it past DEADLINE_S; set outcome["stopped_by"]."""
     end = time.monotonic() + deadline_s
+    stop_at = None
     while proc.poll() is None:
-        if stop_path and os.path.exists(stop_path):
+        if stop_at is None and stop_path and os.path.exists(stop_path):
+            stop_at = time.monotonic() + linger_s
+        if stop_at is not None and time.monotonic() >= stop_at:
             outcome["stopped_by"] = "stop_path"
             proc.send_signal(signal.SIGINT)
             return
@@ -255,13 +267,13 @@ def watch(proc, stop_path, deadline_s, outcome):
         time.sleep(POLL_S)
 
 
-def run_probes(module, argv, stop_path, deadline_s):
+def run_probes(module, argv, stop_path, deadline_s, linger_s=0.0):
     """Run ARGV until it ends, STOP_PATH appears or DEADLINE_S passes; (output, how it stopped, exit status)."""
     outcome = {"stopped_by": "count"}
 
     def start_watching(proc):
         # run_command hands over the process before it reads its output: watch it from a thread meanwhile.
-        threading.Thread(target=watch, args=(proc, stop_path, deadline_s, outcome), daemon=True).start()
+        threading.Thread(target=watch, args=(proc, stop_path, deadline_s, outcome, linger_s), daemon=True).start()
 
     rc, out, err = module.run_command(argv, before_communicate_callback=start_watching)
     # fping prints answers and timeouts on stdout and its closing statistics on stderr.
@@ -285,7 +297,8 @@ def main():
         module.exit_json(changed=False, stopped_by="check_mode", cmd=argv, msg="check mode: no probe sent")
     _remove(params["stop_path"])
     try:
-        output, stopped_by, rc = run_probes(module, argv, params["stop_path"], params["duration_s"] + params["timeout_ms"] / 1000.0 + KILL_GRACE_S)
+        deadline_s = params["duration_s"] + params["timeout_ms"] / 1000.0 + KILL_GRACE_S
+        output, stopped_by, rc = run_probes(module, argv, params["stop_path"], deadline_s, linger_s=params["linger_ms"] / 1000.0)
     finally:
         _remove(params["stop_path"])
     try:

@@ -19,7 +19,7 @@ FIXTURE = os.path.join(os.path.dirname(__file__), "..", "module_utils", "fixture
 
 def params(**extra):
     base = {"address": "127.0.0.1", "interval_ms": 1.0, "duration_s": 60.0, "timeout_ms": 1000.0, "stop_path": "",
-            "priority": "realtime"}
+            "linger_ms": 500.0, "priority": "realtime"}
     base.update(extra)
     return base
 
@@ -39,6 +39,7 @@ def test_argv_is_a_list_with_a_bounded_count():
     ({"duration_s": 7200.0}, "duration_s"),
     ({"timeout_ms": 0.0}, "timeout_ms must be at least 1"),
     ({"stop_path": "relative/stop"}, "stop_path must be an absolute path"),
+    ({"linger_ms": -1.0}, "linger_ms must be at least 0"),
 ])
 def test_bad_options_are_refused_naming_the_option(fail_module, extra, message):
     assert message in fail_module(network_probe, params(**extra))["msg"]
@@ -51,7 +52,7 @@ def test_ipv6_address_is_canonical():
 def test_recorded_output_is_measured(run_module, monkeypatch):
     with open(FIXTURE, encoding="utf-8") as handle:
         recorded = handle.read()
-    monkeypatch.setattr(network_probe, "run_probes", lambda module, argv, stop, deadline: (recorded, "stop_path", 1))
+    monkeypatch.setattr(network_probe, "run_probes", lambda module, argv, stop, deadline, linger_s: (recorded, "stop_path", 1))
     monkeypatch.setattr(network_probe.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/usr/bin/" + name)
     result = run_module(network_probe, params(address="10.231.0.2"))
     assert result["changed"] is False and result["stopped_by"] == "stop_path"
@@ -61,7 +62,7 @@ def test_recorded_output_is_measured(run_module, monkeypatch):
 
 def test_no_answer_fails_with_the_reason(fail_module, monkeypatch):
     silent = "[1.0] 10.0.0.9 : [0], timed out (NaN avg, 100% loss)\n10.0.0.9 : xmt/rcv/%loss = 1/0/100%\n"
-    monkeypatch.setattr(network_probe, "run_probes", lambda module, argv, stop, deadline: (silent, "count", 1))
+    monkeypatch.setattr(network_probe, "run_probes", lambda module, argv, stop, deadline, linger_s: (silent, "count", 1))
     monkeypatch.setattr(network_probe.AnsibleModule, "get_bin_path", lambda self, name, required=False: "/usr/bin/" + name)
     result = fail_module(network_probe, params(address="10.0.0.9"))
     assert "probing 10.0.0.9: 0 of 1 probes were answered" in result["msg"]
@@ -73,8 +74,9 @@ def test_stop_path_interrupts_the_command(tmp_path):
     threading.Timer(0.3, stop.touch).start()
     outcome = {"stopped_by": "count"}
     began = time.monotonic()
-    network_probe.watch(proc, str(stop), 20.0, outcome)
-    assert proc.wait(timeout=10) != 0 and outcome["stopped_by"] == "stop_path" and time.monotonic() - began < 5
+    network_probe.watch(proc, str(stop), 20.0, outcome, linger_s=0.4)
+    waited = time.monotonic() - began
+    assert proc.wait(timeout=10) != 0 and outcome["stopped_by"] == "stop_path" and 0.7 <= waited < 5
 
 
 def test_deadline_kills_a_command_that_does_not_stop(tmp_path):
