@@ -481,8 +481,8 @@ def _side_bars(svg, left, slot, item, top):
             continue
         y = _y(min(item[key], top), top)
         x = centre + width * 0.75 + width * index
-        bar = _element(svg, "rect", x=_num(x), y=_num(y), width=_num(width * 0.9), height=_num(base - y), fill=COLOURS[key])
-        _element(bar, "title").text = _xml_text("Round %s: %s %s ms" % (item["round"], label, fmt_ms(item[key])))
+        rect = _element(svg, "rect", x=_num(x), y=_num(y), width=_num(width * 0.9), height=_num(base - y), fill=COLOURS[key])
+        _element(rect, "title").text = _xml_text("Round %s: %s %s ms" % (item["round"], label, fmt_ms(item[key])))
 
 
 def _bar(svg, left, slot, item, top):

@@ -202,7 +202,8 @@ table:
   description: The Markdown performance table of C(report.md) (round, downtime, libvirt downtime, network downtime, direction, result).
   returned: always
   type: str
-  sample: "| Round | Downtime (ms) | libvirt downtime (ms) | Network downtime (ms) | Direction | Result |\n|---|---|---|---|---|---|\n| 1 | 158 | 160 | 171.5 | a -> b | passed |\n"
+  sample: "| Round | Downtime (ms) | libvirt downtime (ms) | Network downtime (ms) | Direction | Result |\n|---|---|---|---|---|---|\n\
+    | 1 | 158 | 160 | 171.5 | a -> b | passed |\n"
 """
 
 import datetime
