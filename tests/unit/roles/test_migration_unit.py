@@ -78,6 +78,17 @@ def test_bad_variables_are_refused_before_any_host_is_asked(tmp_path):
     assert "Mark where both hosts' QEMU logs" not in done.stdout
 
 
+@pytest.mark.parametrize("extra, message", [
+    ({"migration_probe_address": "guest.example"}, "migration_probe_address must be empty (no probes) or the guest's IPv4"),
+    ({"migration_probe_address": "10.0.0.5", "migration_probe_interval_ms": 0.1},
+     "migration_probe_interval_ms must be a number of milliseconds from 1 to 1000"),
+])
+def test_bad_probe_variables_are_refused_before_any_host_is_asked(tmp_path, extra, message):
+    done = run_unit(tmp_path, **extra)
+    assert done.returncode != 0 and message in done.stdout, done.stdout[-3000:]
+    assert "Start probing the guest's address" not in done.stdout
+
+
 def test_the_unit_ends_in_one_set_fact_of_the_record_whatever_happened():
     """block and rescue alike: the record is built once, in always, by the migration_record filter."""
     tasks = yaml.safe_load((ROLE / "tasks" / "measure.yml").read_text())
