@@ -31,6 +31,9 @@ options:
       - C(profile) is the trace profile (default V(auto)), C(threshold_ms) the downtime the migration must not exceed.
       - C(error) is the failure of a step (for example C(ansible_failed_result.msg) in a C(rescue)); the record is then
         an error record.
+      - C(probe) is the result of M(openeuler.kae.network_probe) (its C(ansible.builtin.async_status) result), also when
+        it failed or was skipped; C(probe_from) names the host it ran on. Without a probe the record says why in
+        C(probe_error). The probe's figures never change C(status), which judges QEMU's downtime.
     type: dict
     required: true
 seealso:
@@ -126,6 +129,29 @@ _value:
     threshold_ms:
       description: The threshold the downtime was judged against, or null.
       type: float
+    network_downtime_ms:
+      description:
+        - The longest wait between two answers to the probes, as the probe host saw it (see
+          M(openeuler.kae.network_probe)), or null when the guest was not probed.
+      type: float
+    probes_sent:
+      description: Probes sent during the migration, or null.
+      type: int
+    probes_lost:
+      description: Probes never answered, or null.
+      type: int
+    probe_interval_ms:
+      description: The configured time between two probes, or null.
+      type: float
+    probe_jitter_ms:
+      description: The probe sender's largest deviation from its interval, or null.
+      type: float
+    probe_from:
+      description: The host the probes ran on, or null when none ran.
+      type: str
+    probe_error:
+      description: Why there is no network figure (no probe address, or the probe's failure), or null.
+      type: str
 """
 
 from ansible.errors import AnsibleFilterError

@@ -23,13 +23,17 @@ RECORD_FIELDS = (
     "clock_offset_ms", "clock_corrected",
     "libvirt_downtime_ms", "libvirt_downtime_net_ms", "libvirt_total_time_ms",
     "kae_vf_mapping", "threshold_ms",
+    "network_downtime_ms", "probes_sent", "probes_lost", "probe_interval_ms", "probe_jitter_ms", "probe_from", "probe_error",
 )
 STATUSES = ("passed", "failed", "error")
 # What build_record accepts: the steps' results by name.
 STEP_KEYS = ("round", "guest", "source", "destination", "migration", "src_events", "dst_events", "remap",
-             "clock_offset_ms", "profile", "threshold_ms", "error")
+             "clock_offset_ms", "profile", "threshold_ms", "error", "probe", "probe_from")
 _REQUIRED_STEPS = ("guest", "source", "destination")
 # live_migration's job keys and the record fields they fill.
+# network_probe's result keys copied into the record as they are.
+_PROBE_FIELDS = ("network_downtime_ms", "probes_sent", "probes_lost", "probe_interval_ms", "probe_jitter_ms")
+NOT_PROBED = "not measured: no probe address for this guest"
 _JOB_FIELDS = (("downtime_ms", "libvirt_downtime_ms"), ("downtime_net_ms", "libvirt_downtime_net_ms"),
                ("total_time_ms", "libvirt_total_time_ms"))
 
@@ -61,7 +65,9 @@ def _check_steps(steps):
         for key in ("clock_offset_ms", "threshold_ms"):
             if steps.get(key) is not None:
                 _validate.number(steps[key], key)
-        for key in ("migration", "remap"):
+        if steps.get("probe_from") is not None:
+            _validate.text(steps["probe_from"], "probe_from")
+        for key in ("migration", "remap", "probe"):
             if steps.get(key) is not None:
                 _validate.mapping(steps[key], key)
     except _validate.InputError as exc:
@@ -77,6 +83,18 @@ def _from_migration(record, migration):
     job = migration.get("job") if isinstance(migration.get("job"), dict) else {}
     for key, field in _JOB_FIELDS:
         record[field] = job.get(key)
+
+
+def _from_probe(record, probe, probe_from):
+    """The network figures from a network_probe result (its async_status result), or why there are none."""
+    if not probe or probe.get("skipped"):
+        record["probe_error"] = NOT_PROBED
+        return
+    record["probe_from"] = probe_from
+    for field in _PROBE_FIELDS:
+        record[field] = probe.get(field)
+    if probe.get("failed") or record["network_downtime_ms"] is None:
+        record["probe_error"] = str(probe.get("msg") or "the probe gave no figure")
 
 
 def _measure(record, steps):
@@ -111,6 +129,7 @@ def build_record(steps):
     record["kae_vf_mapping"] = dict(remap.get("mapping") or {})
     if steps.get("migration"):
         _from_migration(record, steps["migration"])
+    _from_probe(record, steps.get("probe"), steps.get("probe_from"))
     if steps.get("error"):
         record.update(status="error", error=str(steps["error"]))
         record["outcome"] = record["outcome"] or "unknown"

@@ -23,7 +23,8 @@ from ansible_collections.openeuler.kae.plugins.module_utils._validate import num
 
 REPORT_FILES = ("report.json", "report.md", "junit.xml", "downtime.svg")
 NUMBER_FIELDS = ("downtime_ms", "raw_downtime_ms", "libvirt_downtime_ms", "libvirt_downtime_net_ms", "libvirt_total_time_ms",
-                 "clock_offset_ms", "duration_s", "paused_at", "resumed_at", "threshold_ms")
+                 "clock_offset_ms", "duration_s", "paused_at", "resumed_at", "threshold_ms",
+                 "network_downtime_ms", "probe_interval_ms", "probe_jitter_ms")
 STATUSES = _record.STATUSES
 # A run id names a directory next to `latest`: one safe path component.
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]*")
@@ -114,6 +115,7 @@ def build_evacuation(evacuation, rounds):
             # The VFs the migration gave the guest; the planned ones when it reports none (a lab guest holds no real VF).
             "vfs_after": sorted(mapping.values()) if mapping else sorted(plan_row.get("vfs_after") or []),
             "downtime_ms": item["downtime_ms"], "libvirt_downtime_ms": item["libvirt_downtime_ms"],
+            "network_downtime_ms": item["network_downtime_ms"], "probe_from": item["probe_from"],
             "duration_s": item["duration_s"], "started_at": item["started_at"], "ended_at": _ended_at(item),
             "status": item["status"], "message": item["message"],
         })
@@ -316,12 +318,38 @@ def _md_table(header, rows):
 # ---------------------------------------------------------------- report.md
 
 def render_table(report):
-    """The performance table: round | downtime ms | libvirt downtime ms | direction | result (a row per guest for an evacuation)."""
+    """The performance table: round | downtime ms | libvirt downtime ms | network downtime ms | direction | result.
+
+    An evacuation has a row per guest instead.
+    """
     if report.get("evacuation"):
         return render_guest_table(report)
-    rows = [(item["round"], fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), direction(item), item["status"])
+    rows = [(item["round"], fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), network_cell(item),
+             direction(item), item["status"])
             for item in report["rounds"]]
-    return _md_table(("Round", "Downtime (ms)", "libvirt downtime (ms)", "Direction", "Result"), rows)
+    return _md_table(("Round", "Downtime (ms)", "libvirt downtime (ms)", "Network downtime (ms)", "Direction", "Result"), rows)
+
+
+def network_cell(item):
+    """The network-observed downtime, or why there is none."""
+    if item["network_downtime_ms"] is not None:
+        return fmt_ms(item["network_downtime_ms"])
+    return "not probed" if item["probe_from"] is None else "probe failed"
+
+
+NETWORK_HEADING = ("## What the guest's clients saw\n\nICMP echo to the guest during each migration; the network downtime is "
+                   "the longest wait between two answers (see docs/downtime.md).\n")
+
+
+def render_network(report):
+    """What the probes saw, per round (per guest for an evacuation): the figure, probes sent and lost, interval,
+    the sender's jitter, from where."""
+    unit = "guest" if report.get("evacuation") else "round"
+    rows = [(item[unit], network_cell(item), _cell(item["probes_sent"]), _cell(item["probes_lost"]),
+             fmt_ms(item["probe_interval_ms"]), fmt_ms(item["probe_jitter_ms"]), _cell(item["probe_from"]),
+             _cell(item["probe_error"] or "")) for item in report["rounds"]]
+    return _md_table((unit.capitalize(), "Network downtime (ms)", "Probes sent", "Probes lost", "Interval (ms)", "Sender jitter (ms)",
+                      "Probed from", "Note"), rows)
 
 
 def _vfs_cell(vfs):
@@ -331,11 +359,11 @@ def _vfs_cell(vfs):
 def render_guest_table(report):
     """The evacuation table: a row per guest."""
     rows = [(row["guest"], row["source"], row["destination"], _vfs_cell(row["vfs_before"]), _vfs_cell(row["vfs_after"]),
-             fmt_ms(row["downtime_ms"]), fmt_ms(row["libvirt_downtime_ms"]),
+             fmt_ms(row["downtime_ms"]), fmt_ms(row["libvirt_downtime_ms"]), network_cell(row),
              "n/a" if row["duration_s"] is None else "%.2f" % row["duration_s"], row["batch"], row["status"])
             for row in report["evacuation"]["guests"]]
     return _md_table(("Guest", "From", "To", "VFs before", "VFs after", "Downtime (ms)", "libvirt downtime (ms)",
-                      "Migration (s)", "Batch", "Result"), rows)
+                      "Network downtime (ms)", "Migration (s)", "Batch", "Result"), rows)
 
 
 def render_evacuation_markdown(report):
@@ -366,6 +394,8 @@ def render_evacuation_markdown(report):
     parts.extend([
         "![Downtime per guest against the threshold](downtime.svg)\n",
         "![Migrations over time](timeline.svg)\n",
+        NETWORK_HEADING,
+        render_network(report),
         "## Environment\n",
         render_environment(report["environment"]),
     ])
@@ -394,6 +424,8 @@ def render_markdown(report):
         parts.append("".join("- Round %s (%s): %s\n" % (item["round"], item["status"], _cell(item["message"])) for item in problems))
     parts.extend([
         "![Downtime per round against the threshold](downtime.svg)\n",
+        NETWORK_HEADING,
+        render_network(report),
         "## Rounds in detail\n",
         _md_table(("Round", "Profile", "Clock offset (ms)", "Started at", "Duration (s)", "Paused at", "Resumed at"),
                   [(item["round"], item["profile"], _clock_cell(item), fmt_time(item["started_at"]),
@@ -486,14 +518,18 @@ def _junit_case(suite, item, evacuation):
         tag = "error" if item["status"] == "error" else "failure"
         _element(case, tag, message=item["message"], type=item["status"]).text = _xml_text(item["message"])
     out = _element(case, "system-out")
-    out.text = _xml_text("downtime_ms=%s libvirt_downtime_ms=%s clock_offset_ms=%s profile=%s" % (
-        fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), fmt_ms(item["clock_offset_ms"]), item["profile"] or "n/a"))
+    out.text = _xml_text("downtime_ms=%s libvirt_downtime_ms=%s network_downtime_ms=%s clock_offset_ms=%s profile=%s" % (
+        fmt_ms(item["downtime_ms"]), fmt_ms(item["libvirt_downtime_ms"]), fmt_ms(item["network_downtime_ms"]),
+        fmt_ms(item["clock_offset_ms"]), item["profile"] or "n/a"))
 
 
 # ---------------------------------------------------------------- downtime.svg
 
 SVG_NS = "http://www.w3.org/2000/svg"
-COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#9e9e9e", "threshold": "#d84315", "axis": "#333333", "grid": "#e0e0e0"}
+COLOURS = {"passed": "#2e7d32", "failed": "#c62828", "error": "#9e9e9e", "threshold": "#d84315", "axis": "#333333", "grid": "#e0e0e0",
+           "libvirt_downtime_ms": "#1565c0", "network_downtime_ms": "#6a1b9a"}
+# Beside each round's trace bar: libvirt's figure and the network-observed one, thinner, in their own colours.
+SIDE_FIGURES = (("libvirt_downtime_ms", "libvirt"), ("network_downtime_ms", "network"))
 # Geometry in pixels: the plot area sits inside these margins; it widens with the number of rounds.
 PLOT_LEFT, PLOT_TOP, PLOT_HEIGHT, PLOT_BOTTOM_MARGIN, PLOT_RIGHT_MARGIN = 70, 80, 260, 70, 110
 PLOT_MIN_WIDTH, SLOT_MIN_WIDTH, BAR_MAX_WIDTH = 420, 28, 60
@@ -511,7 +547,7 @@ def nice_ticks(top):
 def render_svg(report):
     """downtime.svg: one bar per round, a dashed threshold line, axis labels, values and a legend."""
     rounds, threshold = report["rounds"], report["summary"]["threshold_ms"]
-    measured = [item["downtime_ms"] for item in rounds if item["downtime_ms"] is not None]
+    measured = [item[key] for item in rounds for key in ("downtime_ms",) + tuple(k for k, _l in SIDE_FIGURES) if item[key] is not None]
     top = nice_ticks(max(measured + [threshold]) * 1.15)
     plot_width = max(PLOT_MIN_WIDTH, SLOT_MIN_WIDTH * len(rounds))
     slot = plot_width / float(len(rounds))
@@ -526,7 +562,9 @@ def render_svg(report):
     _legend(svg, PLOT_LEFT, 62)
     _axes(svg, top, plot_width)
     for position, item in enumerate(rounds):
-        _bar(svg, PLOT_LEFT + slot * position, slot, item, top[-1], item["guest"] if unit == "guest" else item["round"])
+        label = item["guest"] if unit == "guest" else item["round"]
+        _bar(svg, PLOT_LEFT + slot * position, slot, item, top[-1], label)
+        _side_bars(svg, PLOT_LEFT + slot * position, slot, item, top[-1], label if unit == "guest" else "Round %s" % label)
     _threshold_line(svg, threshold, top[-1], plot_width)
     middle = PLOT_TOP + PLOT_HEIGHT / 2.0
     _text(svg, 18, middle, "Downtime (ms)", anchor="middle", transform="rotate(-90 18 %s)" % _num(middle))
@@ -549,7 +587,8 @@ def _text(parent, x, y, text, anchor="start", size=None, fill=None, transform=No
 
 
 def _legend(svg, x, y):
-    for status, label in (("passed", "passed"), ("failed", "failed"), ("error", "errored (no downtime)")):
+    entries = (("passed", "passed"), ("failed", "failed"), ("error", "errored (no downtime)")) + SIDE_FIGURES
+    for status, label in entries:
         _element(svg, "rect", x=_num(x), y=_num(y - 9), width="10", height="10", fill=COLOURS[status])
         x += 14 + 7 * len(_text(svg, x + 14, y, label).text) + 16
 
@@ -564,8 +603,29 @@ def _axes(svg, ticks, plot_width):
     _element(svg, "line", x1=str(PLOT_LEFT), y1=bottom, x2=right, y2=bottom, stroke=COLOURS["axis"])
 
 
+def _bar_geometry(left, slot):
+    """(centre of the trace bar, width of each bar): the trace bar, then one thinner bar per side figure."""
+    width = min(slot * 0.8, BAR_MAX_WIDTH * 1.5) / (len(SIDE_FIGURES) + 1.5)
+    start = left + slot / 2.0 - width * (len(SIDE_FIGURES) + 1.5) / 2.0
+    return start + width * 0.75, width
+
+
+def _side_bars(svg, left, slot, item, top, label_text):
+    """libvirt's and the network's figures of the round, right of its trace bar; nothing where a figure is unknown."""
+    centre, width = _bar_geometry(left, slot)
+    base = PLOT_TOP + PLOT_HEIGHT
+    for index, (key, label) in enumerate(SIDE_FIGURES):
+        if item[key] is None or item[key] < 0:
+            continue
+        y = _y(min(item[key], top), top)
+        x = centre + width * 0.75 + width * index
+        rect = _element(svg, "rect", x=_num(x), y=_num(y), width=_num(width * 0.9), height=_num(base - y), fill=COLOURS[key])
+        _element(rect, "title").text = _xml_text("%s: %s %s ms" % (label_text, label, fmt_ms(item[key])))
+
+
 def _bar(svg, left, slot, item, top, label_text):
-    centre, bar_width = left + slot / 2.0, min(slot * 0.6, BAR_MAX_WIDTH)
+    centre, bar_width = _bar_geometry(left, slot)
+    bar_width *= 1.5
     base = PLOT_TOP + PLOT_HEIGHT
     group = _element(svg, "g")
     _element(group, "title").text = _xml_text("%s, %s: %s ms (%s)" % (

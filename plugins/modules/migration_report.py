@@ -223,10 +223,11 @@ summary_line:
   type: str
   sample: "max 158 ms <= 200 ms target: PASSED"
 table:
-  description: The Markdown performance table of C(report.md) (round, downtime, libvirt downtime, direction, result).
+  description: The Markdown performance table of C(report.md) (round, downtime, libvirt downtime, network downtime, direction, result).
   returned: always
   type: str
-  sample: "| Round | Downtime (ms) | libvirt downtime (ms) | Direction | Result |\n|---|---|---|---|---|\n| 1 | 158 | 160 | a -> b | passed |\n"
+  sample: "| Round | Downtime (ms) | libvirt downtime (ms) | Network downtime (ms) | Direction | Result |\n|---|---|---|---|---|---|\n\
+    | 1 | 158 | 160 | 171.5 | a -> b | passed |\n"
 """
 
 import datetime

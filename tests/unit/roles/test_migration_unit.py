@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ansible_collections.openeuler.kae.plugins.module_utils._record import RECORD_FIELDS
@@ -65,6 +67,8 @@ def test_a_failed_migration_still_ends_in_one_record_of_the_contract(tmp_path):
     assert record["threshold_ms"] == 200.0
     assert "migration_ntp_servers is empty: the clocks of localhost and hv-2 are not measured" in done.stdout
     assert "kae-guest: localhost -> hv-2: error (Migrate the guest: " in done.stdout
+    assert record["probe_error"] == "not measured: no probe address for this guest" and record["network_downtime_ms"] is None
+    assert "; network not measured: no probe address for this guest" in done.stdout
 
 
 def test_bad_variables_are_refused_before_any_host_is_asked(tmp_path):
@@ -74,13 +78,26 @@ def test_bad_variables_are_refused_before_any_host_is_asked(tmp_path):
     assert "Mark where both hosts' QEMU logs" not in done.stdout
 
 
+@pytest.mark.parametrize("extra, message", [
+    ({"migration_probe_address": "guest.example"}, "migration_probe_address must be empty (no probes) or the guest's IPv4"),
+    ({"migration_probe_address": "10.0.0.5", "migration_probe_interval_ms": 0.1},
+     "migration_probe_interval_ms must be a number of milliseconds from 1 to 1000"),
+])
+def test_bad_probe_variables_are_refused_before_any_host_is_asked(tmp_path, extra, message):
+    done = run_unit(tmp_path, **extra)
+    assert done.returncode != 0 and message in done.stdout, done.stdout[-3000:]
+    assert "Start probing the guest's address" not in done.stdout
+
+
 def test_the_unit_ends_in_one_set_fact_of_the_record_whatever_happened():
     """block and rescue alike: the record is built once, in always, by the migration_record filter."""
     tasks = yaml.safe_load((ROLE / "tasks" / "measure.yml").read_text())
     assert len(tasks) == 1
     unit = tasks[0]
-    assert [list(task) for task in unit["always"]] == [["name", "ansible.builtin.set_fact"]]
-    built = unit["always"][0]["ansible.builtin.set_fact"]
+    # The probes (when a probe address is given) are stopped and collected first, so the record has them.
+    assert [list(task) for task in unit["always"]] == [["name", "ansible.builtin.include_tasks", "when"], ["name", "ansible.builtin.set_fact"]]
+    assert unit["always"][0]["ansible.builtin.include_tasks"] == "probe_collect.yml"
+    built = unit["always"][1]["ansible.builtin.set_fact"]
     # The record, and where each log ended when it was read (the next round's marks).
     assert sorted(built) == ["migration_log_ends", "migration_record"]
     assert "| openeuler.kae.migration_record }}" in built["migration_record"]
@@ -96,3 +113,17 @@ def test_the_migrate_entry_point_declares_what_a_fleet_playbook_gives():
     assert {"migration_destination_xml", "migration_remap", "migration_ntp_servers", "migration_threshold_ms",
             "migration_sysfs_roots"} <= set(options)
     assert options["migration_ntp_servers"]["default"] == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("fping"), reason="probes at a 1 ms interval need root and fping")
+def test_probes_run_around_the_migration_and_reach_the_record(tmp_path):
+    done = run_unit(tmp_path, migration_probe_address="127.0.0.1")
+    assert done.returncode == 0, done.stdout[-4000:]
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert tuple(record) == RECORD_FIELDS and record["status"] == "error"
+    # The migration failed at once, yet the probes ran from before it until the unit stopped them.
+    assert record["probe_error"] is None and record["probe_from"] == "localhost", record["probe_error"]
+    assert record["probes_sent"] >= 100 and record["probes_lost"] <= 2 and record["probe_interval_ms"] == 1.0
+    assert 0 < record["network_downtime_ms"] < 1000
+    assert "ms without an answer from localhost" in done.stdout
+    assert not os.path.exists("/run/kae-probe-kae-guest.stop")

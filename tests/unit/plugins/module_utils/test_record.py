@@ -89,3 +89,34 @@ def test_check_record_names_missing_and_unknown_keys():
         check_record(record, "round 2")
     with pytest.raises(RecordError, match="status must be one of"):
         check_record(dict(_record.empty_record(), status="ok"))
+
+
+PROBE = {"network_downtime_ms": 141.48, "probes_sent": 500, "probes_lost": 116, "probe_interval_ms": 1.0,
+         "probe_jitter_ms": 4.252, "finished": 1, "changed": False}
+
+
+def test_probe_figures_sit_beside_the_trace_and_libvirt_figures():
+    record = build_record(steps(probe=PROBE, probe_from="controller"))
+    assert (record["network_downtime_ms"], record["probes_sent"], record["probes_lost"]) == (141.48, 500, 116)
+    assert (record["probe_interval_ms"], record["probe_jitter_ms"], record["probe_from"]) == (1.0, 4.252, "controller")
+    assert record["probe_error"] is None and record["downtime_ms"] == 127.518 and record["status"] == "passed"
+
+
+def test_a_guest_without_probe_address_is_measured_without_it_and_says_so():
+    for probe in (None, {}, {"skipped": True, "changed": False}):
+        record = build_record(steps(probe=probe, probe_from="controller"))
+        assert record["status"] == "passed" and record["network_downtime_ms"] is None and record["probe_from"] is None
+        assert record["probe_error"] == _record.NOT_PROBED
+
+
+def test_a_failed_probe_keeps_its_reason_and_does_not_fail_the_migration():
+    failed = {"failed": True, "msg": "probing 10.0.0.9: 0 of 300 probes were answered", "probes_sent": 300}
+    record = build_record(steps(probe=failed, probe_from="controller"))
+    assert record["status"] == "passed" and record["network_downtime_ms"] is None
+    assert record["probe_error"] == failed["msg"] and record["probe_from"] == "controller"
+    check_record(record)
+
+
+def test_probe_step_must_be_a_result():
+    with pytest.raises(RecordError, match="probe must be"):
+        build_record(steps(probe="fast"))

@@ -178,10 +178,44 @@ def test_markdown_table_has_one_row_per_round():
     report = build([PASSED, OVER, ERRORED])
     rows = table_rows(_report.render_table(report))
     assert rows == [
-        ["1", "158", "160.2", "kae-lab-a -> kae-lab-b", "passed"],
-        ["2", "247.5", "250", "kae-lab-b -> kae-lab-a", "failed"],
-        ["3", "n/a", "n/a", "kae-lab-a -> kae-lab-b", "error"],
+        ["1", "158", "160.2", "not probed", "kae-lab-a -> kae-lab-b", "passed"],
+        ["2", "247.5", "250", "not probed", "kae-lab-b -> kae-lab-a", "failed"],
+        ["3", "n/a", "n/a", "not probed", "kae-lab-a -> kae-lab-b", "error"],
     ]
+
+
+PROBED = dict(PASSED, network_downtime_ms=171.5, probes_sent=2400, probes_lost=160, probe_interval_ms=1.0,
+              probe_jitter_ms=1.8, probe_from="controller")
+PROBE_FAILED = dict(OVER, probe_from="controller", probes_sent=300, probe_error="probing 10.0.0.9: 0 of 300 probes were answered")
+NOT_PROBED = dict(PASSED, round=3, probe_error=_record.NOT_PROBED)
+
+
+def test_the_three_figures_side_by_side_and_what_the_probes_saw():
+    report = build([PROBED, PROBE_FAILED, NOT_PROBED])
+    assert [row[1:4] for row in table_rows(_report.render_table(report))] == [
+        ["158", "160.2", "171.5"], ["247.5", "250", "probe failed"], ["158", "160.2", "not probed"]]
+    text = _report.render_markdown(report)
+    assert "## What the guest's clients saw" in text
+    section = text.split("## What the guest's clients saw")[1].split("## Rounds in detail")[0]
+    rows = table_rows(section[section.index("| Round"):])
+    assert rows[0] == ["1", "171.5", "2400", "160", "1", "1.8", "controller", "n/a"]
+    assert rows[1][1:3] == ["probe failed", "300"] and rows[1][7] == "probing 10.0.0.9: 0 of 300 probes were answered"
+    assert rows[2][1] == "not probed" and rows[2][7] == "not measured: no probe address for this guest"
+    assert "network_downtime_ms=171.5" in _report.render_junit(report)
+
+
+def test_svg_draws_libvirt_and_network_beside_each_trace_bar():
+    root = ET.fromstring(_report.render_svg(build([PROBED, NOT_PROBED])).encode("utf-8"))
+    side = [rect for rect in root.findall(SVG + "rect") if rect.find(SVG + "title") is not None]
+    assert [rect.find(SVG + "title").text for rect in side] == [
+        "Round 1: libvirt 160.2 ms", "Round 1: network 171.5 ms", "Round 3: libvirt 160.2 ms"]
+    trace = [group.find(SVG + "rect") for group in root.iter(SVG + "g")]
+    # Side by side: each side bar starts right of its round's trace bar and is as tall as its figure says.
+    first_trace_right = float(trace[0].get("x")) + float(trace[0].get("width"))
+    assert all(float(rect.get("x")) >= first_trace_right for rect in side[:2])
+    assert float(side[1].get("height")) > float(side[0].get("height")) > float(trace[0].get("height"))
+    legend = [text.text for text in root.iter(SVG + "text")]
+    assert "libvirt" in legend and "network" in legend
 
 
 def test_markdown_report_holds_table_summary_and_environment():
@@ -325,7 +359,8 @@ def test_evacuation_markdown_has_a_row_per_guest_the_statistics_and_the_skipped(
     rows = table_rows(text.split("## Guests")[1].split("**")[0])
     assert [row[0] for row in rows] == ["vm1", "vm2", "vm3", "vm4"]
     assert rows[0][1:6] == ["kae-lab-a", "kae-lab-b", "0000:75:00.1", "0000:75:00.3", "40"]
-    assert rows[1][9] == "failed" and rows[3][5] == "n/a"
+    assert rows[1][10] == "failed" and rows[3][5] == "n/a" and rows[0][7] == "not probed"
+    assert "## What the guest's clients saw" in text and "| vm1 | not probed |" in text
     assert "min 40 ms, median 60 ms, mean 116.7 ms, p95 250 ms, max 250 ms" in text
     assert "- vm9: not enough free memory" in text and "2 ran at once at most" in text
     assert "(timeline.svg)" in text and "(downtime.svg)" in text

@@ -114,7 +114,7 @@ def test_latest_false_leaves_no_link(tmp_path, run_module):
 def test_diff_shows_the_markdown_change(tmp_path, run_module):
     result = run_module(migration_report, args(tmp_path), diff=True)
     markdown = [item for item in result["diff"] if item["after_header"].endswith("report.md")]
-    assert markdown[0]["before"] == "" and "| 1 | 21.4 | 23 | kae-lab-a -> kae-lab-b | passed |" in markdown[0]["after"]
+    assert markdown[0]["before"] == "" and "| 1 | 21.4 | 23 | not probed | kae-lab-a -> kae-lab-b | passed |" in markdown[0]["after"]
 
 
 @pytest.mark.parametrize("overrides, message", [
