@@ -631,17 +631,19 @@ def lab_vf_bdfs(root):
     return found
 
 
-def lab_vfs_element(bdfs):
-    """The <kae:vfs> element naming BDFS (normalised, sorted)."""
-    element = ET.Element(LAB_VFS)
+def lab_vfs_element(bdfs, namespace=LAB_VFS_NS):
+    """The <kae:vfs> element naming BDFS (normalised, sorted); NAMESPACE None gives it without one."""
+    prefix = "{%s}" % namespace if namespace else ""
+    element = ET.Element(prefix + "vfs")
     for bdf in sorted(normalise_bdf(bdf) for bdf in bdfs):
-        ET.SubElement(element, LAB_VF, {"address": bdf})
+        ET.SubElement(element, prefix + "vf", {"address": bdf})
     return element
 
 
 def lab_vfs_fragment(bdfs):
-    """lab_vfs_element(BDFS) as text, with its namespace declared (what virDomainSetMetadata takes)."""
-    return ET.tostring(lab_vfs_element(bdfs), encoding="unicode")
+    """The <vfs> element naming BDFS as virDomainSetMetadata takes it: without a namespace (libvirt puts the element and
+    its children into the one it is given, with the prefix it is given)."""
+    return ET.tostring(lab_vfs_element(bdfs, namespace=None), encoding="unicode")
 
 
 def set_lab_vfs(root, bdfs):
