@@ -120,6 +120,11 @@ def _next_iommu_group(root):
 
 # ---------------------------------------------------------------- building
 
+def mark(root):
+    """Write LAB_MARKER at ROOT (idempotent): the tree is a lab host's."""
+    _write(_path(root, LAB_MARKER), "simulated KAE sysfs tree of the openeuler.kae lab")
+
+
 def _add_driver(root, name, module=None):
     ddir = _path(root, "bus/pci/drivers/" + name)
     for control in ("bind", "unbind", "new_id", "remove_id"):
@@ -213,7 +218,7 @@ def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total
         pf_q_num = dict((engine, pf_q_num) for engine in ENGINES)
     os.makedirs(_path(root, "kernel/iommu_groups"), exist_ok=True)
     if lab_marker:
-        _write(_path(root, LAB_MARKER), "simulated KAE sysfs tree of the openeuler.kae lab")
+        mark(root)
     for node in range(max(nodes) + 2):
         _write(_path(root, "devices/system/node/node%d/cpulist" % node), "%d-%d" % (node * 32, node * 32 + 31))
     _write(_path(root, "bus/pci/drivers_probe"), "")
