@@ -845,7 +845,9 @@ def host_health(host: Host, layout: Layout = DEFAULT_LAYOUT) -> dict:
     procs = host_processes(pid)
     # Daemons are the init's children; their per-connection children (sshd sessions) are not daemons.
     info["daemons"] = {name: [p for p in procs.get(name, []) if _ppid(p) == pid] for name in DAEMONS}
-    info["player"] = [p for pids in procs.values() for p in pids if "play" in _cmdline(p) and str(SIMSYSFS) in _cmdline(p)]
+    # The player runs from the checkout that built the host, which may be another one than this script's.
+    info["player"] = [p for pids in procs.values() for p in pids if "play" in _cmdline(p)
+                      and any(arg.endswith("/" + SIMSYSFS.name) for arg in _cmdline(p))]
     info["namespaces"] = {kind: _ns_inode(pid, kind) for kind in ("pid", "mnt", "uts", "net")}
     addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
     info["addr_ok"] = (host.addr + "/") in addr.stdout
