@@ -32,8 +32,8 @@ def lab_domain(name, bdfs=(), running=True):
 def node_uri(tmp_path):
     """A test-driver host: lab-a runs holding ZIP0 and SEC0 in its metadata, lab-off (not running) holds HPRE0, lab-b holds none."""
     path = tmp_path / "node.xml"
-    path.write_text("<node>%s</node>" % "".join((lab_domain("lab-a", (ZIP0, SEC0)), lab_domain("lab-off", (HPRE0,), running=False),
-                                                  lab_domain("lab-b"))))
+    domains = (lab_domain("lab-a", (ZIP0, SEC0)), lab_domain("lab-off", (HPRE0,), running=False), lab_domain("lab-b"))
+    path.write_text("<node>%s</node>" % "".join(domains))
     return "test://%s" % path
 
 
