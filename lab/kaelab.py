@@ -393,6 +393,18 @@ def ensure_kernel() -> None:
         part.rename(KERNEL)
 
 
+def heartbeat(interval_us: int) -> str:
+    """The /init lines that write `kae-heartbeat seq=N uptime=S` to the serial console every INTERVAL_US, forever."""
+    return r"""n=0
+while :; do
+  n=$((n + 1))
+  read up idle < /proc/uptime
+  echo "kae-heartbeat seq=$n uptime=$up" > /dev/ttyS0
+  usleep %d
+done
+""" % interval_us
+
+
 GUEST_INIT = r"""#!/bin/busybox sh
 # kae-guest /init: memory dirtier + compression load + heartbeat on the serial console.
 /bin/busybox --install -s /bin
@@ -409,14 +421,7 @@ sh -c 'renice -n 10 $$ >/dev/null; i=0
   while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
 # Stand-in for kaezip_perf: deflate in a loop.
 sh -c 'renice -n 10 $$ >/dev/null; while :; do gzip -c /tmp/seed > /dev/null; done' &
-n=0
-while :; do
-  n=$((n + 1))
-  read up idle < /proc/uptime
-  echo "kae-heartbeat seq=$n uptime=$up" > /dev/ttyS0
-  usleep 150000
-done
-"""
+""" + heartbeat(150000)
 
 
 FLEET_INIT = r"""#!/bin/busybox sh
@@ -424,14 +429,7 @@ FLEET_INIT = r"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 echo "4 4 1 7" > /proc/sys/kernel/printk
-n=0
-while :; do
-  n=$((n + 1))
-  read up idle < /proc/uptime
-  echo "kae-heartbeat seq=$n uptime=$up" > /dev/ttyS0
-  usleep 500000
-done
-"""
+""" + heartbeat(500000)
 
 
 def _cpio_newc(entries) -> bytes:
