@@ -237,3 +237,37 @@ def test_a_fleet_of_three_hosts_and_five_guests_each_guest_with_its_own_vfs(flee
     assert inventory["_meta"]["hostvars"]["kae-lab-c"] == {
         "ansible_host": fleet.hosts["kae-lab-c"], "kae_sysfs_root": str(fleet.kaelab.STATE / "hosts" / "kae-lab-c" / "sysfs"),
         "kae_lab_home_guests": ["kae-fleet-2"]}
+
+
+def fleet_processes():
+    """PIDs of the light guests' QEMU processes anywhere on the machine."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                if b"guest=kae-fleet-" in handle.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.lab_teardown
+def test_down_removes_a_fleet_whatever_its_size(lab_alone, test_lock, figures):
+    kaelab = lab_alone.kaelab
+    up = lab_alone.cli("up", "--hosts", "4", "--guests", "2")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert kaelab.init_pid(kaelab.lab_host(3)) is not None and len(fleet_processes()) == 2
+    try:
+        start = time.monotonic()
+        down = lab_alone.cli("down")
+        figures.append(("down of a 4-host lab with 3 guests (s)", round(time.monotonic() - start, 1)))
+        assert down.returncode == 0 and "lab down in" in down.stdout, down.stdout + down.stderr
+        assert kaelab.lab_leftovers() == [] and kaelab.lab_health()["anything"] is False
+        assert kaelab.lab_links() == [] and fleet_processes() == [] and not kaelab.LAYOUT_FILE.exists()
+        assert json.loads(lab_alone.cli("inventory").stdout) == {"_meta": {"hostvars": {}}}
+    finally:
+        again = lab_alone.cli("up")
+        assert again.returncode == 0, again.stdout + again.stderr
+    status = lab_alone.cli("status")
+    assert status.returncode == 0 and "layout: 2 hosts, 0 extra guests" in status.stdout, status.stdout
