@@ -15,15 +15,15 @@ from ansible_collections.openeuler.kae.lab import kaelab
 def test_the_default_layout_is_the_two_host_lab():
     layout = kaelab.fleet_layout()
     assert layout == kaelab.DEFAULT_LAYOUT and layout.hosts == kaelab.HOSTS and layout.guests == ()
-    assert [(h.name, h.addr, h.veth) for h in layout.hosts] == [("kae-lab-a", "10.77.231.11", "kaelab-a"),
-                                                                 ("kae-lab-b", "10.77.231.12", "kaelab-b")]
+    expected = [("kae-lab-a", "10.77.231.11", "kaelab-a"), ("kae-lab-b", "10.77.231.12", "kaelab-b")]
+    assert [(h.name, h.addr, h.veth) for h in layout.hosts] == expected
 
 
 def test_guests_spread_over_the_hosts_deterministically():
     layout = kaelab.fleet_layout(3, 4)
     assert [h.name for h in layout.hosts] == ["kae-lab-a", "kae-lab-b", "kae-lab-c"]
-    assert [(g.name, g.home.name) for g in layout.guests] == [("kae-fleet-1", "kae-lab-b"), ("kae-fleet-2", "kae-lab-c"),
-                                                               ("kae-fleet-3", "kae-lab-a"), ("kae-fleet-4", "kae-lab-b")]
+    homes = [("kae-fleet-1", "kae-lab-b"), ("kae-fleet-2", "kae-lab-c"), ("kae-fleet-3", "kae-lab-a"), ("kae-fleet-4", "kae-lab-b")]
+    assert [(g.name, g.home.name) for g in layout.guests] == homes
     assert all(g.memory_mib == 96 and g.serial_log == "/var/log/libvirt/qemu/%s-serial.log" % g.name for g in layout.guests)
     assert layout == kaelab.fleet_layout(3, 4) and layout != kaelab.fleet_layout(4, 4)
 
