@@ -126,7 +126,7 @@ def lab_vfs_of(conn, name):
 def fleet(lab, test_lock, figures, ansible_adhoc):
     """The fleet lab up (3 hosts, kae-guest and 4 light guests); afterwards the default lab as it was found."""
     conns = open_conns(lab, lab.hosts)
-    before = dict((host, lab_vfs_of(conn, lab.guest)[0]) for host, conn in conns.items())
+    before = dict((host, (lab_vfs_of(conn, lab.guest)[0], persistent(conn, lab.guest))) for host, conn in conns.items())
     for conn in conns.values():
         conn.close()
     start = time.monotonic()
@@ -141,7 +141,7 @@ def fleet(lab, test_lock, figures, ansible_adhoc):
         back = lab.cli("up")
         figures.append(("fleet lab back to the default lab (s)", round(time.monotonic() - start, 1)))
         assert back.returncode == 0, back.stdout + back.stderr
-        restore_holdings(lab, before, ansible_adhoc)
+        restore_guest(lab, before, ansible_adhoc)
     status = lab.cli("status")
     assert status.returncode == 0, status.stdout
     assert "layout: 2 hosts, 0 extra guests" in status.stdout and "kae-lab-c" not in status.stdout
@@ -152,17 +152,27 @@ def open_conns(lab, hosts):
     return dict((name, libvirt.open(dataclasses.replace(lab, hosts=hosts).libvirt_uri(name))) for name in hosts)
 
 
-def restore_holdings(lab, before, ansible_adhoc):
-    """Give kae-guest back the lab holdings it had before the test, where it runs (the guest role changed them)."""
+def persistent(conn, name):
+    try:
+        return bool(conn.lookupByName(name).isPersistent())
+    except libvirt.libvirtError:
+        return False
+
+
+def restore_guest(lab, before, ansible_adhoc):
+    """Give kae-guest back, where it runs, the lab holdings it had before the test, and its transience: the guest role
+    changed the holdings and makes a transient domain (one migrated in) persistent when it redefines it."""
     conns = open_conns(lab, lab.hosts)
     try:
         for host in running_on(conns, lab.guest):
+            wanted, was_persistent = before.get(host, ([], False))
             live, defined = lab_vfs_of(conns[host], lab.guest)
-            wanted = before.get(host, [])
             if live != wanted or (defined and defined != wanted):
                 done = ansible_adhoc(host, "openeuler.kae.guest_config", json.dumps(
                     {"domain": lab.guest, "sysfs_root": str(lab.kaelab.HOSTS_BY_NAME[host].sysfs), "lab_vfs": wanted}))
                 assert done.returncode == 0, done.stdout + done.stderr
+            if not was_persistent and persistent(conns[host], lab.guest):
+                conns[host].lookupByName(lab.guest).undefine()   # it keeps running, transient again
     finally:
         for conn in conns.values():
             conn.close()
