@@ -667,6 +667,14 @@ def set_lab_vfs(root, bdfs):
     return report
 
 
+def remap_lab_vfs(root, mapping):
+    """Rewrite the addresses of the domain's <kae:vfs> per MAPPING ``{old_bdf: new_bdf}`` (the lab's remap)."""
+    for element in root.findall("metadata/%s/%s" % (LAB_VFS, LAB_VF)):
+        new = mapping.get(normalise_bdf(element.get("address", "")))
+        if new:
+            element.set("address", normalise_bdf(new))
+
+
 def without_lab_vfs(xml_text):
     """XML_TEXT with its <kae:vfs> metadata taken out (to tell a change of the simulated holdings from the rest)."""
     root = parse_domain(xml_text)

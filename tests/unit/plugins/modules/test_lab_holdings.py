@@ -13,7 +13,7 @@ libvirt = pytest.importorskip("libvirt")
 
 from ansible_collections.openeuler.kae.lab import simsysfs  # noqa: E402
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx  # noqa: E402
-from ansible_collections.openeuler.kae.plugins.modules import device_info, guest_config, hypervisor_info  # noqa: E402
+from ansible_collections.openeuler.kae.plugins.modules import device_info, guest_config, hostdev_remap, hypervisor_info  # noqa: E402
 
 NS = "http://openeuler.org/xmlns/kae/lab-vfs/1.0"
 ZIP0, SEC0, HPRE0, ZIP1 = "0000:75:00.1", "0000:76:00.1", "0000:79:00.1", "0000:75:00.2"
@@ -132,3 +132,18 @@ def test_guest_config_refuses_lab_vfs_outside_the_lab(fail_module, node_uri, tre
     assert bad["msg"].startswith("lab_vfs: 'slot 3' is not a PCI address")
     not_a_vf = fail_module(guest_config, guest_params(node_uri, trees["lab"], ["0000:75:00.0"]))
     assert "0000:75:00.0 is a KAE zip PF, not a VF" in not_a_vf["msg"]
+
+
+def test_hostdev_remap_moves_the_lab_holdings_to_free_vfs_of_the_destination(run_module, node_uri, trees):
+    # The destination is the node where lab-a holds ZIP0 and SEC0; the migrating guest names the same addresses.
+    source = run_module(device_info, {"sysfs_root": trees["plain"], "uri": node_uri})["devices"]
+    destination = run_module(device_info, {"sysfs_root": trees["lab"], "uri": node_uri})["devices"]
+    mover = lab_domain("mover", (ZIP0, SEC0))
+    args = {"domain_xml": mover, "source_devices": source, "destination_devices": destination, "sysfs_root": trees["lab"]}
+    lab = run_module(hostdev_remap, args)
+    # Node 0's other VFs are their PFs' last ones (another queue class): the same-class VFs of node 2 are taken.
+    assert lab["mapping"] == {ZIP0: "0000:b5:00.1", SEC0: "0000:b6:00.1"} and lab["remapped"] is True and lab["numa_node"] == 2
+    assert dx.lab_vf_bdfs(dx.parse_domain(lab["destination_xml"])) == ["0000:b5:00.1", "0000:b6:00.1"]
+    # Outside the lab the metadata is no VF of the guest: nothing to map.
+    plain = run_module(hostdev_remap, dict(args, sysfs_root=trees["plain"]))
+    assert plain["mapping"] == {} and plain["destination_xml"] is None
