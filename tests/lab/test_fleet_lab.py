@@ -70,6 +70,43 @@ READ_PLAY = """
 """
 
 
+MOVE_PLAY = """
+- name: Move a fleet guest to a host whose VFs at its addresses may be taken
+  hosts: "{{ fleet_source }}"
+  gather_facts: false
+  tasks:
+    - name: Read both hosts' KAE devices
+      openeuler.kae.device_info:
+        sysfs_root: "{{ hostvars[item].kae_sysfs_root }}"
+      delegate_to: "{{ item }}"
+      loop: ["{{ fleet_source }}", "{{ fleet_destination }}"]
+      register: fleet_pair
+
+    - name: Map the guest's simulated VFs to free VFs of the destination
+      openeuler.kae.hostdev_remap:
+        domain: "{{ fleet_guest }}"
+        source_devices: "{{ fleet_pair.results[0].devices }}"
+        destination_devices: "{{ fleet_pair.results[1].devices }}"
+        destination_host: "{{ fleet_destination }}"
+        sysfs_root: "{{ kae_sysfs_root }}"
+      register: fleet_remap
+
+    - name: Migrate it
+      openeuler.kae.live_migration:
+        domain: "{{ fleet_guest }}"
+        destination_uri: "qemu+ssh://{{ fleet_destination }}/system"
+        migrate_uri: "tcp://{{ fleet_destination }}"
+        destination_xml: "{{ fleet_remap.destination_xml | default(omit, true) }}"
+
+    - name: Hand the remap to the test
+      ansible.builtin.copy:
+        content: "{{ fleet_remap | to_json }}"
+        dest: "%(out)s/remap.json"
+        mode: "0644"
+      delegate_to: localhost
+"""
+
+
 def lock_holders(path):
     """PIDs holding a flock on PATH, from /proc/locks."""
     inode = os.stat(path).st_ino
@@ -214,6 +251,32 @@ def check_holdings(host, facts, guests, conn):
     assert hv == dict((guest, sorted(held[guest])) for guest in guests), (host, hv)
 
 
+def move_a_guest(fleet, ansible_playbook, tmp_path, figures):
+    """Migrate kae-fleet-1 to the host of kae-fleet-3 (hostdev_remap, live_migration): its holdings there are VFs no
+    other guest of that host holds, moved when its own addresses are taken there."""
+    guest, source, destination = "kae-fleet-1", HOMES["kae-fleet-1"], HOMES["kae-fleet-3"]
+    conns = open_conns(fleet, fleet.hosts)
+    try:
+        before = lab_vfs_of(conns[source], guest)[0]
+        # What device_info read on the destination just before: every VF a domain there holds, running or defined.
+        facts = json.loads((tmp_path / ("%s.json" % destination)).read_text())
+        taken = set(d["bdf"] for d in facts["kae"]["devices"] if d["function"] == "vf" and d["domains"])
+        (tmp_path / "move.yml").write_text(textwrap.dedent(MOVE_PLAY % {"out": tmp_path}))
+        start = time.monotonic()
+        moved = ansible_playbook(str(tmp_path / "move.yml"), "-e", json.dumps(
+            {"fleet_source": source, "fleet_destination": destination, "fleet_guest": guest}))
+        figures.append(("remap and migration of a light guest (s)", round(time.monotonic() - start, 1)))
+        assert moved.returncode == 0, moved.stdout + moved.stderr
+        remap = json.loads((tmp_path / "remap.json").read_text())
+        assert remap["remapped"] is bool(taken & set(before)), (remap, taken, before)
+        assert running_on(conns, guest) == [destination]
+        after = lab_vfs_of(conns[destination], guest)[0]
+        assert len(after) == 3 and not taken & set(after) and after == sorted(remap["mapping"].values()), (after, taken)
+    finally:
+        for conn in conns.values():
+            conn.close()
+
+
 def test_a_fleet_of_three_hosts_and_five_guests_each_guest_with_its_own_vfs(fleet, ansible_playbook, tmp_path, figures):
     status = fleet.cli("status")
     assert status.returncode == 0, status.stdout
@@ -240,6 +303,8 @@ def test_a_fleet_of_three_hosts_and_five_guests_each_guest_with_its_own_vfs(flee
     finally:
         for conn in conns.values():
             conn.close()
+
+    move_a_guest(fleet, ansible_playbook, tmp_path, figures)
 
     inventory = json.loads(fleet.cli("inventory", "--list").stdout)
     assert inventory["kae_hypervisors"]["hosts"] == sorted(fleet.hosts)
