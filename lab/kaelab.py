@@ -950,6 +950,23 @@ def remove_host(host: Host) -> None:
     for link in (host.veth, host.peer_veth):
         if _link_exists(link):
             run(["ip", "link", "del", link], check=False)
+    forget_neighbour(host)
+
+
+def forget_neighbour(host: Host) -> None:
+    """Drop the controller's ARP entry for HOST's address: an entry left from a removed host (FAILED, or the old MAC)
+    would keep a host built again at that address unreachable until it ages out, half a minute or more."""
+    if _link_exists(BRIDGE):
+        run(["ip", "neigh", "flush", "to", host.addr, "dev", BRIDGE], check=False)
+
+
+def remove_strays(layout: Layout) -> None:
+    """End the lab hosts beyond LAYOUT's that still run (left by an `up` that failed while growing the lab)."""
+    for index in range(len(layout.hosts), MAX_HOSTS):
+        host = lab_host(index)
+        if init_pid(host) is not None or _link_exists(host.veth):
+            remove_host(host)
+            log("removed %s, left over from an earlier size" % host.name)
 
 
 def add_hosts(hosts) -> None:
@@ -961,6 +978,7 @@ def add_hosts(hosts) -> None:
         pids[host] = spawn_host(host)
         mount_host(host, pids[host])
         network_host(host, pids[host])
+        forget_neighbour(host)
         start_daemons(host, pids[host])
     for host in hosts:
         wait_daemons(host, pids[host])
@@ -999,6 +1017,7 @@ def cmd_up(args) -> int:
             repair(health)
         for host in current.hosts:
             mark_sysfs(host)
+        remove_strays(current)
         if current != target:
             log("resizing the lab from %s to %s" % (current.describe(), target.describe()))
             resize(current, target)
