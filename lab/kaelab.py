@@ -960,13 +960,15 @@ def forget_neighbour(host: Host) -> None:
         run(["ip", "neigh", "flush", "to", host.addr, "dev", BRIDGE], check=False)
 
 
-def remove_strays(layout: Layout) -> None:
-    """End the lab hosts beyond LAYOUT's that still run (left by an `up` that failed while growing the lab)."""
-    for index in range(len(layout.hosts), MAX_HOSTS):
-        host = lab_host(index)
-        if init_pid(host) is not None or _link_exists(host.veth):
-            remove_host(host)
-            log("removed %s, left over from an earlier size" % host.name)
+def remove_strays(layout: Layout) -> list:
+    """End the lab hosts beyond LAYOUT's that still run (left by an `up` that failed while growing the lab); returns
+    their names."""
+    strays = [lab_host(index) for index in range(len(layout.hosts), MAX_HOSTS)]
+    strays = [host for host in strays if init_pid(host) is not None or _link_exists(host.veth)]
+    for host in strays:
+        remove_host(host)
+        log("removed %s, left over from an earlier size" % host.name)
+    return [host.name for host in strays]
 
 
 def add_hosts(hosts) -> None:
@@ -1017,12 +1019,12 @@ def cmd_up(args) -> int:
             repair(health)
         for host in current.hosts:
             mark_sysfs(host)
-        remove_strays(current)
+        strays = remove_strays(current)
         if current != target:
             log("resizing the lab from %s to %s" % (current.describe(), target.describe()))
             resize(current, target)
         started = ensure_guests(target, lab_health(target))
-        if current == target and health["up"] and not started:
+        if current == target and health["up"] and not started and not strays:
             log("lab is already up; nothing changed")
         else:
             log("lab up (%s) in %.1f s" % (target.describe(), time.monotonic() - t0))
