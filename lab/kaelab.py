@@ -1,6 +1,6 @@
 # Copyright: openEuler KAE collection contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Local two-host KAE migration lab: ``kaelab.py up|status|down`` (run as root).
+"""Local KAE migration lab: ``kaelab.py up [--hosts N] [--guests M]|status|down`` (run as root).
 
 Each lab host is a set of PID/mount/UTS/network namespaces whose PID 1 is this
 script's ``init`` sub-command; killing that one process makes the kernel end
@@ -9,6 +9,11 @@ the distribution's libvirtd, virtlogd and sshd with their own configuration and
 state, and talk to each other and to the controller over the bridge ``kaelab0``.
 There is no KAE hardware and no PCI passthrough in the lab: each host gets a
 simulated sysfs tree instead, and the guest runs under TCG.
+
+By default the lab is two hosts (kae-lab-a, kae-lab-b) and one guest (kae-guest). ``up --hosts N --guests M``
+builds a fleet: N hosts (kae-lab-a, -b, -c, ...) and M light guests (kae-fleet-1..M, a heartbeat only) spread
+over them; ``up`` with another size grows or shrinks what runs, and the size is recorded in LAYOUT_FILE for
+``status``, ``down`` and the lab inventory (``kaelab.py inventory``, run by inventories/lab/fleet.sh).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import fcntl
 import gzip
 import io
+import json
 import os
 import shutil
 import signal
@@ -40,6 +46,9 @@ KERNEL = IMAGES / "vmlinuz"
 INITRD = IMAGES / "kae-guest-initrd.img"
 CHRONY_DIR = STATE / "chrony"
 LOCK_FILE = STATE / "lock"
+# The size `up` built ({"hosts": N, "guests": M} and the names derived from it); absent: the default lab.
+LAYOUT_FILE = STATE / "layout.json"
+FLEET_INITRD = IMAGES / "kae-fleet-initrd.img"
 
 BRIDGE = "kaelab0"
 PREFIX_LEN = 24
@@ -80,10 +89,66 @@ class Host:
         return self.veth + "-p"
 
 
-HOSTS = (Host("kae-lab-a", "10.77.231.11", "kaelab-a"), Host("kae-lab-b", "10.77.231.12", "kaelab-b"))
+HOST_LETTERS = "abcdefgh"
+VETH_PREFIX = "kaelab-"
+FIRST_HOST_OCTET = 11
+
+
+def lab_host(index: int) -> Host:
+    """The lab's host number INDEX (0 is kae-lab-a at 10.77.231.11): names and addresses follow from the index."""
+    letter = HOST_LETTERS[index]
+    return Host("kae-lab-" + letter, "10.77.231.%d" % (FIRST_HOST_OCTET + index), VETH_PREFIX + letter)
+
+
+# The default lab's hosts (make demo, the lab tests).
+HOSTS = (lab_host(0), lab_host(1))
 HOSTS_BY_NAME = {h.name: h for h in HOSTS}
 GUEST_HOME = HOSTS[0]
 DAEMONS = ("virtlogd", "libvirtd", "sshd")
+MIN_HOSTS, MAX_HOSTS = 2, len(HOST_LETTERS)
+# Light guests: 96 MiB and 1 vCPU each under TCG; 16 of them stay well inside a 2-core machine's reach.
+MAX_GUESTS = 16
+FLEET_PREFIX = "kae-fleet-"
+FLEET_MEMORY_MIB = 96
+
+
+@dataclass(frozen=True)
+class Guest:
+    name: str
+    home: Host
+    memory_mib: int
+    initrd: Path
+    description: str
+
+    @property
+    def serial_log(self) -> str:
+        return "/var/log/libvirt/qemu/%s-serial.log" % self.name
+
+    def serial_on(self, host: Host) -> Path:
+        """The guest's serial log of HOST, as the controller sees it."""
+        return host.dir / "log-libvirt" / "qemu" / os.path.basename(self.serial_log)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What `up` builds: the hosts and the light guests (kae-guest, on kae-lab-a, is always there too)."""
+    hosts: tuple
+    guests: tuple
+
+    def describe(self) -> str:
+        return "%d hosts, %d extra guests" % (len(self.hosts), len(self.guests))
+
+
+def fleet_layout(hosts: int = len(HOSTS), guests: int = 0) -> Layout:
+    """HOSTS hosts and GUESTS light guests; guest i runs on host i mod HOSTS, so they spread evenly beside kae-guest
+    (which is on host 0) and the same size always gives the same placement."""
+    members = tuple(lab_host(i) for i in range(hosts))
+    extra = tuple(Guest(FLEET_PREFIX + str(i), members[i % hosts], FLEET_MEMORY_MIB, FLEET_INITRD,
+                        "KAE fleet lab guest (TCG): a serial heartbeat only.") for i in range(1, guests + 1))
+    return Layout(members, extra)
+
+
+DEFAULT_LAYOUT = fleet_layout()
 
 
 class LabError(Exception):
@@ -261,14 +326,14 @@ def ensure_packages() -> None:
             policy.unlink()
 
 
-def ensure_keys() -> None:
+def ensure_keys(hosts=HOSTS) -> None:
     """Lab root key (controller and hosts) and one pinned host key per host; kept across up/down."""
     SSH_DIR.mkdir(parents=True, exist_ok=True)
     SSH_DIR.chmod(0o700)
     if not LAB_KEY.exists():
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@kae-lab", "-f", LAB_KEY])
     lines = []
-    for host in HOSTS:
+    for host in hosts:
         key = SSH_DIR / ("%s_host_ed25519_key" % host.name)
         if not key.exists():
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", host.name, "-f", key])
@@ -277,9 +342,21 @@ def ensure_keys() -> None:
     KNOWN_HOSTS.write_text("".join(lines))
 
 
-def etc_hosts_text() -> str:
+def share_host_names(hosts) -> None:
+    """Every host of HOSTS names and trusts every other: the shared /etc/hosts and each running host's known_hosts.
+
+    Both are written in place (same inode), since the hosts see them through bind mounts.
+    """
+    (STATE / "etc-hosts").write_text(etc_hosts_text(hosts))
+    for host in hosts:
+        known = host.dir / "root-home" / ".ssh" / "known_hosts"
+        if known.parent.is_dir():
+            known.write_text(KNOWN_HOSTS.read_text())
+
+
+def etc_hosts_text(hosts=HOSTS) -> str:
     lines = ["127.0.0.1\tlocalhost", "%s\t%s" % (CONTROLLER_ADDR, CONTROLLER_NAME)]
-    lines += ["%s\t%s" % (h.addr, h.name) for h in HOSTS]
+    lines += ["%s\t%s" % (h.addr, h.name) for h in hosts]
     return "\n".join(lines) + "\n"
 
 
@@ -316,6 +393,18 @@ def ensure_kernel() -> None:
         part.rename(KERNEL)
 
 
+def heartbeat(interval_us: int) -> str:
+    """The /init lines that write `kae-heartbeat seq=N uptime=S` to the serial console every INTERVAL_US, forever."""
+    return r"""n=0
+while :; do
+  n=$((n + 1))
+  read up idle < /proc/uptime
+  echo "kae-heartbeat seq=$n uptime=$up" > /dev/ttyS0
+  usleep %d
+done
+""" % interval_us
+
+
 GUEST_INIT = r"""#!/bin/busybox sh
 # kae-guest /init: memory dirtier + compression load + heartbeat on the serial console.
 /bin/busybox --install -s /bin
@@ -332,14 +421,15 @@ sh -c 'renice -n 10 $$ >/dev/null; i=0
   while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
 # Stand-in for kaezip_perf: deflate in a loop.
 sh -c 'renice -n 10 $$ >/dev/null; while :; do gzip -c /tmp/seed > /dev/null; done' &
-n=0
-while :; do
-  n=$((n + 1))
-  read up idle < /proc/uptime
-  echo "kae-heartbeat seq=$n uptime=$up" > /dev/ttyS0
-  usleep 150000
-done
-"""
+""" + heartbeat(150000)
+
+
+FLEET_INIT = r"""#!/bin/busybox sh
+# kae-fleet guest /init: a heartbeat on the serial console and nothing else, so that many fit on a small machine.
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+echo "4 4 1 7" > /proc/sys/kernel/printk
+""" + heartbeat(500000)
 
 
 def _cpio_newc(entries) -> bytes:
@@ -354,30 +444,36 @@ def _cpio_newc(entries) -> bytes:
     return out.getvalue()
 
 
-def ensure_initrd() -> None:
+def ensure_initrd(path: Path = INITRD, init: str = GUEST_INIT) -> None:
+    """A busybox-static initramfs at PATH whose /init is INIT (rewritten only when it differs)."""
     busybox = Path("/bin/busybox").read_bytes()
     entries = [(d, 0o040755, b"", 0, 0) for d in ("bin", "dev", "proc", "sys", "tmp")]
     entries += [
         ("dev/console", 0o020600, b"", 5, 1),
         ("dev/ttyS0", 0o020660, b"", 4, 64),
         ("bin/busybox", 0o100755, busybox, 0, 0),
-        ("init", 0o100755, GUEST_INIT.encode(), 0, 0),
+        ("init", 0o100755, init.encode(), 0, 0),
     ]
     data = gzip.compress(_cpio_newc(entries), mtime=0)
-    if INITRD.exists() and INITRD.read_bytes() == data:
+    if path.exists() and path.read_bytes() == data:
         return
-    part = INITRD.with_suffix(".part")
+    part = path.with_suffix(".part")
     part.write_bytes(data)
     part.chmod(0o644)
-    part.rename(INITRD)
+    part.rename(path)
 
 
-def guest_xml() -> str:
-    # No --trace arguments: the guest phase of playbooks/kae_migrate.yml (openeuler.kae.guest) sets them.
+MAIN_GUEST = Guest(GUEST, GUEST_HOME, GUEST_MEMORY_MIB, INITRD,
+                   "KAE lab guest (TCG): memory dirtier, gzip load, serial heartbeat. No KAE VF: passthrough cannot exist in the lab.")
+
+
+def guest_xml(guest: Guest = MAIN_GUEST) -> str:
+    # No --trace arguments: the guest phase of playbooks/kae_migrate.yml (openeuler.kae.guest) sets them. No VF either:
+    # the guest role records the VFs it chooses in the domain's <metadata><kae:vfs> (lab hosts only).
     return """<domain type='qemu'>
   <name>{name}</name>
   <uuid>{uuid}</uuid>
-  <description>KAE lab guest (TCG): memory dirtier, gzip load, serial heartbeat. No KAE VF: passthrough cannot exist in the lab.</description>
+  <description>{description}</description>
   <memory unit='MiB'>{mem}</memory>
   <vcpu>1</vcpu>
   <os>
@@ -402,8 +498,8 @@ def guest_xml() -> str:
     <memballoon model='none'/>
   </devices>
 </domain>
-""".format(name=GUEST, uuid=uuid.uuid5(UUID_NAMESPACE, GUEST), mem=GUEST_MEMORY_MIB, kernel=KERNEL,
-           initrd=INITRD, serial=SERIAL_LOG)
+""".format(name=guest.name, uuid=uuid.uuid5(UUID_NAMESPACE, guest.name), description=guest.description,
+           mem=guest.memory_mib, kernel=KERNEL, initrd=guest.initrd, serial=guest.serial_log)
 
 
 # ---------------------------------------------------------------------------
@@ -497,14 +593,26 @@ def prepare_host_dir(host: Host) -> None:
     build_sysfs(host)
 
 
-def build_sysfs(host: Host) -> None:
-    """Simulated Kunpeng 920 KAE sysfs tree of the host (lab/simsysfs.py): ZIP, SEC, HPRE PFs with VFs."""
+def _simsysfs():
+    """lab/simsysfs.py as a module (the lab directory is no package)."""
     sys.path.insert(0, str(LAB_DIR))
     try:
         import simsysfs  # pylint: disable=import-outside-toplevel
     finally:
         sys.path.pop(0)
-    simsysfs.build(str(host.sysfs))
+    return simsysfs
+
+
+def build_sysfs(host: Host) -> None:
+    """Simulated Kunpeng 920 KAE sysfs tree of the host (lab/simsysfs.py): ZIP, SEC, HPRE PFs with VFs, and the lab
+    marker that makes the collection read the VFs a guest holds from its <metadata><kae:vfs>."""
+    _simsysfs().build(str(host.sysfs), lab_marker=True)
+
+
+def mark_sysfs(host: Host) -> None:
+    """Give a tree built before the lab marker existed its marker."""
+    if host.sysfs.is_dir():
+        _simsysfs().mark(str(host.sysfs))
 
 
 def spawn_host(host: Host) -> int:
@@ -590,9 +698,19 @@ def virsh(pid: int, *args, check=True) -> subprocess.CompletedProcess:
     return in_host(pid, ["virsh", "-q", "-c", "qemu:///system"] + list(args), check=check, timeout=60)
 
 
-def guest_state(pid: int) -> str:
-    proc = virsh(pid, "domstate", GUEST, check=False)
+def guest_state(pid: int, name: str = GUEST) -> str:
+    proc = virsh(pid, "domstate", name, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else "absent"
+
+
+def domain_states(pid: int) -> dict:
+    """{domain name: state} of every domain libvirtd of the host knows (one virsh call)."""
+    states = {}
+    for line in virsh(pid, "list", "--all", check=False).stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            states[fields[1]] = " ".join(fields[2:])
+    return states
 
 
 # ---------------------------------------------------------------------------
@@ -686,37 +804,79 @@ def stop_ntp() -> list:
 
 
 # ---------------------------------------------------------------------------
+# The lab's size: recorded by `up`, read by status, down and the inventory.
+
+def recorded_layout() -> Layout:
+    """The layout `up` last built; the default lab when none is recorded (or the record cannot be read)."""
+    try:
+        size = json.loads(LAYOUT_FILE.read_text())
+        return fleet_layout(int(size["hosts"]), int(size["guests"]))
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return DEFAULT_LAYOUT
+
+
+def record_layout(layout: Layout) -> None:
+    """Write LAYOUT_FILE: the size and, for readers that do not load this script, the names it gives."""
+    record = {
+        "hosts": len(layout.hosts),
+        "guests": len(layout.guests),
+        "members": [{"name": h.name, "addr": h.addr, "sysfs": str(h.sysfs)} for h in layout.hosts],
+        "guest_homes": dict([(GUEST, GUEST_HOME.name)] + [(g.name, g.home.name) for g in layout.guests]),
+    }
+    part = LAYOUT_FILE.with_suffix(".part")
+    part.write_text(json.dumps(record, indent=2) + "\n")
+    part.rename(LAYOUT_FILE)
+
+
+def lab_guests(layout: Layout) -> tuple:
+    return (MAIN_GUEST,) + layout.guests
+
+
+# ---------------------------------------------------------------------------
 # Sub-commands.
 
-def host_health(host: Host) -> dict:
+def host_health(host: Host, layout: Layout = DEFAULT_LAYOUT) -> dict:
     pid = init_pid(host)
-    info = {"name": host.name, "addr": host.addr, "init": pid, "daemons": {}, "guest": "unknown", "ok": False}
+    info = {"name": host.name, "addr": host.addr, "init": pid, "daemons": {}, "guest": "unknown", "guests": {}, "ok": False}
     if pid is None:
         return info
     procs = host_processes(pid)
     # Daemons are the init's children; their per-connection children (sshd sessions) are not daemons.
     info["daemons"] = {name: [p for p in procs.get(name, []) if _ppid(p) == pid] for name in DAEMONS}
-    info["player"] = [p for pids in procs.values() for p in pids if "play" in _cmdline(p) and str(SIMSYSFS) in _cmdline(p)]
+    # The player runs from the checkout that built the host, which may be another one than this script's.
+    info["player"] = [p for pids in procs.values() for p in pids if "play" in _cmdline(p)
+                      and any(arg.endswith("/" + SIMSYSFS.name) for arg in _cmdline(p))]
     info["namespaces"] = {kind: _ns_inode(pid, kind) for kind in ("pid", "mnt", "uts", "net")}
     addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
     info["addr_ok"] = (host.addr + "/") in addr.stdout
     info["link_ok"] = link_is_up(host)
     info["ok"] = all(info["daemons"].values()) and info["addr_ok"] and info["link_ok"]
     if info["daemons"].get("libvirtd"):
-        info["guest"] = guest_state(pid)
+        states = domain_states(pid)
+        info["guests"] = {g.name: states.get(g.name, "absent") for g in lab_guests(layout)}
+        info["guest"] = info["guests"][GUEST]
     return info
 
 
-def lab_health() -> dict:
+def lab_links() -> list:
+    """The lab's veth ends left in the root namespace, whatever size built them."""
+    try:
+        return sorted(name for name in os.listdir("/sys/class/net") if name.startswith(VETH_PREFIX))
+    except OSError:
+        return []
+
+
+def lab_health(layout: Layout = None) -> dict:
+    layout = layout or recorded_layout()
     bridge = run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE], check=False)
     health = {
+        "layout": layout,
         "bridge": bridge.returncode == 0 and (CONTROLLER_ADDR + "/") in bridge.stdout,
         "chrony": chrony_pids(),
-        "hosts": [host_health(h) for h in HOSTS],
+        "hosts": [host_health(h, layout) for h in layout.hosts],
     }
     health["up"] = health["bridge"] and bool(health["chrony"]) and all(h["ok"] for h in health["hosts"])
-    health["anything"] = (health["bridge"] or bool(health["chrony"]) or bool(marked_pids())
-                          or any(_link_exists(h.veth) or _link_exists(h.peer_veth) for h in HOSTS))
+    health["anything"] = health["bridge"] or bool(health["chrony"]) or bool(marked_pids()) or bool(lab_links())
     return health
 
 
@@ -724,69 +884,172 @@ def _link_exists(name: str) -> bool:
     return os.path.exists("/sys/class/net/" + name)
 
 
-def ensure_guest(health: dict) -> bool:
-    """Start kae-guest on its home host unless it already runs on a lab host. Returns whether it changed."""
-    if any(h["guest"] == "running" for h in health["hosts"]):
-        return False
-    pid = init_pid(GUEST_HOME)
-    xml = STATE / ("%s.xml" % GUEST)
-    xml.write_text(guest_xml())
-    if guest_state(pid) == "absent":
+def running_on(health: dict, name: str) -> list:
+    return [h["name"] for h in health["hosts"] if h["guests"].get(name) == "running"]
+
+
+def start_guest(guest: Guest) -> int:
+    """Define GUEST on its home host when it is not defined there, start it; returns its serial log's size before."""
+    pid = init_pid(guest.home)
+    xml = STATE / ("%s.xml" % guest.name)
+    xml.write_text(guest_xml(guest))
+    if guest_state(pid, guest.name) == "absent":
         virsh(pid, "define", xml)
-    virsh(pid, "start", GUEST)
-    log("started %s on %s; waiting for its first heartbeat" % (GUEST, GUEST_HOME.name))
-    serial = GUEST_HOME.dir / "log-libvirt" / "qemu" / os.path.basename(SERIAL_LOG)
-    wait_for("the first heartbeat of %s in %s" % (GUEST, serial),
-             lambda: serial.exists() and b"kae-heartbeat" in serial.read_bytes(), 60, 0.2)
-    return True
+    serial = guest.serial_on(guest.home)
+    offset = serial.stat().st_size if serial.exists() else 0
+    virsh(pid, "start", guest.name)
+    return offset
 
 
-def cmd_up(_args) -> int:
-    t0 = time.monotonic()
-    ensure_packages()
-    STATE.mkdir(parents=True, exist_ok=True)
-    health = lab_health()
-    if health["up"]:
-        if ensure_guest(health):
-            log("lab was up; started %s on %s (%.1f s)" % (GUEST, GUEST_HOME.name, time.monotonic() - t0))
-        else:
-            log("lab is already up; nothing changed")
-        return 0
-    if health["bridge"] and all(h["init"] and h.get("addr_ok") for h in health["hosts"]):
-        repair(health)
-        log("lab repaired in %.1f s" % (time.monotonic() - t0))
-        return 0
-    if health["anything"]:
-        log("lab is partly up; tearing the rest down first")
-        teardown()
-    ensure_keys()
-    ensure_kernel()
-    ensure_initrd()
-    (STATE / "etc-hosts").write_text(etc_hosts_text())
-    bridge_up()
-    chrony_up()
-    log("keys, guest images, bridge %s and NTP server ready" % BRIDGE)
+def _heartbeat_after(serial: Path, offset: int) -> bool:
+    try:
+        with open(serial, "rb") as f:
+            f.seek(offset)
+            return b"kae-heartbeat" in f.read()
+    except OSError:
+        return False
+
+
+def ensure_guests(layout: Layout, health: dict) -> list:
+    """Start every guest of LAYOUT that runs on no lab host on its home host, then wait for the first heartbeat of
+    each (they boot side by side). Returns the names started."""
+    started = {}
+    for guest in lab_guests(layout):
+        if not running_on(health, guest.name):
+            started[guest] = start_guest(guest)
+    for guest, offset in started.items():
+        serial = guest.serial_on(guest.home)
+        wait_for("the first heartbeat of %s in %s" % (guest.name, serial), lambda: _heartbeat_after(serial, offset), 120, 0.2)
+        log("started %s on %s" % (guest.name, guest.home.name))
+    return [guest.name for guest in started]
+
+
+def remove_guests(names, hosts) -> None:
+    """Power off and undefine the domains NAMES on every host of HOSTS (running or only defined)."""
+    for host in hosts:
+        pid = init_pid(host)
+        if pid is None:
+            continue
+        states = domain_states(pid)
+        for name in names:
+            if states.get(name, "shut off") != "shut off":
+                virsh(pid, "destroy", name, check=False)
+            if name in states:
+                virsh(pid, "undefine", name, check=False)
+                log("removed %s from %s" % (name, host.name))
+
+
+def remove_host(host: Host) -> None:
+    """End HOST (one SIGKILL to its init ends its namespaces) and delete its veth; its directory stays (logs)."""
+    pid = init_pid(host)
+    if pid is not None:
+        namespace = _ns_inode(pid, "pid")
+        os.kill(pid, signal.SIGKILL)
+        wait_for("the processes of %s to exit" % host.name,
+                 lambda: not any(_alive(p) and _ns_inode(p, "pid") == namespace for p in _pids()), 30)
+    for link in (host.veth, host.peer_veth):
+        if _link_exists(link):
+            run(["ip", "link", "del", link], check=False)
+    forget_neighbour(host)
+
+
+def forget_neighbour(host: Host) -> None:
+    """Drop the controller's ARP entry for HOST's address: an entry left from a removed host (FAILED, or the old MAC)
+    would keep a host built again at that address unreachable until it ages out, half a minute or more."""
+    if _link_exists(BRIDGE):
+        run(["ip", "neigh", "flush", "to", host.addr, "dev", BRIDGE], check=False)
+
+
+def remove_strays(layout: Layout) -> list:
+    """End the lab hosts beyond LAYOUT's that still run (left by an `up` that failed while growing the lab); returns
+    their names."""
+    strays = [lab_host(index) for index in range(len(layout.hosts), MAX_HOSTS)]
+    strays = [host for host in strays if init_pid(host) is not None or _link_exists(host.veth)]
+    for host in strays:
+        remove_host(host)
+        log("removed %s, left over from an earlier size" % host.name)
+    return [host.name for host in strays]
+
+
+def add_hosts(hosts) -> None:
+    """Build HOSTS from scratch (whatever is left of one is removed first) and wait for their daemons."""
     pids = {}
-    for host in HOSTS:
+    for host in hosts:
+        remove_host(host)
         prepare_host_dir(host)
         pids[host] = spawn_host(host)
         mount_host(host, pids[host])
         network_host(host, pids[host])
+        forget_neighbour(host)
         start_daemons(host, pids[host])
-    for host in HOSTS:
+    for host in hosts:
         wait_daemons(host, pids[host])
         log("%s up: init pid %d, %s" % (host.name, pids[host], host.addr))
-    ensure_guest(lab_health())
-    log("lab up in %.1f s; %s running on %s" % (time.monotonic() - t0, GUEST, GUEST_HOME.name))
+
+
+def resize(current: Layout, target: Layout) -> None:
+    """Grow or shrink a running lab from CURRENT to TARGET. Hosts and guests both layouts share stay as they are; a
+    change of the host count rebuilds the light guests, because their homes follow from it."""
+    names = [h.name for h in target.hosts]
+    gone = [h for h in current.hosts if h.name not in names]
+    new = [h for h in target.hosts if h.name not in [c.name for c in current.hosts]]
+    kept = [g.name for g in target.guests] if len(current.hosts) == len(target.hosts) else []
+    remove_guests([g.name for g in current.guests if g.name not in kept], current.hosts)
+    for host in gone:
+        remove_host(host)
+        log("removed host %s" % host.name)
+    ensure_keys(target.hosts)
+    add_hosts(new)
+    share_host_names(target.hosts)
+    record_layout(target)
+
+
+def cmd_up(args) -> int:
+    t0 = time.monotonic()
+    target = fleet_layout(args.hosts, args.guests)
+    ensure_packages()
+    STATE.mkdir(parents=True, exist_ok=True)
+    ensure_kernel()
+    ensure_initrd()
+    ensure_initrd(FLEET_INITRD, FLEET_INIT)
+    current = recorded_layout()
+    health = lab_health(current)
+    if health["bridge"] and all(h["init"] and h.get("addr_ok") for h in health["hosts"]):
+        if not health["up"]:
+            repair(health)
+        for host in current.hosts:
+            mark_sysfs(host)
+        strays = remove_strays(current)
+        if current != target:
+            log("resizing the lab from %s to %s" % (current.describe(), target.describe()))
+            resize(current, target)
+        started = ensure_guests(target, lab_health(target))
+        if current == target and health["up"] and not started and not strays:
+            log("lab is already up; nothing changed")
+        else:
+            log("lab up (%s) in %.1f s" % (target.describe(), time.monotonic() - t0))
+        return 0
+    if health["anything"]:
+        log("lab is partly up; tearing the rest down first")
+        teardown()
+    ensure_keys(target.hosts)
+    (STATE / "etc-hosts").write_text(etc_hosts_text(target.hosts))
+    bridge_up()
+    chrony_up()
+    log("keys, guest images, bridge %s and NTP server ready" % BRIDGE)
+    add_hosts(target.hosts)
+    record_layout(target)
+    ensure_guests(target, lab_health(target))
+    log("lab up (%s) in %.1f s; %s running on %s" % (target.describe(), time.monotonic() - t0, GUEST, GUEST_HOME.name))
     return 0
 
 
 def repair(health: dict) -> None:
-    """Namespaces and links are intact: restart only what died (daemons, NTP server, guest)."""
+    """Namespaces and links are intact: restart only what died (daemons, NTP server); ensure_guests restarts guests."""
     if not health["chrony"]:
         chrony_up()
         log("restarted the NTP server")
-    for host, info in zip(HOSTS, health["hosts"]):
+    for host, info in zip(health["layout"].hosts, health["hosts"]):
         if not info["link_ok"]:
             link_up(host)
             log("%s: link %s up again" % (host.name, host.veth))
@@ -794,12 +1057,10 @@ def repair(health: dict) -> None:
         wait_daemons(host, info["init"])
         if started:
             log("%s: restarted %s" % (host.name, ", ".join(started)))
-    if ensure_guest(lab_health()):
-        log("started %s on %s" % (GUEST, GUEST_HOME.name))
 
 
 def teardown() -> None:
-    """Kill every lab process (one SIGKILL per host init ends its namespaces), then the links."""
+    """Kill every lab process (one SIGKILL per host init ends its namespaces), then the links, whatever size built them."""
     victims = marked_pids()
     namespaces = {_ns_inode(pid, "pid") for pid in victims} - {_ns_inode(os.getpid(), "pid"), None}
     for pid in victims + chrony_pids():
@@ -813,10 +1074,8 @@ def teardown() -> None:
         return not left and not chrony_pids()
 
     wait_for("lab processes to exit", gone, 30)
-    for host in HOSTS:
-        for link in (host.veth, host.peer_veth):
-            if _link_exists(link):
-                run(["ip", "link", "del", link], check=False)
+    for link in lab_links():
+        run(["ip", "link", "del", link], check=False)
     if _link_exists(BRIDGE):
         run(["ip", "link", "del", BRIDGE])
 
@@ -824,6 +1083,7 @@ def teardown() -> None:
 def cmd_down(_args) -> int:
     t0 = time.monotonic()
     if not lab_health()["anything"]:
+        LAYOUT_FILE.unlink(missing_ok=True)
         log("lab is already down; nothing changed")
         return 0
     teardown()
@@ -831,6 +1091,7 @@ def cmd_down(_args) -> int:
     if leftovers:
         log("teardown left: " + "; ".join(leftovers))
         return 1
+    LAYOUT_FILE.unlink(missing_ok=True)
     log("lab down in %.1f s" % (time.monotonic() - t0))
     return 0
 
@@ -838,34 +1099,68 @@ def cmd_down(_args) -> int:
 def lab_leftovers() -> list:
     """What of the lab still exists on the machine (processes, links, mounts)."""
     found = ["process %d" % p for p in marked_pids() + chrony_pids()]
-    found += ["link " + n for n in [BRIDGE] + [h.veth for h in HOSTS] + [h.peer_veth for h in HOSTS]
-              if _link_exists(n)]
+    found += ["link " + n for n in [BRIDGE] + lab_links() if _link_exists(n)]
     with open("/proc/self/mounts") as f:
         found += ["mount " + line.split()[1] for line in f if str(STATE) in line]
     return found
 
 
+def print_host(h: dict, host: Host, layout: Layout) -> None:
+    if h["init"] is None:
+        print("%s (%s): down" % (h["name"], h["addr"]))
+        return
+    print("%s (%s): %s, init pid %d" % (h["name"], h["addr"], "up" if h["ok"] else "DEGRADED", h["init"]))
+    print("  namespaces: " + " ".join("%s:[%s]" % kv for kv in h["namespaces"].items()))
+    daemons = ("%s=%s" % (n, ",".join(map(str, p)) or "missing") for n, p in h["daemons"].items())
+    print("  daemons: " + " ".join(daemons))
+    print("  simulated KAE sysfs: %s (kernel player: %s)" % (host.sysfs, ",".join(map(str, h["player"])) or "not running"))
+    print("  address eth0: %s" % ("%s/%d" % (h["addr"], PREFIX_LEN) if h["addr_ok"] else "missing"))
+    print("  link %s: %s" % (host.veth, "up" if h["link_ok"] else "DOWN"))
+    print("  guest %s: %s" % (GUEST, h["guest"]))
+    if layout.guests:
+        print("  fleet guests: " + " ".join("%s=%s" % (g.name, h["guests"].get(g.name, "unknown")) for g in layout.guests))
+
+
 def cmd_status(_args) -> int:
     health = lab_health()
+    layout = health["layout"]
+    print("layout: %s (%s)" % (layout.describe(), LAYOUT_FILE if LAYOUT_FILE.exists() else "default"))
     print("bridge %s %s: %s" % (BRIDGE, CONTROLLER_ADDR, "up" if health["bridge"] else "down"))
     print("ntp server chronyd on %s: %s" % (CONTROLLER_ADDR, ("pid %s" % health["chrony"][0])
                                             if health["chrony"] else "not running"))
-    for h in health["hosts"]:
-        if h["init"] is None:
-            print("%s (%s): down" % (h["name"], h["addr"]))
-            continue
-        print("%s (%s): %s, init pid %d" % (h["name"], h["addr"], "up" if h["ok"] else "DEGRADED", h["init"]))
-        print("  namespaces: " + " ".join("%s:[%s]" % kv for kv in h["namespaces"].items()))
-        daemons = ("%s=%s" % (n, ",".join(map(str, p)) or "missing") for n, p in h["daemons"].items())
-        print("  daemons: " + " ".join(daemons))
-        print("  simulated KAE sysfs: %s (kernel player: %s)" % (HOSTS_BY_NAME[h["name"]].sysfs, ",".join(
-            map(str, h["player"])) or "not running"))
-        print("  address eth0: %s" % ("%s/%d" % (h["addr"], PREFIX_LEN) if h["addr_ok"] else "missing"))
-        print("  link %s: %s" % (HOSTS_BY_NAME[h["name"]].veth, "up" if h["link_ok"] else "DOWN"))
-        print("  guest %s: %s" % (GUEST, h["guest"]))
-    running = [h["name"] for h in health["hosts"] if h["guest"] == "running"]
+    for h, host in zip(health["hosts"], layout.hosts):
+        print_host(h, host, layout)
+    for guest in layout.guests:
+        where = running_on(health, guest.name)
+        print("fleet guest %s (home %s, %d MiB): running on %s" % (guest.name, guest.home.name, guest.memory_mib,
+                                                                   ", ".join(where) or "none"))
+    running = running_on(health, GUEST)
     print("lab: %s; %s running on: %s" % ("up" if health["up"] else "DOWN", GUEST, ", ".join(running) or "none"))
     return 0 if health["up"] else 1
+
+
+def inventory(layout: Layout) -> dict:
+    """The lab inventory's dynamic part (Ansible's script inventory format): every lab host of LAYOUT in
+    kae_hypervisors, with its address, its simulated tree and the guests `up` started on it."""
+    homes = {}
+    for guest in lab_guests(layout):
+        homes.setdefault(guest.home.name, []).append(guest.name)
+    return {
+        "kae_hypervisors": {"hosts": [h.name for h in layout.hosts],
+                            "vars": {"kae_lab_fleet_guests": [g.name for g in layout.guests]}},
+        "_meta": {"hostvars": dict((h.name, {"ansible_host": h.addr, "kae_sysfs_root": str(h.sysfs),
+                                             "kae_lab_home_guests": homes.get(h.name, [])}) for h in layout.hosts)},
+    }
+
+
+def cmd_inventory(args) -> int:
+    # What runs, not what could: a lab that is down lists nothing here (inventories/lab/hosts.yml still names the
+    # default hosts).
+    if args.host:
+        print("{}")
+        return 0
+    print(json.dumps(inventory(recorded_layout()) if LAYOUT_FILE.exists() else {"_meta": {"hostvars": {}}}, indent=2))
+    return 0
 
 
 def locked(func):
@@ -877,12 +1172,34 @@ def locked(func):
     return wrapper
 
 
+def count(low: int, high: int, what: str):
+    """argparse type: a whole number from LOW to HIGH, refused with a sentence naming WHAT otherwise."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%s must be a whole number from %d to %d, got %r" % (what, low, high, text)) from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError("%s must be from %d to %d, got %d" % (what, low, high, value))
+        return value
+    return parse
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="kaelab.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="bring the lab up (idempotent)").set_defaults(func=locked(cmd_up))
+    up = sub.add_parser("up", help="bring the lab up at the given size, growing or shrinking what runs (idempotent)")
+    up.add_argument("--hosts", type=count(MIN_HOSTS, MAX_HOSTS, "--hosts"), default=len(HOSTS),
+                    help="lab hosts kae-lab-a, kae-lab-b, ... (%d-%d, default %d)" % (MIN_HOSTS, MAX_HOSTS, len(HOSTS)))
+    up.add_argument("--guests", type=count(0, MAX_GUESTS, "--guests"), default=0,
+                    help="light guests kae-fleet-1.. beside kae-guest, spread over the hosts (0-%d, default 0)" % MAX_GUESTS)
+    up.set_defaults(func=locked(cmd_up))
     sub.add_parser("status", help="show the lab; exit 1 unless fully up").set_defaults(func=cmd_status)
-    sub.add_parser("down", help="tear the lab down (idempotent)").set_defaults(func=locked(cmd_down))
+    sub.add_parser("down", help="tear the lab down, whatever size it has (idempotent)").set_defaults(func=locked(cmd_down))
+    inv = sub.add_parser("inventory", help="the running lab's hosts as an Ansible script inventory (JSON)")
+    inv.add_argument("--list", action="store_true", help="every host and group (the default)")
+    inv.add_argument("--host", help="one host's variables (always empty: --list carries them in _meta)")
+    inv.set_defaults(func=cmd_inventory)
     init = sub.add_parser("init")  # internal: PID 1 of a lab host
     init.add_argument("mark", choices=[INIT_MARK])
     init.add_argument("--player", metavar="SYSFS_ROOT", help="keep the simulated kernel running on this tree")
@@ -891,6 +1208,8 @@ def main(argv=None) -> int:
     if args.command == "init":
         ns_init(args.host, args.player)
         return 0
+    if args.command == "inventory":
+        return args.func(args)
     if os.geteuid() != 0:
         parser.error("run as root: the lab creates namespaces, links and daemons")
     try:

@@ -49,6 +49,9 @@ ROOT_PORT_ID = "0xa121"
 MIGRATION_DRIVERS = ("hisi_acc_vfio_pci", "vfio-pci")
 NULL_OVERRIDE = "(null)"
 LAYOUTS = ("kunpeng920",)
+# The file at the root of a lab host's tree that makes the collection count the VFs a guest names in its
+# <metadata><kae:vfs> as held (plugins/module_utils/_devices.py LAB_MARKER); the kernel's sysfs never has it.
+LAB_MARKER = "kae-lab-simulated"
 
 
 # ---------------------------------------------------------------- tree helpers
@@ -117,6 +120,11 @@ def _next_iommu_group(root):
 
 # ---------------------------------------------------------------- building
 
+def mark(root):
+    """Write LAB_MARKER at ROOT (idempotent): the tree is a lab host's."""
+    _write(_path(root, LAB_MARKER), "simulated KAE sysfs tree of the openeuler.kae lab")
+
+
 def _add_driver(root, name, module=None):
     ddir = _path(root, "bus/pci/drivers/" + name)
     for control in ("bind", "unbind", "new_id", "remove_id"):
@@ -180,7 +188,8 @@ def _unbind(root, bdf):
 
 
 def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total_vfs=63,
-          migration_driver="hisi_acc_vfio_pci", vf_driver=None, pf_q_num=64, without=(), pf_drivers=None, modules=None):
+          migration_driver="hisi_acc_vfio_pci", vf_driver=None, pf_q_num=64, without=(), pf_drivers=None, modules=None,
+          lab_marker=False):
     """Lay out a sysfs-shaped tree of a Kunpeng 920 host under ROOT (which must not exist or be empty).
 
     nodes: the NUMA nodes that hold an accelerator IO die (a 2-socket, 4-node Kunpeng 920 has them on 0
@@ -194,6 +203,7 @@ def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total
     pf_q_num: the drivers' pf_q_num, one number for all or {engine: number}.
     modules: {module name: {"version", "srcversion", "taint"}} to change what /sys/module/NAME shows of a
     module (for example another build's srcversion).
+    lab_marker: write LAB_MARKER at the root, as the lab's hosts have it (lab guests record their VFs in metadata).
     Returns {(engine, node): PF BDF}.
     """
     if layout not in LAYOUTS:
@@ -207,6 +217,8 @@ def build(root, layout="kunpeng920", nodes=(0, 2), revision="0x30", vfs=4, total
     if not isinstance(pf_q_num, dict):
         pf_q_num = dict((engine, pf_q_num) for engine in ENGINES)
     os.makedirs(_path(root, "kernel/iommu_groups"), exist_ok=True)
+    if lab_marker:
+        mark(root)
     for node in range(max(nodes) + 2):
         _write(_path(root, "devices/system/node/node%d/cpulist" % node), "%d-%d" % (node * 32, node * 32 + 31))
     _write(_path(root, "bus/pci/drivers_probe"), "")
@@ -414,13 +426,15 @@ def main(argv=None):
     p_build.add_argument("--vfs", type=int, default=4, help="VFs created on each PF (default 4)")
     p_build.add_argument("--migration-driver", default="hisi_acc_vfio_pci", choices=MIGRATION_DRIVERS)
     p_build.add_argument("--revision", default="0x30")
+    p_build.add_argument("--lab-marker", action="store_true", help="mark the tree as a lab host's (" + LAB_MARKER + ")")
     p_play = sub.add_parser("play", help="act as the kernel on the trees' control files")
     p_play.add_argument("roots", nargs="+")
     p_play.add_argument("--interval", type=float, default=0.05)
     p_play.add_argument("--once", action="store_true", help="one pass, print what was done, exit")
     args = parser.parse_args(argv)
     if args.command == "build":
-        pfs = build(args.root, vfs=args.vfs, migration_driver=args.migration_driver, revision=args.revision)
+        pfs = build(args.root, vfs=args.vfs, migration_driver=args.migration_driver, revision=args.revision,
+                    lab_marker=args.lab_marker)
         for (engine, node), bdf in sorted(pfs.items()):
             print("%s node %d: PF %s" % (engine, node, bdf))
     elif args.once:

@@ -38,6 +38,9 @@ PCI_DRIVERS = "bus/pci/drivers"
 # SR-IOV counts VFs in 16 bits; NUMA node numbers stay far below this bound too.
 MAX_COUNT = 65535
 FACTS_HINT = "pass the 'devices' of openeuler.kae.device_info"
+# A file at the root of a simulated sysfs tree (lab/simsysfs.py) that says so; sysfs itself can never hold it. Only
+# such a tree makes the VF holdings a lab guest records in its <metadata> count (hostdev_bdfs).
+LAB_MARKER = "kae-lab-simulated"
 
 
 class DeviceError(Exception):
@@ -160,11 +163,22 @@ def engine_summary(devices):
 
 # ---------------------------------------------------------------- libvirt hostdevs
 
-def hostdev_bdfs(domain_xml):
-    """Host PCI addresses a libvirt domain XML document passes through (PCI <hostdev>, <interface type='hostdev'>)."""
+def is_lab_tree(sysfs):
+    """Whether SYSFS is a simulated lab tree (it carries LAB_MARKER at its root). The kernel's /sys never is."""
+    return sysfs.root != "/sys" and sysfs.read(LAB_MARKER) is not None
+
+
+def hostdev_bdfs(domain_xml, lab=False):
+    """Host PCI addresses a libvirt domain XML document passes through (PCI <hostdev>, <interface type='hostdev'>).
+
+    With LAB (a simulated tree, see is_lab_tree) the VFs its <metadata><kae:vfs> names count as held too.
+    """
     root = _domain_xml.parse_domain(domain_xml)
     found = (_domain_xml.passthrough_bdf(element) for element in _domain_xml.passthrough_devices(root))
-    return [bdf for bdf in found if bdf is not None]
+    bdfs = [bdf for bdf in found if bdf is not None]
+    if lab:
+        bdfs.extend(bdf for bdf in _domain_xml.lab_vf_bdfs(root) if bdf not in bdfs)
+    return bdfs
 
 
 def _domain_documents(dom):
@@ -177,8 +191,8 @@ def _domain_documents(dom):
     return documents
 
 
-def domain_holdings(conn):
-    """{bdf: [(domain name, how)]} over every domain of CONN, running domains first.
+def domain_holdings(conn, lab=False):
+    """{bdf: [(domain name, how)]} over every domain of CONN, running domains first (LAB: see hostdev_bdfs).
 
     HOW is "running", "in its definition" (a running domain's next boot) or "defined, not running". libvirt's
     errors (but a domain undefined since the listing) and unreadable definitions propagate: the caller decides
@@ -193,15 +207,15 @@ def domain_holdings(conn):
                 continue  # undefined since the listing: it holds nothing any more
             raise
         for order, (xml, how) in enumerate(documents):
-            for bdf in hostdev_bdfs(xml):
+            for bdf in hostdev_bdfs(xml, lab):
                 found.setdefault(bdf, set()).add((rank, name, order, how))
     return dict((bdf, [(name, how) for _rank, name, _order, how in sorted(entries)]) for bdf, entries in found.items())
 
 
-def _holders(conn):
+def _holders(conn, lab=False):
     """{bdf: [domain names, running ones first]} over every domain of CONN."""
     holders = {}
-    for bdf, entries in domain_holdings(conn).items():
+    for bdf, entries in domain_holdings(conn, lab).items():
         holders[bdf] = []
         for name, _how in entries:
             if name not in holders[bdf]:
@@ -209,8 +223,8 @@ def _holders(conn):
     return holders
 
 
-def hostdev_owners(uri):
-    """({bdf: [domain names]}, libvirt note) for every domain (running or defined) on URI.
+def hostdev_owners(uri, lab=False):
+    """({bdf: [domain names]}, libvirt note) for every domain (running or defined) on URI (LAB: see hostdev_bdfs).
 
     Only a complete answer counts: when libvirt cannot be asked, or any domain cannot be read, the mapping is
     empty and the note says why: {available: false, uri, reason}.
@@ -222,7 +236,7 @@ def hostdev_owners(uri):
         note["reason"] = str(exc)
         return {}, note
     try:
-        owners = _holders(conn)
+        owners = _holders(conn, lab)
     except _libvirt.libvirt.libvirtError as exc:
         note["reason"] = "cannot read the domains on %s: %s" % (uri, _libvirt.error_text(exc))
         return {}, note

@@ -600,3 +600,83 @@ def remap_hostdev_addresses(root, mapping):
         new = mapping.get(bdf)
         if new and new != bdf:
             _set_address_bdf(hostdev.find("source/address"), new)
+
+
+# ---------------------------------------------------------------------------
+# Simulated VF holdings (the lab only)
+#
+# The lab cannot pass a VF through, so the VFs a lab guest holds are written into its <metadata> instead:
+# <metadata><kae:vfs xmlns:kae="LAB_VFS_NS"><kae:vf address="0000:75:00.1"/>...</kae:vfs></metadata>.
+# Readers count them as held only for a simulated sysfs tree (see _devices.is_lab_tree); libvirt keeps the
+# element in the definition and the live XML and carries it along with a migration.
+
+LAB_VFS_NS = "http://openeuler.org/xmlns/kae/lab-vfs/1.0"
+LAB_VFS_PREFIX = "kae"
+LAB_VFS = "{%s}vfs" % LAB_VFS_NS
+LAB_VF = "{%s}vf" % LAB_VFS_NS
+
+ET.register_namespace(LAB_VFS_PREFIX, LAB_VFS_NS)
+
+
+def lab_vf_bdfs(root):
+    """The VF addresses the domain's <metadata><kae:vfs> names (normalised, in document order); [] without one.
+
+    An address that is not a PCI address is a DomainXMLError: a holding that cannot be read is not "no holding".
+    """
+    found = []
+    for element in root.findall("metadata/%s/%s" % (LAB_VFS, LAB_VF)):
+        bdf = normalise_bdf(element.get("address", ""))
+        if bdf not in found:
+            found.append(bdf)
+    return found
+
+
+def lab_vfs_element(bdfs, namespace=LAB_VFS_NS):
+    """The <kae:vfs> element naming BDFS (normalised, sorted); NAMESPACE None gives it without one."""
+    prefix = "{%s}" % namespace if namespace else ""
+    element = ET.Element(prefix + "vfs")
+    for bdf in sorted(normalise_bdf(bdf) for bdf in bdfs):
+        ET.SubElement(element, prefix + "vf", {"address": bdf})
+    return element
+
+
+def lab_vfs_fragment(bdfs):
+    """The <vfs> element naming BDFS as virDomainSetMetadata takes it: without a namespace (libvirt puts the element and
+    its children into the one it is given, with the prefix it is given)."""
+    return ET.tostring(lab_vfs_element(bdfs, namespace=None), encoding="unicode")
+
+
+def set_lab_vfs(root, bdfs):
+    """Make the domain's <metadata><kae:vfs> name exactly BDFS (no element at all for none).
+
+    Returns {"added": [...], "removed": [...]} (sorted addresses); other metadata is left alone.
+    """
+    wanted = sorted(set(normalise_bdf(bdf) for bdf in bdfs))
+    current = lab_vf_bdfs(root)
+    report = {"added": [bdf for bdf in wanted if bdf not in current], "removed": sorted(bdf for bdf in current if bdf not in wanted)}
+    metadata = root.find("metadata")
+    if metadata is not None:
+        for element in metadata.findall(LAB_VFS):
+            metadata.remove(element)
+    if wanted:
+        if metadata is None:
+            metadata = _ensure_child(root, "metadata", before=("maxMemory", "memory", "currentMemory") + _AFTER_TUNING)
+        metadata.append(lab_vfs_element(wanted))
+    elif metadata is not None and len(metadata) == 0:
+        root.remove(metadata)
+    return report
+
+
+def remap_lab_vfs(root, mapping):
+    """Rewrite the addresses of the domain's <kae:vfs> per MAPPING ``{old_bdf: new_bdf}`` (the lab's remap)."""
+    for element in root.findall("metadata/%s/%s" % (LAB_VFS, LAB_VF)):
+        new = mapping.get(normalise_bdf(element.get("address", "")))
+        if new:
+            element.set("address", normalise_bdf(new))
+
+
+def without_lab_vfs(xml_text):
+    """XML_TEXT with its <kae:vfs> metadata taken out (to tell a change of the simulated holdings from the rest)."""
+    root = parse_domain(xml_text)
+    set_lab_vfs(root, [])
+    return to_string(root)

@@ -46,8 +46,11 @@ def read_node(conn, uri):
     return {"memory_mib": info[1], "cpus": info[2], "free_memory_mib": free_bytes // MIB}
 
 
-def read_domain(dom, uri):
-    """{name, state, active, memory_mib, vcpus, pinned_node, vfs} of one domain; HypervisorError when it cannot be read."""
+def read_domain(dom, uri, lab=False):
+    """{name, state, active, memory_mib, vcpus, pinned_node, vfs} of one domain; HypervisorError when it cannot be read.
+
+    LAB: the VFs the domain's <metadata><kae:vfs> names are among its vfs (a simulated tree, as device_info counts them).
+    """
     try:
         name = dom.name()
     except _libvirt.libvirt.libvirtError as exc:
@@ -63,7 +66,7 @@ def read_domain(dom, uri):
     except dx.DomainXMLError as exc:
         raise HypervisorError("cannot read the definition of domain %s on %s: %s" % (name, uri, exc)) from exc
     return {"name": name, "state": state_name(state), "active": active, "memory_mib": kib_to_mib(max_memory_kib),
-            "vcpus": vcpus, "pinned_node": dx.pinned_node(root), "vfs": _devices.hostdev_bdfs(xml)}
+            "vcpus": vcpus, "pinned_node": dx.pinned_node(root), "vfs": _devices.hostdev_bdfs(xml, lab)}
 
 
 def list_domains(conn, uri, active_only):
@@ -85,14 +88,14 @@ def as_guest(domain, host):
             "pinned_node": domain["pinned_node"], "vfs": domain["vfs"]}
 
 
-def read_host(conn, uri, host, active_only=True, kae_vfs=None):
+def read_host(conn, uri, host, active_only=True, kae_vfs=None, lab=False):
     """The module's result for an open connection: capacity, totals, guests and their states.
 
     Free vCPUs count every running domain (whatever O(kae_only) keeps), one host CPU per vCPU, and never go
     below 0; free memory is what libvirt reports free, in whole MiB.
     """
     node = read_node(conn, uri)
-    domains = sorted((read_domain(dom, uri) for dom in list_domains(conn, uri, active_only)), key=lambda d: d["name"])
+    domains = sorted((read_domain(dom, uri, lab) for dom in list_domains(conn, uri, active_only)), key=lambda d: d["name"])
     used = sum(domain["vcpus"] for domain in domains if domain["active"])
     node["vcpus_used"] = used
     node["active_domains"] = sum(1 for domain in domains if domain["active"])

@@ -9,6 +9,8 @@ A guest keeps its hostdev host addresses when it migrates, so the destination mu
 those addresses. When it does not, the guest's XML for the destination points its hostdevs at free
 VFs of the same engines on one NUMA node of the destination (the node the guest is pinned to, if any).
 Only a VF of the same queue class qualifies (see _queues): the destination driver refuses any other.
+In the lab (LAB true: a simulated tree), the VFs the guest's <metadata><kae:vfs> names are its VFs too and are
+remapped the same way, since no VF can be passed through there.
 """
 
 from __future__ import annotations
@@ -84,7 +86,13 @@ def _assign(hostdevs, src_vfs, chosen):
     return mapping
 
 
-def plan(guest_xml, source_devices, destination_devices, destination=None, allowed=None):
+def _guest_vfs(root, lab):
+    """The host addresses of the guest's PCI hostdevs and, in the lab, of its <kae:vfs>."""
+    bdfs = [bdf for _element, bdf in dx.pci_hostdevs(root)]
+    return bdfs + [bdf for bdf in dx.lab_vf_bdfs(root) if bdf not in bdfs] if lab else bdfs
+
+
+def plan(guest_xml, source_devices, destination_devices, destination=None, allowed=None, lab=False):
     """Map the guest's KAE VFs to VFs of the destination (only to those in ALLOWED, when given).
 
     Returns ``{"mapping": {src_bdf: dst_bdf}, "numa_node": int or None, "remapped": bool}``.
@@ -101,7 +109,7 @@ def plan(guest_xml, source_devices, destination_devices, destination=None, allow
     if allowed is not None:
         dst_view = _reserved_for_others(dst_view, allowed)
     dst_vfs = _vfs_by_bdf(dst_view)
-    hostdevs = [bdf for _element, bdf in dx.pci_hostdevs(root)]
+    hostdevs = _guest_vfs(root, lab)
     foreign = [bdf for bdf in hostdevs if bdf not in src_vfs]
     if foreign:
         raise RemapError("guest %s holds PCI hostdevs %s that are not KAE VFs of the source host; KAE live migration allows "
@@ -145,8 +153,11 @@ def plan(guest_xml, source_devices, destination_devices, destination=None, allow
     return {"mapping": mapping, "numa_node": node, "remapped": any(src != dst for src, dst in mapping.items())}
 
 
-def remap_xml(guest_xml, mapping):
-    """GUEST_XML with its hostdev source addresses rewritten per MAPPING (other text as ElementTree writes it)."""
+def remap_xml(guest_xml, mapping, lab=False):
+    """GUEST_XML with its hostdev source addresses (LAB: and its <kae:vfs>) rewritten per MAPPING (other text as
+    ElementTree writes it)."""
     root = dx.parse_domain(guest_xml)
     dx.remap_hostdev_addresses(root, mapping)
+    if lab:
+        dx.remap_lab_vfs(root, mapping)
     return dx.to_string(root)

@@ -19,6 +19,11 @@ description:
     P(openeuler.kae.select_vfs#filter), M(openeuler.kae.hostdev_remap) and the P(openeuler.kae.host#role) role refuse
     to choose or change VFs from such facts.
   - A device that disappears while it is read is left out rather than failing the module.
+  - "In the lab only: when the tree at O(sysfs_root) is a simulated one (it holds the file C(kae-lab-simulated) at its
+    root, which the kernel's sysfs never has; RV(lab=true)), a domain also holds the VFs its
+    C(<metadata><kae:vfs xmlns:kae='http://openeuler.org/xmlns/kae/lab-vfs/1.0'>) names (one C(<kae:vf address='BDF'/>)
+    each), because no VF can be passed through there. On a real host (C(/sys), or any tree without the marker) that
+    metadata is ignored."
   - Each VF's queue class (RV(devices[].queue_class)) is derived from its engine's C(pf_q_num), its PF's C(sriov_numvfs)
     and whether it is its PF's last VF, because the kernel shows no queue count of a VF bound to a vfio driver; the
     PF driver splits the queues left after C(pf_q_num) evenly and gives the remainder to the last VF, and the
@@ -143,8 +148,8 @@ devices:
       sample: "cannot connect to libvirt at qemu:///system: Failed to connect socket"
     domains:
       description:
-        - The libvirt domains, running or only defined, that have this VF as a PCI passthrough device, running ones first
-          (VFs only; empty when none or unknown).
+        - The libvirt domains, running or only defined, that have this VF as a PCI passthrough device (in the lab, see
+          RV(lab), or name it in their C(<metadata><kae:vfs>)), running ones first (VFs only; empty when none or unknown).
       type: list
       elements: str
       sample: [guest1]
@@ -246,6 +251,13 @@ sysfs_root:
   returned: always
   type: str
   sample: /sys
+lab:
+  description:
+    - Whether O(sysfs_root) is a simulated lab tree (it holds C(kae-lab-simulated)), so that the VFs named in the domains'
+      C(<metadata><kae:vfs>) count as held by them (RV(devices[].domains)). Always V(false) on a real host.
+  returned: always
+  type: bool
+  sample: false
 libvirt:
   description: Whether VF assignment could be read from libvirt.
   returned: always
@@ -275,9 +287,9 @@ from ansible_collections.openeuler.kae.plugins.module_utils import _args, _devic
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
-def read_owners(devices, uri, assume_unassigned=False):
-    """Set the VFs' owners from libvirt; returns the libvirt note."""
-    owners, note = _devices.hostdev_owners(uri)
+def read_owners(devices, uri, assume_unassigned=False, lab=False):
+    """Set the VFs' owners from libvirt (LAB: the simulated holdings too); returns the libvirt note."""
+    owners, note = _devices.hostdev_owners(uri, lab)
     if note["available"]:
         _devices.assign_domains(devices, owners)
         return note
@@ -301,7 +313,8 @@ def gather(sysfs_root, uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_o
     _args.check_shared({"sysfs_root": sysfs_root, "uri": uri})
     sysfs = Sysfs(sysfs_root)
     devices = _devices.scan(sysfs)
-    note = read_owners(devices, uri, assume_unassigned)
+    lab = _devices.is_lab_tree(sysfs)
+    note = read_owners(devices, uri, assume_unassigned, lab)
     release, modules_dir, dep_found, drivers = _drivers.read_drivers(sysfs, modules_root)
     return {
         "host": platform.node(),
@@ -315,6 +328,7 @@ def gather(sysfs_root, uri, modules_root=_drivers.DEFAULT_MODULES_ROOT, driver_o
         "pf_q_num": _devices.read_pf_q_num(sysfs),
         "migration_drivers": _devices.migration_drivers(sysfs),
         "sysfs_root": sysfs.root,
+        "lab": lab,
         "libvirt": note,
     }
 

@@ -105,6 +105,19 @@ options:
     description: Seconds to wait for a graceful shutdown before powering the guest off. V(0) powers it off at once.
     type: float
     default: 60.0
+  lab_vfs:
+    description:
+      - The lab only. The KAE VFs (PCI addresses) the guest holds in the lab, where no VF can be passed through; they
+        are written into the domain's C(<metadata>) as C(<kae:vfs xmlns:kae='http://openeuler.org/xmlns/kae/lab-vfs/1.0'>)
+        with one C(<kae:vf address='BDF'/>) each, in the definition and (for a running guest, without a restart) in the
+        live domain, and M(openeuler.kae.device_info) and M(openeuler.kae.hypervisor_info) count them as held by it.
+      - The list replaces what the element names; an empty list removes it. Each address must be a KAE VF of the tree
+        under O(sysfs_root) that no other domain holds (as a hostdev or in its C(<kae:vfs>)).
+      - Refused unless O(sysfs_root) is a simulated lab tree (it holds the file C(kae-lab-simulated) at its root, which
+        the kernel's sysfs never has); on a real host give the VFs with O(hostdev_xml).
+      - Omit to leave the element alone.
+    type: list
+    elements: str
   skip_missing:
     description:
       - When the domain is not defined on O(uri), report RV(defined=false) and change nothing instead of failing
@@ -206,6 +219,11 @@ trace:
   returned: when the domain is defined on O(uri)
   type: dict
   sample: {"added": ["all_vcpus*"], "removed": [], "patterns": ["all_vcpus*"]}
+lab_vfs:
+  description: VF addresses added to and removed from the domain's C(<metadata><kae:vfs>) (O(lab_vfs)).
+  returned: when the domain is defined on O(uri)
+  type: dict
+  sample: {"added": ["0000:75:00.1"], "removed": []}
 placement:
   description: Placement elements changed (C(numatune), C(vcpu), C(cputune)).
   returned: when the domain is defined on O(uri)
@@ -236,7 +254,7 @@ from ansible.module_utils.common.validation import check_type_int
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _domain_xml as dx
 from ansible_collections.openeuler.kae.plugins.module_utils import _args, _hostlock, _libvirt, _validate
-from ansible_collections.openeuler.kae.plugins.module_utils._devices import PCI_DEVICES, domain_holdings, read_device
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import LAB_MARKER, PCI_DEVICES, domain_holdings, is_lab_tree, read_device
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 from ansible_collections.openeuler.kae.plugins.module_utils._trace import AUTO_ORDER, PROFILE_BY_NAME, PROFILES
 
@@ -257,6 +275,7 @@ ARGUMENT_SPEC = _args.merge(_args.domain_option(), _args.host_options(), dict(
     placement=dict(type="str", default="none", choices=list(dx.PLACEMENTS)),
     numa_node=dict(type="int"),
     remove_foreign_passthrough=dict(type="bool", default=False),
+    lab_vfs=dict(type="list", elements="str"),
     restart=dict(type="bool", default=False),
     restart_timeout_s=dict(type="float", default=60.0),
     skip_missing=dict(type="bool", default=False),
@@ -281,6 +300,11 @@ def check_params(params):
     _validate.number(params["restart_timeout_s"], "restart_timeout_s (seconds, 0-%d)" % MAX_WAIT_S, minimum=0,
                      maximum=MAX_WAIT_S)
     _validate.number(params["timeout_s"], "timeout_s (seconds, 0-%d)" % MAX_WAIT_S, minimum=0, maximum=MAX_WAIT_S)
+    for bdf in params.get("lab_vfs") or []:
+        try:
+            dx.parse_bdf(bdf)
+        except dx.DomainXMLError as exc:
+            raise _validate.InputError("lab_vfs: %s" % exc) from None
 
 
 def wanted_patterns(profile):
@@ -300,7 +324,8 @@ def desired_definition(current_xml, params, fragment, is_kae, capabilities):
     """Apply the requested edits to the inactive XML; returns (root, report). Pure apart from CAPABILITIES()."""
     root = dx.parse_domain(current_xml)
     report = {"hostdevs": {"added": [], "removed": [], "updated": []}, "overrides": {"added": [], "removed": [], "updated": []},
-              "trace": {"added": [], "removed": []}, "placement": [], "removed_foreign_passthrough": []}
+              "trace": {"added": [], "removed": []}, "placement": [], "removed_foreign_passthrough": [],
+              "lab_vfs": {"added": [], "removed": []}}
     foreign = dx.foreign_passthrough(root, is_kae)
     if foreign and not params["remove_foreign_passthrough"]:
         raise GuestConfigError(
@@ -312,6 +337,8 @@ def desired_definition(current_xml, params, fragment, is_kae, capabilities):
     if fragment is not None:
         report["hostdevs"] = dx.set_kae_hostdevs(root, fragment.hostdevs, is_kae)
         report["overrides"] = dx.set_kae_overrides(root, fragment.overrides)
+    if params.get("lab_vfs") is not None:
+        report["lab_vfs"] = dx.set_lab_vfs(root, params.get("lab_vfs"))
     if params["trace_profile"] is not None:
         report["trace"] = dx.set_trace_args(root, wanted_patterns(params["trace_profile"]), MANAGED_PATTERNS)
     if params["placement"] != "none":
@@ -367,13 +394,14 @@ def kae_vf_checker(sysfs):
     return lambda bdf: kae_vf_problem(sysfs, bdf) is None
 
 
-def hostdev_holders(conn, params):
-    """{bdf: ["DOMAIN (running)", ...]} of the PCI hostdevs every other domain holds, live or in its definition.
+def hostdev_holders(conn, params, lab=False):
+    """{bdf: ["DOMAIN (running)", ...]} of the PCI hostdevs every other domain holds, live or in its definition
+    (LAB: and the VFs their <metadata><kae:vfs> names).
 
     Raises GuestConfigError when libvirt cannot tell: an unknown owner is never taken for no owner.
     """
     try:
-        holdings = domain_holdings(conn)
+        holdings = domain_holdings(conn, lab)
     except (_libvirt.libvirt.libvirtError, dx.DomainXMLError) as exc:
         reason = _libvirt.error_text(exc) if isinstance(exc, _libvirt.libvirt.libvirtError) else str(exc)
         raise GuestConfigError(
@@ -387,19 +415,43 @@ def hostdev_holders(conn, params):
     return holders
 
 
-def check_requested_vfs(fragment, sysfs, conn, params):
-    """GuestConfigError naming every address of hostdev_xml that is not a KAE VF of this host free for the domain."""
-    bdfs = [bdf for _element, bdf in fragment.hostdevs]
+def check_requested_vfs(bdfs, option, sysfs, conn, params, lab=False):
+    """GuestConfigError naming every address BDFS of OPTION that is not a KAE VF of this host free for the domain."""
     if not bdfs:
         return
     problems = ["%s %s" % (bdf, problem) for bdf, problem in ((bdf, kae_vf_problem(sysfs, bdf)) for bdf in bdfs) if problem]
-    holders = hostdev_holders(conn, params)
+    holders = hostdev_holders(conn, params, lab)
     problems.extend("%s is held by domain %s" % (bdf, ", ".join(holders[bdf])) for bdf in bdfs if bdf in holders)
     if problems:
         raise GuestConfigError(
-            "refusing hostdev_xml for domain %s: %s. Only KAE VFs of this host (read under %s) that no other domain holds "
+            "refusing %s for domain %s: %s. Only KAE VFs of this host (read under %s) that no other domain holds "
             "may be given; choose free VFs (openeuler.kae.device_info, the select_vfs filter). Nothing was changed"
-            % (params["domain"], "; ".join(problems), sysfs.root))
+            % (option, params["domain"], "; ".join(problems), sysfs.root))
+
+
+def check_lab_vfs(sysfs, conn, params, lab):
+    """GuestConfigError unless lab_vfs is asked on a simulated tree for free KAE VFs of it."""
+    if params.get("lab_vfs") is None:
+        return
+    if not lab:
+        raise GuestConfigError(
+            "lab_vfs records simulated VF holdings and is for the lab only: the tree at %s is not a simulated one (no %s at "
+            "its root). On a real host give the guest its VFs with hostdev_xml. Nothing was changed"
+            % (sysfs.root, LAB_MARKER))
+    check_requested_vfs([dx.normalise_bdf(bdf) for bdf in params.get("lab_vfs")], "lab_vfs", sysfs, conn, params, lab)
+
+
+def set_live_lab_vfs(domain, params, check_mode):
+    """Make a running domain's live <kae:vfs> name lab_vfs (metadata changes need no restart); whether it changed."""
+    if params.get("lab_vfs") is None or not domain.isActive():
+        return False
+    wanted = sorted(set(dx.normalise_bdf(bdf) for bdf in params.get("lab_vfs")))
+    if sorted(dx.lab_vf_bdfs(dx.parse_domain(domain.XMLDesc(0)))) == wanted:
+        return False
+    if not check_mode:
+        domain.setMetadata(_libvirt.libvirt.VIR_DOMAIN_METADATA_ELEMENT, dx.lab_vfs_fragment(wanted) if wanted else None,
+                           dx.LAB_VFS_PREFIX, dx.LAB_VFS_NS, _libvirt.libvirt.VIR_DOMAIN_AFFECT_LIVE)
+    return True
 
 
 # ---------------------------------------------------------------- define and restart
@@ -434,8 +486,10 @@ def update_definition(conn, params, check_mode, sysfs):
         raise GuestConfigError("domain %s is not defined on %s; define it first (this module edits an existing definition)"
                                % (params["domain"], params["uri"]))
     fragment = wanted_fragment(params)
+    lab = is_lab_tree(sysfs)
     if fragment is not None:
-        check_requested_vfs(fragment, sysfs, conn, params)
+        check_requested_vfs([bdf for _element, bdf in fragment.hostdevs], "hostdev_xml", sysfs, conn, params, lab)
+    check_lab_vfs(sysfs, conn, params, lab)
     is_kae = kae_vf_checker(sysfs)
 
     def capabilities():
@@ -446,7 +500,10 @@ def update_definition(conn, params, check_mode, sysfs):
     after = dx.to_string(root)
     before_text = dx.to_string(dx.parse_domain(before))
     changed = not dx.same_xml(before_text, after)
-    result = dict(report, changed=changed, defined=True, restarted=False, restart_required=False, warnings=[])
+    # The simulated holdings are metadata: a running guest needs no restart for them (set_live_lab_vfs).
+    restart_relevant = changed and not dx.same_xml(dx.without_lab_vfs(before_text), dx.without_lab_vfs(after))
+    result = dict(report, changed=changed, defined=True, restarted=False, restart_required=False, warnings=[],
+                  restart_relevant=restart_relevant)
     if changed and not check_mode:
         # Said only when it happens: check mode predictions run on transient guests too.
         if not domain.isPersistent():
@@ -468,7 +525,9 @@ def update_definition(conn, params, check_mode, sysfs):
 def settle_running_guest(domain, result, params, check_mode):
     """Restart a running guest whose definition changed (restart=true) or say that it must restart."""
     running = bool(domain.isActive())
-    if result["changed"] and running:
+    if set_live_lab_vfs(domain, params, check_mode):
+        result["changed"] = True
+    if result.pop("restart_relevant") and running:
         if params["restart"] and not check_mode:
             restart_domain(domain, params["restart_timeout_s"])
             result["restarted"] = True

@@ -23,6 +23,10 @@ description:
   - Fails, naming what is missing on which node and, when the queue class is the reason, each guest VF's class and
     the classes of the destination's free VFs, when the destination cannot host the guest's VFs, or when the
     guest holds a PCI hostdev that is not a KAE VF of the source.
+  - In the lab only, when O(sysfs_root) is a simulated tree (see M(openeuler.kae.device_info)'s
+    RV(openeuler.kae.device_info#module:lab)), the VFs the guest's C(<metadata><kae:vfs>) names are its VFs as well,
+    mapped the same way, and RV(destination_xml) and RV(persistent_xml) carry the rewritten C(<kae:vfs>), so that the
+    guest's simulated holdings on the destination are VFs free there. Elsewhere that metadata is ignored.
   - Refuses to choose the destination's VFs when its device facts say that VF ownership could not be read
     (RV(openeuler.kae.device_info#module:devices[].owner_known=false), libvirt unreachable there), since a VF whose
     domain is unknown may be a guest's.
@@ -36,6 +40,7 @@ extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
   - openeuler.kae._libvirt
+  - openeuler.kae._sysfs
 options:
   domain:
     description: Name of the running libvirt domain to migrate. One of O(domain) and O(domain_xml) is required.
@@ -113,7 +118,8 @@ remapped:
   type: bool
   sample: true
 mapping:
-  description: Source VF address to destination VF address, for every KAE hostdev of the guest.
+  description: Source VF address to destination VF address, for every KAE hostdev of the guest (in the lab, and every
+    VF of its C(<kae:vfs>)).
   returned: success
   type: dict
   sample: {"0000:31:00.1": "0000:31:00.2", "0000:76:00.1": "0000:76:00.1"}
@@ -136,7 +142,9 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _args, _libvirt, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import is_lab_tree
 from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, plan, remap_xml
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 # Without libvirt-python (a given domain_xml needs none) no libvirt error can occur.
 LIBVIRT_ERRORS = (_libvirt.libvirt.libvirtError,) if _libvirt.HAS_LIBVIRT else ()
@@ -174,16 +182,17 @@ def run(params):
         live, persistent = params["domain_xml"], None
     else:
         live, persistent = guest_xmls(params)
+    lab = is_lab_tree(Sysfs(params.get("sysfs_root", _args.DEFAULT_SYSFS_ROOT)))
     result = plan(live, params["source_devices"], params["destination_devices"], destination=params.get("destination_host"),
-                  allowed=params.get("allowed_vfs"))
-    result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
-    result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
+                  allowed=params.get("allowed_vfs"), lab=lab)
+    result["destination_xml"] = remap_xml(live, result["mapping"], lab) if result["remapped"] else None
+    result["persistent_xml"] = remap_xml(persistent, result["mapping"], lab) if result["remapped"] and persistent else None
     return result
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=_args.merge(_args.domain_option(required=False), _args.libvirt_option(), dict(
+        argument_spec=_args.merge(_args.domain_option(required=False), _args.host_options(), dict(
             domain_xml=dict(type="str"),
             source_devices=dict(type="list", elements="dict", required=True),
             destination_devices=dict(type="list", elements="dict", required=True),
@@ -200,6 +209,8 @@ def main():
         result = run(module.params)
     except (RemapError, DomainXMLError, _libvirt.LibvirtFailure, _validate.InputError) as exc:
         module.fail_json(msg=str(exc))
+    except SysfsError as exc:
+        module.fail_json(msg="cannot read the sysfs tree at %s: %s" % (module.params["sysfs_root"], exc))
     except LIBVIRT_ERRORS as exc:
         module.fail_json(msg="cannot read the XML of domain %s on %s: %s"
                          % (module.params["domain"], module.params["uri"], _libvirt.error_text(exc)))

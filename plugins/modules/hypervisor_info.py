@@ -28,6 +28,8 @@ description:
     and its C(vfs) the host PCI addresses of every PCI device it holds (PCI C(<hostdev>) and
     C(<interface type='hostdev'>)), read from the running domain's live XML (the definition for a domain that is not
     running).
+  - In the lab only, when O(sysfs_root) is a simulated tree (see M(openeuler.kae.device_info)'s RV(openeuler.kae.device_info#module:lab)),
+    a guest's C(vfs) also lists the VFs its C(<metadata><kae:vfs>) names, as M(openeuler.kae.device_info) counts them.
   - "The module fails, naming the URI and the domain and quoting libvirt's error, when libvirt cannot be reached,
     the domains cannot be listed or one domain cannot be read. It never returns a partial list: a host whose
     guests could not be read is not a host without guests."
@@ -35,6 +37,7 @@ extends_documentation_fragment:
   - openeuler.kae.attributes
   - openeuler.kae.attributes.INFO_MODULE
   - openeuler.kae._libvirt
+  - openeuler.kae._sysfs
 options:
   host_name:
     description:
@@ -173,7 +176,8 @@ guests:
       description: The one NUMA node C(<numatune>) binds the memory to; null when none or several.
       type: int
     vfs:
-      description: Host PCI addresses of the PCI devices passed through to the domain.
+      description: Host PCI addresses of the PCI devices passed through to the domain (in the lab, and those its
+        C(<metadata><kae:vfs>) names).
       type: list
       elements: str
   sample:
@@ -194,10 +198,11 @@ from ansible_collections.openeuler.kae.plugins.module_utils import _devices
 from ansible_collections.openeuler.kae.plugins.module_utils import _hypervisor
 from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 
 def argument_spec():
-    return _args.merge(_args.libvirt_option(), dict(
+    return _args.merge(_args.host_options(), dict(
         host_name=dict(type="str", required=True),
         active_only=dict(type="bool", default=True),
         kae_only=dict(type="bool", default=False),
@@ -244,9 +249,12 @@ def main():
     except _libvirt.LibvirtFailure as exc:
         module.fail_json(msg=str(exc))
     try:
-        result = _hypervisor.read_host(conn, params["uri"], params["host_name"], params["active_only"], vfs)
+        lab = _devices.is_lab_tree(Sysfs(params["sysfs_root"]))
+        result = _hypervisor.read_host(conn, params["uri"], params["host_name"], params["active_only"], vfs, lab)
     except _hypervisor.HypervisorError as exc:
         module.fail_json(msg=str(exc))
+    except SysfsError as exc:
+        module.fail_json(msg="cannot read the sysfs tree at %s: %s" % (params["sysfs_root"], exc))
     finally:
         conn.close()
     module.exit_json(changed=False, **result)

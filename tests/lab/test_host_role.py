@@ -71,14 +71,18 @@ def test_host_role_reports_the_simulated_inventory_and_is_idempotent(lab, ansibl
         reported = json.loads((tmp_path / ("inventory-%s.json" % host)).read_text())
         # What the role saw on the host over ssh is what the tree holds, read here on the controller.
         expected = _devices.scan(Sysfs(str(root)))
-        _devices.assign_domains(expected, {})
-        assert reported["devices"] == expected
+        # Lab guests hold the VFs the guest role recorded in their <metadata><kae:vfs> (the lab's trees are marked).
+        owners, note = _devices.hostdev_owners(lab.libvirt_uri(host), lab=True)
+        assert note["available"] is True, note
+        _devices.assign_domains(expected, owners)
+        assert reported["devices"] == expected and reported["lab"] is True
         assert reported["sysfs_root"] == str(root)
         assert reported["libvirt"]["available"] is True, reported["libvirt"]
         assert reported["migration_drivers"] == ["hisi_acc_vfio_pci"]
         assert reported["pf_q_num"] == {"zip": 64, "sec": 64, "hpre": 64}
         for engine in ("zip", "sec", "hpre"):
-            assert reported["engines"][engine] == {"pfs": 2, "vfs": 8, "free_vfs": 8, "numa_nodes": [0, 2]}
+            held = sum(1 for d in expected if d["engine"] == engine and d["function"] == "vf" and d["domains"])
+            assert reported["engines"][engine] == {"pfs": 2, "vfs": 8, "free_vfs": 8 - held, "numa_nodes": [0, 2]}
         etc = lab.kaelab.STATE / "hosts" / host / "etc"
         assert "options hisi_zip uacce_mode=1 pf_q_num=64 vfs_num=0" in (etc / "modprobe.d" / "kae.conf").read_text()
         assert "kernel.printk = 4 4 1 7" in (etc / "sysctl.d" / "90-kae-printk.conf").read_text()

@@ -64,7 +64,8 @@ def played(tmp_path_factory):
     roomy = [{"name": "vm1"}, {"name": "vm2"}, {"name": "vm3", "request": {"zip": 1}}]
     tight = [{"name": "vm1", "request": {"zip": 2, "sec": 1}}, {"name": "vm2", "request": {"zip": 1, "hpre": 1}}]
     inventory = {"all": {"hosts": {"roomy": host_vars(tmp_path, "roomy", roomy),
-                                   "tight": host_vars(tmp_path, "tight", tight, nodes=(0,))}}}
+                                   "tight": host_vars(tmp_path, "tight", tight, nodes=(0,)),
+                                   "labhost": host_vars(tmp_path, "labhost", roomy[:2], lab_marker=True)}}}
     (tmp_path / "inventory.json").write_text(json.dumps(inventory))
     (tmp_path / "play.yml").write_text(textwrap.dedent(PLAYBOOK))
     env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_DEPRECATION_WARNINGS="0",
@@ -73,7 +74,7 @@ def played(tmp_path_factory):
                                 str(tmp_path / "play.yml")], cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
                                check=False)
     taken = dict((host, json.loads((tmp_path / ("%s.json" % host)).read_text()))
-                 for host in ("roomy", "tight") if (tmp_path / ("%s.json" % host)).exists())
+                 for host in ("roomy", "tight", "labhost") if (tmp_path / ("%s.json" % host)).exists())
     return completed, taken
 
 
@@ -93,6 +94,18 @@ def test_each_guest_of_a_host_gets_its_own_vfs(played):
     assert guests == {"vm1": ["0000:75:00.1", "0000:76:00.1", "0000:79:00.1"],
                       "vm2": ["0000:75:00.2", "0000:76:00.2", "0000:79:00.2"],
                       "vm3": ["0000:b5:00.1"]}
+
+
+def test_on_a_lab_tree_each_guest_records_its_own_vfs_in_its_metadata(played):
+    completed, taken = played
+    assert by_guest(taken["labhost"]) == {"vm1": ["0000:75:00.1", "0000:76:00.1", "0000:79:00.1"],
+                                          "vm2": ["0000:75:00.2", "0000:76:00.2", "0000:79:00.2"]}
+    # guest_config wrote the chosen VFs as each guest's simulated holdings (the test driver forgets them afterwards).
+    for guest in ("vm1", "vm2"):
+        assert ("lab holdings of %s in its <metadata><kae:vfs>: %s (changed)" % (guest, ", ".join(by_guest(taken["labhost"])[guest]))
+                in completed.stdout), completed.stdout
+    # Hosts whose trees carry no lab marker record nothing.
+    assert completed.stdout.count("lab holdings of") == 2
 
 
 def test_a_guest_the_remaining_vfs_cannot_serve_is_refused_naming_what_is_missing(played):
