@@ -139,3 +139,14 @@ def remap_xml(guest_xml, mapping):
     root = dx.parse_domain(guest_xml)
     dx.remap_hostdev_addresses(root, mapping)
     return dx.to_string(root)
+
+
+def migration_remap(live_xml, persistent_xml, source_devices, destination_devices, destination=None):
+    """plan() of the guest LIVE_XML, with the destination XML and, for a persistent guest (PERSISTENT_XML), the persistent XML.
+
+    Both XMLs are None when the guest keeps its VF addresses.
+    """
+    result = plan(live_xml, source_devices, destination_devices, destination=destination)
+    result["destination_xml"] = remap_xml(live_xml, result["mapping"]) if result["remapped"] else None
+    result["persistent_xml"] = remap_xml(persistent_xml, result["mapping"]) if result["remapped"] and persistent_xml else None
+    return result

@@ -126,7 +126,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _args, _libvirt, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
-from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, plan, remap_xml
+from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, migration_remap
 
 # Without libvirt-python (a given domain_xml needs none) no libvirt error can occur.
 LIBVIRT_ERRORS = (_libvirt.libvirt.libvirtError,) if _libvirt.HAS_LIBVIRT else ()
@@ -162,10 +162,8 @@ def run(params):
         live, persistent = params["domain_xml"], None
     else:
         live, persistent = guest_xmls(params)
-    result = plan(live, params["source_devices"], params["destination_devices"], destination=params.get("destination_host"))
-    result["destination_xml"] = remap_xml(live, result["mapping"]) if result["remapped"] else None
-    result["persistent_xml"] = remap_xml(persistent, result["mapping"]) if result["remapped"] and persistent else None
-    return result
+    return migration_remap(live, persistent, params["source_devices"], params["destination_devices"],
+                           destination=params.get("destination_host"))
 
 
 def main():
