@@ -23,8 +23,8 @@ description:
     RV(placement_errors), never as V(not defined).
   - To measure the downtime from QEMU's trace events, mark both hosts' logs before the call with
     M(openeuler.kae.qemu_trace_events) (O(openeuler.kae.qemu_trace_events#module:mark=true)) and read them after it.
-    The source's read can be done here instead, saving a host call: give the source's mark as O(trace_offset) and
-    O(trace_inode), and RV(source_events) holds what M(openeuler.kae.qemu_trace_events) would have returned.
+    The source's read can be done here instead, which saves a host call. Give the source's mark as O(trace_offset)
+    and O(trace_inode), and RV(source_events) holds what M(openeuler.kae.qemu_trace_events) would have returned.
   - With O(destination_devices) it maps the guest's KAE VFs to free VFs of the destination before migrating, as
     M(openeuler.kae.hostdev_remap) does, and migrates with the remapped XML; the owners of the destination's VFs are
     read again through the destination connection just before, so facts read earlier never count a VF as free.
@@ -47,7 +47,6 @@ requirements:
   - libvirt-python (python3-libvirt) on the source host
 extends_documentation_fragment:
   - openeuler.kae.attributes
-  - openeuler.kae._sysfs
 attributes:
   check_mode:
     support: full
@@ -161,12 +160,18 @@ options:
       - The destination's KAE device facts (RV(openeuler.kae.device_info#module:devices) read there, or the
         RV(source_devices) of an earlier migration from there). When given, the guest's KAE VFs are mapped to free VFs
         of the destination (the same rules as M(openeuler.kae.hostdev_remap)) before the migration, and the migration
-        uses the remapped XML (RV(remap)). The source's devices are read from O(sysfs_root) on this host.
-      - The owners of the destination's VFs in these facts are not trusted: they are read again from the destination's
+        uses the remapped XML (RV(remap)). The source's devices are read from O(source_sysfs_root) on this host.
+      - The owners of the destination's VFs in these facts are not trusted; they are read again from the destination's
         libvirt, and a destination whose libvirt cannot say who holds its VFs is a refusal (nothing migrates).
       - Mutually exclusive with O(destination_xml) and O(persistent_xml).
     type: list
     elements: dict
+  source_sysfs_root:
+    description:
+      - Root of the source host's sysfs tree, where its KAE devices are read for the remap of O(destination_devices)
+        (named like O(source_uri), since this module works on two hosts; the other modules call it C(sysfs_root)).
+    type: path
+    default: /sys
   trace_offset:
     description:
       - After a successful migration, read the source's QEMU log of the domain (C(/var/log/libvirt/qemu/DOMAIN.log))
@@ -454,7 +459,8 @@ SOURCE_LOG_POLL_S = 0.05
 
 
 def argument_spec():
-    return _args.merge(_args.sysfs_option(), dict(
+    return dict(
+        source_sysfs_root=dict(type="path", default=_args.DEFAULT_SYSFS_ROOT),
         domain=dict(type="str", required=True),
         destination_uri=dict(type="str", required=True),
         migrate_uri=dict(type="str"),
@@ -479,14 +485,14 @@ def argument_spec():
         trace_offset=dict(type="int"),
         trace_inode=dict(type="int"),
         profile=dict(type="str", default="auto", choices=list(_trace.PROFILE_CHOICES)),
-    ))
+    )
 
 
 def read_option_problems(params):
     """Sentences for the options of the remap and the source's log read that have the wrong form."""
     problems = []
     try:
-        _args.check_shared({"sysfs_root": params["sysfs_root"]})
+        _validate.text(params["source_sysfs_root"], "source_sysfs_root (the root of a sysfs tree such as /sys)")
     except _validate.InputError as exc:
         problems.append(str(exc))
     for name in ("trace_offset", "trace_inode"):
@@ -647,9 +653,9 @@ class Migration:
     def remap(self, src_dom):
         """Map the guest's KAE VFs to free VFs of the destination, with every VF's owner read now through both connections."""
         try:
-            source = _devices.scan(Sysfs(self.params["sysfs_root"]))
+            source = _devices.scan(Sysfs(self.params["source_sysfs_root"]))
         except (SysfsError, _devices.DeviceError) as exc:
-            self.fail("reading the KAE devices of %s under %s for the remap of %s failed: %s" % (self.src_host, self.params["sysfs_root"], self.name, exc))
+            self.fail("reading the KAE devices of %s under %s for the remap of %s failed: %s" % (self.src_host, self.params["source_sysfs_root"], self.name, exc))
         _devices.with_owners(source, *_devices.connection_owners(self.src_conn, self.params["source_uri"]))
         destination = _devices.with_owners([dict(device) for device in self.params["destination_devices"]],
                                            *_devices.connection_owners(self.dst_conn, self.params["destination_uri"]))
