@@ -655,7 +655,8 @@ class Migration:
         try:
             source = _devices.scan(Sysfs(self.params["source_sysfs_root"]))
         except (SysfsError, _devices.DeviceError) as exc:
-            self.fail("reading the KAE devices of %s under %s for the remap of %s failed: %s" % (self.src_host, self.params["source_sysfs_root"], self.name, exc))
+            self.fail("reading the KAE devices of %s under %s for the remap of %s failed: %s"
+                      % (self.src_host, self.params["source_sysfs_root"], self.name, exc))
         _devices.with_owners(source, *_devices.connection_owners(self.src_conn, self.params["source_uri"]))
         destination = _devices.with_owners([dict(device) for device in self.params["destination_devices"]],
                                            *_devices.connection_owners(self.dst_conn, self.params["destination_uri"]))
