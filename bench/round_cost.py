@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -60,6 +61,10 @@ class CallbackModule(CallbackBase):
     def v2_playbook_on_task_start(self, task, is_conditional):
         with open(os.environ["ROUND_COST_TIMES"], "a", encoding="utf-8") as handle:
             handle.write("%.6f\\t%s\\n" % (time.time(), task.get_name()))
+
+    def v2_playbook_on_stats(self, stats):
+        with open(os.environ["ROUND_COST_TIMES"], "a", encoding="utf-8") as handle:
+            handle.write("%.6f\\t%s\\n" % (time.time(), "(end of the run)"))
 '''
 
 
@@ -85,20 +90,45 @@ def bare_migrations(rounds):
     return times
 
 
-def round_times(lines):
-    """Each round's time from the task-start log: from one round's first task to the next one's."""
-    # A role's task is named "ROLE : NAME", with NAME as written (templates not rendered).
-    names = [(float(stamp), name.split(" : ", 1)[-1]) for stamp, name in lines]
-    starts = [stamp for stamp, name in names if name.startswith(ROUND_START)]
-    ends = [stamp for stamp, name in names if name == AFTER_ROUNDS]
+def task_stamps(lines):
+    """(start time, task name) of each task; a role's task is "ROLE : NAME", NAME as written (templates not rendered)."""
+    return [(float(stamp), name.split(" : ", 1)[-1]) for stamp, name in lines]
+
+
+def round_bounds(stamps):
+    """Start times of each round, then the time the rounds ended."""
+    starts = [stamp for stamp, name in stamps if name.startswith(ROUND_START)]
+    ends = [stamp for stamp, name in stamps if name == AFTER_ROUNDS]
     if not starts or not ends:
         raise ValueError("the playbook ran no round (no task named %r)" % ROUND_START)
-    bounds = starts + [ends[-1]]
+    return starts + [ends[-1]]
+
+
+def round_times(lines):
+    """Each round's time from the task-start log: from one round's first task to the next one's."""
+    bounds = round_bounds(task_stamps(lines))
     return [later - earlier for earlier, later in zip(bounds, bounds[1:])]
 
 
+def task_profile(lines):
+    """Per task of the rounds, in order of first run: (name, runs, mean seconds, total seconds); a task lasts until the next starts."""
+    stamps = task_stamps(lines)
+    bounds = round_bounds(stamps)
+    spans = {}
+    for (stamp, name), (later, _next) in zip(stamps, stamps[1:]):
+        if bounds[0] <= stamp < bounds[-1]:
+            # Round numbers in task names are rendered: one row per task, whatever the round.
+            spans.setdefault(re.sub(r"round [0-9]+", "round N", name), []).append(later - stamp)
+    return [(name, len(times), statistics.mean(times), sum(times)) for name, times in spans.items()]
+
+
+def load_average():
+    """The 1-minute load average, to print beside the figures measured meanwhile."""
+    return os.getloadavg()[0]
+
+
 def playbook_rounds(rounds, workdir):
-    """Per-round times of one kae_migrate.yml run of ROUNDS rounds, and the whole run's time."""
+    """Per-round times of one kae_migrate.yml run of ROUNDS rounds, the per-task profile of its rounds and the whole run's time."""
     (workdir / "round_clock.py").write_text(CALLBACK)
     times = workdir / "times.tsv"
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_CALLBACK_PLUGINS=str(workdir),
@@ -111,17 +141,23 @@ def playbook_rounds(rounds, workdir):
     if done.returncode != 0:
         sys.exit("kae_migrate.yml failed (rc %d):\n%s" % (done.returncode, done.stdout[-4000:]))
     lines = [line.split("\t", 1) for line in times.read_text().splitlines()]
-    return round_times(lines), total
+    return round_times(lines), task_profile(lines), total
 
 
-def show(bare, rounds, total):
+def show(bare, rounds, profile, total, loads):
+    """Per-round times side by side, the medians and their ratio, the load of each part, then where a round's time goes."""
     print("round  bare virsh migrate (s)  kae_migrate.yml round (s)")
     for number, (one, other) in enumerate(zip(bare, rounds), 1):
         print("%5d  %22.2f  %25.2f" % (number, one, other))
     ratio = statistics.median(rounds) / statistics.median(bare)
     print("median %21.2f  %25.2f" % (statistics.median(bare), statistics.median(rounds)))
     print("ratio of the medians (round / bare): %.2f" % ratio)
-    print("whole playbook run: %.1f s; load average now: %s" % (total, " ".join("%.2f" % value for value in os.getloadavg())))
+    print("load average (1 min) before/after: bare %.2f/%.2f, playbook %.2f/%.2f" % tuple(loads))
+    print("whole playbook run: %.1f s (pre-round phases included)" % total)
+    print("\nwhere a round's time goes (all rounds; a task lasts until the next one starts):")
+    print("%6s %8s %9s  %s" % ("runs", "mean (s)", "total (s)", "task"))
+    for name, runs, mean, spent in profile:
+        print("%6d %8.2f %9.2f  %s" % (runs, mean, spent, name))
 
 
 def main(argv=None):
@@ -142,11 +178,15 @@ def main(argv=None):
         up = subprocess.run([sys.executable, str(ROOT / "lab" / "kaelab.py"), "up"], capture_output=True, text=True, check=False)
         if up.returncode:
             sys.exit("lab/kaelab.py up failed:\n%s%s" % (up.stdout, up.stderr))
+        loads = [load_average()]
         bare = bare_migrations(args.rounds)
+        loads.append(load_average())
         print("bare virsh migrate --live (s): %s" % " ".join("%.2f" % value for value in bare), flush=True)
         with tempfile.TemporaryDirectory(prefix="round-cost.") as workdir:
-            rounds, total = playbook_rounds(args.rounds, Path(workdir))
-    show(bare, rounds, total)
+            loads.append(load_average())
+            rounds, profile, total = playbook_rounds(args.rounds, Path(workdir))
+            loads.append(load_average())
+    show(bare, rounds, profile, total, loads)
     return 0
 
 

@@ -229,12 +229,19 @@ def hostdev_owners(uri, lab=False):
     Only a complete answer counts: when libvirt cannot be asked, or any domain cannot be read, the mapping is
     empty and the note says why: {available: false, uri, reason}.
     """
-    note = {"available": False, "uri": uri}
     try:
         conn = _libvirt.connect(uri, read_only=True)
     except _libvirt.LibvirtFailure as exc:
-        note["reason"] = str(exc)
-        return {}, note
+        return {}, {"available": False, "uri": uri, "reason": str(exc)}
+    try:
+        return connection_owners(conn, uri, lab)
+    finally:
+        conn.close()
+
+
+def connection_owners(conn, uri, lab=False):
+    """hostdev_owners over a connection already open to URI (the caller closes it)."""
+    note = {"available": False, "uri": uri}
     try:
         owners = _holders(conn, lab)
     except _libvirt.libvirt.libvirtError as exc:
@@ -243,10 +250,13 @@ def hostdev_owners(uri, lab=False):
     except _domain_xml.DomainXMLError as exc:
         note["reason"] = "cannot read a domain definition on %s: %s" % (uri, exc)
         return {}, note
-    finally:
-        conn.close()
     note["available"] = True
     return owners, note
+
+
+def with_owners(devices, owners, note):
+    """DEVICES with each VF's owner set from a hostdev_owners answer; every VF's owner is unknown when libvirt did not answer."""
+    return assign_domains(devices, owners, unknown_reason=None if note["available"] else note["reason"])
 
 
 def assign_domains(devices, owners, unknown_reason=None):
@@ -258,6 +268,8 @@ def assign_domains(devices, owners, unknown_reason=None):
         device["domains"] = names
         device["domain"] = names[0] if names else None
         device["owner_known"] = unknown_reason is None
+        # Facts read earlier may carry an old error: only this answer counts.
+        device.pop("owner_error", None)
         if unknown_reason is not None:
             device["owner_error"] = unknown_reason
     return devices

@@ -161,3 +161,14 @@ def remap_xml(guest_xml, mapping, lab=False):
     if lab:
         dx.remap_lab_vfs(root, mapping)
     return dx.to_string(root)
+
+
+def migration_remap(live_xml, persistent_xml, source_devices, destination_devices, destination=None, allowed=None, lab=False):
+    """plan() of the guest LIVE_XML, with the destination XML and, for a persistent guest (PERSISTENT_XML), the persistent XML.
+
+    Both XMLs are None when the guest keeps its VF addresses. ALLOWED and LAB as for plan().
+    """
+    result = plan(live_xml, source_devices, destination_devices, destination=destination, allowed=allowed, lab=lab)
+    result["destination_xml"] = remap_xml(live_xml, result["mapping"], lab) if result["remapped"] else None
+    result["persistent_xml"] = remap_xml(persistent_xml, result["mapping"], lab) if result["remapped"] and persistent_xml else None
+    return result

@@ -217,6 +217,12 @@ def _resolve_profile(profile, src_events):
                      "before the migration." % tried)
 
 
+def has_pause(events, profile="auto"):
+    """Whether EVENTS (a source log's) hold the event marking the guest's pause for migration, for PROFILE."""
+    rows = [PROFILE_BY_NAME[name] for name in AUTO_ORDER] if profile == "auto" else [_profile(profile)]
+    return any(_select(events, row.src_event, row.src_args) for row in rows)
+
+
 def _missing_event(row, side):
     return TraceError("the %s log has no '%s' event (profile %s). %s Also check that this is the %s host's "
                       "/var/log/libvirt/qemu/DOMAIN.log, read from an offset taken before the migration."

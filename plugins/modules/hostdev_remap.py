@@ -143,7 +143,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.openeuler.kae.plugins.module_utils import _args, _libvirt, _validate
 from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
 from ansible_collections.openeuler.kae.plugins.module_utils._devices import is_lab_tree
-from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, plan, remap_xml
+from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, migration_remap
 from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 # Without libvirt-python (a given domain_xml needs none) no libvirt error can occur.
@@ -183,11 +183,8 @@ def run(params):
     else:
         live, persistent = guest_xmls(params)
     lab = is_lab_tree(Sysfs(params.get("sysfs_root", _args.DEFAULT_SYSFS_ROOT)))
-    result = plan(live, params["source_devices"], params["destination_devices"], destination=params.get("destination_host"),
-                  allowed=params.get("allowed_vfs"), lab=lab)
-    result["destination_xml"] = remap_xml(live, result["mapping"], lab) if result["remapped"] else None
-    result["persistent_xml"] = remap_xml(persistent, result["mapping"], lab) if result["remapped"] and persistent else None
-    return result
+    return migration_remap(live, persistent, params["source_devices"], params["destination_devices"],
+                           destination=params.get("destination_host"), allowed=params.get("allowed_vfs"), lab=lab)
 
 
 def main():

@@ -28,8 +28,13 @@ description:
     and not active on the source; otherwise the module fails naming where it runs.
   - A host whose libvirt cannot be asked is reported as V(unknown) in RV(placement), with the error in
     RV(placement_errors), never as V(not defined).
-  - It reads no QEMU log. To measure the downtime from QEMU's trace events, mark both hosts' logs before the call
-    with M(openeuler.kae.qemu_trace_events) (O(openeuler.kae.qemu_trace_events#module:mark=true)) and read them after it.
+  - To measure the downtime from QEMU's trace events, mark both hosts' logs before the call with
+    M(openeuler.kae.qemu_trace_events) (O(openeuler.kae.qemu_trace_events#module:mark=true)) and read them after it.
+    The source's read can be done here instead, which saves a host call. Give the source's mark as O(trace_offset)
+    and O(trace_inode), and RV(source_events) holds what M(openeuler.kae.qemu_trace_events) would have returned.
+  - With O(destination_devices) it maps the guest's KAE VFs to free VFs of the destination before migrating, as
+    M(openeuler.kae.hostdev_remap) does, and migrates with the remapped XML; the owners of the destination's VFs are
+    read again through the destination connection just before, so facts read earlier never count a VF as free.
   - The destination's connection is watched with libvirt keepalive messages (every 5 s, closed after 3 unanswered), so
     a destination that stops answering during the migration (a cut link) fails the calls waiting on it within about
     20 s instead of blocking the abort and the read-back until TCP gives up.
@@ -157,6 +162,46 @@ options:
   persistent_xml:
     description: Domain XML to store as the persistent definition on the destination (with O(persist_dest=true)).
     type: str
+  destination_devices:
+    description:
+      - The destination's KAE device facts (RV(openeuler.kae.device_info#module:devices) read there, or the
+        RV(source_devices) of an earlier migration from there). When given, the guest's KAE VFs are mapped to free VFs
+        of the destination (the same rules as M(openeuler.kae.hostdev_remap)) before the migration, and the migration
+        uses the remapped XML (RV(remap)). The source's devices are read from O(source_sysfs_root) on this host.
+      - The owners of the destination's VFs in these facts are not trusted; they are read again from the destination's
+        libvirt, and a destination whose libvirt cannot say who holds its VFs is a refusal (nothing migrates).
+      - Mutually exclusive with O(destination_xml) and O(persistent_xml).
+    type: list
+    elements: dict
+  destination_vfs:
+    description:
+      - With O(destination_devices), the only destination VFs the remap may give the guest (as
+        M(openeuler.kae.hostdev_remap)'s O(openeuler.kae.hostdev_remap#module:allowed_vfs)), for example the VFs a
+        placement plan chose, so that concurrent migrations into one host never choose the same VF.
+    type: list
+    elements: str
+  source_sysfs_root:
+    description:
+      - Root of the source host's sysfs tree, where its KAE devices are read for the remap of O(destination_devices)
+        (named like O(source_uri), since this module works on two hosts; the other modules call it C(sysfs_root)).
+    type: path
+    default: /sys
+  trace_offset:
+    description:
+      - After a successful migration, read the source's QEMU log of the domain (C(/var/log/libvirt/qemu/DOMAIN.log))
+        from this byte offset, a RV(openeuler.kae.qemu_trace_events#module:next_offset) taken before the migration,
+        and return the trace events of O(profile) as RV(source_events).
+      - When the source's pause event is not in the log yet, the read is repeated for up to 1 s.
+    type: int
+  trace_inode:
+    description: The RV(openeuler.kae.qemu_trace_events#module:inode) returned with O(trace_offset); a log rotated since is read from its start.
+    type: int
+  profile:
+    description:
+      - The downtime profile whose events RV(source_events) keeps, as in M(openeuler.kae.qemu_trace_events).
+    type: str
+    default: auto
+    choices: [auto, openeuler, upstream, downtime_checkpoint]
   timeout_s:
     description:
       - How long to wait for the migration, in seconds; a finite number greater than 0. Past it the job is aborted
@@ -293,6 +338,35 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+remap:
+  description:
+    - With O(destination_devices), where the guest's KAE VFs go on the destination, as
+      M(openeuler.kae.hostdev_remap) returns it (mapping, numa_node, remapped, destination_xml, persistent_xml).
+  returned: with O(destination_devices), once the guest was found on the source
+  type: dict
+  sample: {"mapping": {"0000:75:00.1": "0000:75:00.2"}, "numa_node": 0, "remapped": true, "destination_xml": "<domain ...>",
+           "persistent_xml": null}
+source_devices:
+  description:
+    - With O(destination_devices), the source's KAE devices read for the remap, with their owners read from the
+      source's libvirt before the migration (the shape of RV(openeuler.kae.device_info#module:devices)). A later
+      migration back to this host can pass them as O(destination_devices); their owners are read again then.
+  returned: with O(destination_devices), once the guest was found on the source
+  type: list
+  elements: dict
+source_events:
+  description:
+    - With O(trace_offset), the source log's trace events since that mark, with the keys that
+      M(openeuler.kae.qemu_trace_events) returns (events, next_offset, size, inode, rotated, more, exists, log_path).
+  returned: with O(trace_offset), after a successful migration
+  type: dict
+  sample: {"events": [{"ts": 1795629893.041251, "tid": 219, "name": "vm_state_notify", "args": "running 0 reason 7 (finish-migrate)"}],
+           "next_offset": 20480, "size": 20530, "inode": 393231, "rotated": false, "more": false, "exists": true,
+           "log_path": "/var/log/libvirt/qemu/kae-guest.log"}
+source_events_error:
+  description: Why the source's log could not be read after a successful migration (RV(source_events) is then absent).
+  returned: with O(trace_offset), when the read failed
+  type: str
 msg:
   description: What was done, or what would be done in check mode.
   returned: always
@@ -565,18 +639,23 @@ import time
 from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.openeuler.kae.plugins.module_utils import _convergence
-from ansible_collections.openeuler.kae.plugins.module_utils import _libvirt
-from ansible_collections.openeuler.kae.plugins.module_utils import _migration
-from ansible_collections.openeuler.kae.plugins.module_utils import _validate
+from ansible_collections.openeuler.kae.plugins.module_utils import (
+    _args, _convergence, _devices, _libvirt, _logread, _migration, _trace, _validate)
+from ansible_collections.openeuler.kae.plugins.module_utils._domain_xml import DomainXMLError
+from ansible_collections.openeuler.kae.plugins.module_utils._remap import RemapError, migration_remap
+from ansible_collections.openeuler.kae.plugins.module_utils._sysfs import Sysfs, SysfsError
 
 # How often the waiting loop wakes up, and how long an aborted job may take to end.
 POLL_INTERVAL_S = 0.5
 ABORT_GRACE_S = 60.0
+# virtlogd copies QEMU's output into the log: how long the source's pause event may take to get there.
+SOURCE_LOG_WAIT_S = 1.0
+SOURCE_LOG_POLL_S = 0.05
 
 
 def argument_spec():
     return dict(
+        source_sysfs_root=dict(type="path", default=_args.DEFAULT_SYSFS_ROOT),
         domain=dict(type="str", required=True),
         destination_uri=dict(type="str", required=True),
         migrate_uri=dict(type="str"),
@@ -607,7 +686,45 @@ def argument_spec():
             mode=dict(type="str", default="time", choices=list(_convergence.SCHEDULE_MODES)),
         )),
         at_limit=dict(type="str", default="abort", choices=list(_convergence.LIMIT_ACTIONS)),
+        destination_devices=dict(type="list", elements="dict"),
+        destination_vfs=dict(type="list", elements="str"),
+        trace_offset=dict(type="int"),
+        trace_inode=dict(type="int"),
+        profile=dict(type="str", default="auto", choices=list(_trace.PROFILE_CHOICES)),
     )
+
+
+def read_option_problems(params):
+    """Sentences for the options of the remap and the source's log read that have the wrong form."""
+    problems = []
+    try:
+        _validate.text(params["source_sysfs_root"], "source_sysfs_root (the root of a sysfs tree such as /sys)")
+    except _validate.InputError as exc:
+        problems.append(str(exc))
+    for index, bdf in enumerate(params["destination_vfs"] or []):
+        try:
+            _validate.bdf(bdf, "destination_vfs[%d]" % index)
+        except _validate.InputError as exc:
+            problems.append(str(exc))
+    for name in ("trace_offset", "trace_inode"):
+        try:
+            if params[name] is not None:
+                _validate.number(params[name], name, minimum=0, integer=True)
+        except _validate.InputError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def read_source_events(name, params, wait_s=SOURCE_LOG_WAIT_S):
+    """qemu_trace_events' read of NAME's log from the mark in PARAMS, repeated until the pause event is there or WAIT_S passed."""
+    path = _logread.domain_log_path(name)
+    deadline = time.monotonic() + wait_s
+    while True:
+        found = _logread.read_events(path, offset=params["trace_offset"], inode=params["trace_inode"],
+                                     names=_trace.profile_event_names(params["profile"]))
+        if _trace.has_pause(found["events"], params["profile"]) or time.monotonic() >= deadline:
+            return dict(found, log_path=path)
+        time.sleep(SOURCE_LOG_POLL_S)
 
 
 def libvirt_call(what, host, func, *args):
@@ -668,6 +785,8 @@ class Migration:
         self.src_host = None
         self.dst_host = None
         self.result = {"changed": False}
+        # The XMLs to migrate with: the options', or the remap's.
+        self.xmls = {"destination_xml": self.params["destination_xml"], "persistent_xml": self.params["persistent_xml"]}
 
     def connect(self):
         self.src_conn = _libvirt.connect(self.params["source_uri"])
@@ -731,6 +850,8 @@ class Migration:
         if job_type != _migration.JOB_NONE:
             self.fail("%s already has a job running on %s (job type %s), perhaps another migration; "
                       "wait for it to end or abort it first" % (self.name, self.src_host, job_type))
+        if params["destination_devices"] is not None:
+            self.remap(src_dom)
         self.result["changed"] = True
         if self.module._diff:
             self.result["diff"] = {"before": {"running_on": self.src_host}, "after": {"running_on": self.dst_host}}
@@ -738,7 +859,35 @@ class Migration:
             self.module.exit_json(msg="would migrate %s from %s to %s" % (self.name, self.src_host, self.dst_host), **self.result)
         libvirt_call("setting the maximum downtime of %s" % self.name, self.src_host,
                      src_dom.migrateSetMaxDowntime, params["max_downtime_ms"], 0)
-        self.migrate(src_dom, flags, _migration.migration_params(params))
+        self.migrate(src_dom, flags, _migration.migration_params(dict(params, **self.xmls)))
+
+    def remap(self, src_dom):
+        """Map the guest's KAE VFs to free VFs of the destination, with every VF's owner read now through both connections."""
+        try:
+            sysfs = Sysfs(self.params["source_sysfs_root"])
+            # A simulated lab tree on the source means a lab fleet: the VFs named in domains' <metadata> count as held.
+            lab = _devices.is_lab_tree(sysfs)
+            source = _devices.scan(sysfs)
+        except (SysfsError, _devices.DeviceError) as exc:
+            self.fail("reading the KAE devices of %s under %s for the remap of %s failed: %s"
+                      % (self.src_host, self.params["source_sysfs_root"], self.name, exc))
+        _devices.with_owners(source, *_devices.connection_owners(self.src_conn, self.params["source_uri"], lab))
+        destination = _devices.with_owners([dict(device) for device in self.params["destination_devices"]],
+                                           *_devices.connection_owners(self.dst_conn, self.params["destination_uri"], lab))
+        flags = _libvirt.libvirt.VIR_DOMAIN_XML_MIGRATABLE
+        live = libvirt_call("reading the XML of %s" % self.name, self.src_host, src_dom.XMLDesc, flags)
+        persistent = None
+        if libvirt_call("reading whether %s is persistent" % self.name, self.src_host, src_dom.isPersistent):
+            persistent = libvirt_call("reading the definition of %s" % self.name, self.src_host, src_dom.XMLDesc,
+                                      flags | _libvirt.libvirt.VIR_DOMAIN_XML_INACTIVE)
+        self.result["source_devices"] = source
+        try:
+            self.result["remap"] = migration_remap(live, persistent, source, destination, destination=self.dst_host,
+                                                   allowed=self.params["destination_vfs"], lab=lab)
+        except (RemapError, DomainXMLError, _validate.InputError) as exc:
+            self.fail("remap of %s's KAE VFs from %s to %s: %s; nothing was migrated" % (self.name, self.src_host, self.dst_host, exc))
+        if self.result["remap"]["remapped"]:
+            self.xmls = dict((key, self.result["remap"][key]) for key in self.xmls)
 
     def migrate_call(self, src_dom, flags, typed):
         """The blocking libvirt call for this kind of migration."""
@@ -778,6 +927,8 @@ class Migration:
             self.fail("libvirt reported the migration of %s from %s to %s as done, but %s is not running on %s alone (%s): "
                       "check both hosts" % (self.name, self.src_host, self.dst_host, self.name, self.dst_host, self.where()))
         self.result["job"] = self.completed_job(src_dom)
+        if self.params["trace_offset"] is not None:
+            self.source_events()
         self.module.exit_json(msg="migrated %s from %s to %s in %.3f s" % (self.name, self.src_host, self.dst_host, duration_s),
                               **self.result)
 
@@ -788,6 +939,14 @@ class Migration:
         self.result.update(limit=None, suspended=None)
         return _convergence.Watch(params["max_downtime_ms"], params["progress_interval_s"], params["timeout_s"], completion_s,
                                   params["progress_timeout_s"], params["downtime_schedule"])
+
+    def source_events(self):
+        """Read the source's trace events of the migration into the result; a failed read is said, not fatal: the guest moved."""
+        try:
+            self.result["source_events"] = read_source_events(self.name, self.params)
+        except _logread.LogReadError as exc:
+            self.result["source_events_error"] = str(exc)
+            self.module.warn("the migration went well, but the source's QEMU log could not be read: %s" % exc)
 
     def observe(self, src_dom, watch, t_s):
         """Read the job's statistics into WATCH, and apply the maximum downtime its schedule raises to."""
@@ -907,8 +1066,10 @@ class Migration:
 
 def main():
     spec, problem = _validate.screen_number_options(basic._load_params(), argument_spec())
-    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
-    problems = [problem] if problem else _migration.option_problems(module.params)
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True,
+                           mutually_exclusive=[("destination_devices", "destination_xml"), ("destination_devices", "persistent_xml")],
+                           required_by={"trace_inode": "trace_offset", "destination_vfs": "destination_devices"})
+    problems = [problem] if problem else _migration.option_problems(module.params) + read_option_problems(module.params)
     if problems:
         module.fail_json(msg="; ".join(problems))
     if not _libvirt.HAS_LIBVIRT:

@@ -463,3 +463,14 @@ def test_parity_bad_input():
 def test_parity_names_the_bad_field(facts, message):
     with pytest.raises(DeviceError, match="^" + message):
         _devices.parity(facts, {"devices": [GOOD_PF], "pf_q_num": {"zip": 64}})
+
+
+def test_with_owners_replaces_what_older_facts_said(kae_host):
+    devices = _devices.scan(Sysfs(kae_host(vfs=2)))
+    _devices.with_owners(devices, {}, {"available": False, "reason": "libvirt is down"})
+    _devices.with_owners(devices, {"0000:75:00.1": ["guest1"]}, {"available": True})
+    held = by_bdf(devices)["0000:75:00.1"]
+    assert held["domain"] == "guest1" and held["owner_known"] is True and "owner_error" not in held
+    _devices.with_owners(devices, {}, {"available": False, "reason": "cannot read the domains on B: gone"})
+    assert by_bdf(devices)["0000:75:00.1"]["owner_error"] == "cannot read the domains on B: gone"
+    assert by_bdf(devices)["0000:75:00.1"]["domain"] is None

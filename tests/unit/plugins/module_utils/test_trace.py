@@ -385,3 +385,11 @@ def test_parse_line_takes_ascii_trace_lines_only(line):
 def test_parse_events_refuses_event_dicts_no_clock_can_have(event):
     with pytest.raises(TraceError, match="expected each event of the log to be a dict with 'ts'"):
         parse_events([event])
+
+
+def test_has_pause_looks_for_the_source_event_of_the_profile():
+    upstream = parse_events("219@1795629893.041251:vm_state_notify running 0 reason 7 (finish-migrate)\n")
+    resumed = parse_events("301@1795629893.054982:vm_state_notify running 1 reason 9 (running)\n")
+    openeuler = parse_events("16465@1747835912.854818:all_vcpus_paused\n")
+    assert _trace.has_pause(upstream) and _trace.has_pause(openeuler) and _trace.has_pause(upstream, "upstream")
+    assert not _trace.has_pause(resumed) and not _trace.has_pause(openeuler, "upstream") and not _trace.has_pause([])

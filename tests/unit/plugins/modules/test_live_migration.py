@@ -612,3 +612,111 @@ def test_limits_must_be_positive_numbers(world):
     assert "progress_timeout_s must be greater than 0" in result["msg"]
     result = fail(world, completion_timeout_s_per_gib="inf")
     assert "completion_timeout_s_per_gib" in result["msg"]
+
+
+# ---------------------------------------------------------------- the remap and the source's log read in the same call
+
+PAUSE = "219@1795629893.041251:vm_state_notify running 0 reason 7 (finish-migrate)\n"
+HOSTDEV = ("<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source>"
+           "<address domain='0x0000' bus='0x31' slot='0x00' function='0x1'/></source></hostdev>")
+
+
+def kae_vf(bdf, domain=None):
+    return {"bdf": bdf, "engine": "zip", "function": "vf", "numa_node": 0, "driver": "hisi_acc_vfio_pci",
+            "migratable_hw": True, "domain": domain, "domains": [domain] if domain else [], "owner_known": True,
+            "queue_class": {"pf_q_num": 64, "num_vfs": 4, "last": False}}
+
+
+@pytest.fixture
+def remap_world(world, monkeypatch):
+    """The guest holds VF 31:00.1 on the source; each host's libvirt answers who holds its VFs from world.owners."""
+    world.owners = {"kae-lab-a": ({"0000:31:00.1": ["kae-guest"]}, {"available": True}),
+                    "kae-lab-b": ({}, {"available": True})}
+    xml = "<domain type='kvm'><name>kae-guest</name><devices>%s</devices></domain>" % HOSTDEV
+    FakeDomain.XMLDesc = lambda self, flags=0: xml
+    FakeDomain.isPersistent = lambda self: True
+    monkeypatch.setattr(live_migration._devices, "scan", lambda sysfs: [kae_vf("0000:31:00.1")])
+    monkeypatch.setattr(live_migration._devices, "connection_owners", lambda conn, uri, lab=False: world.owners[conn.host])
+    yield world
+    del FakeDomain.XMLDesc, FakeDomain.isPersistent
+
+
+def test_the_remap_reads_the_destinations_owners_again_and_migrates_with_its_xml(remap_world):
+    # Facts read earlier call 31:00.1 free on the destination; its libvirt now says another guest took it.
+    remap_world.owners["kae-lab-b"] = ({"0000:31:00.1": ["other"]}, {"available": True})
+    result = run(remap_world, destination_devices=[kae_vf("0000:31:00.1"), kae_vf("0000:31:00.2")])
+    assert result["remap"]["mapping"] == {"0000:31:00.1": "0000:31:00.2"} and result["remap"]["remapped"] is True
+    params = remap_world.domains["kae-lab-a"].calls[1][2]
+    assert 'function="0x2"' in params["destination_xml"] and params["destination_xml"] == result["remap"]["destination_xml"]
+    assert params["persistent_xml"] == result["remap"]["persistent_xml"]
+    assert result["source_devices"][0]["domain"] == "kae-guest"
+
+
+def test_the_remap_keeps_free_addresses_and_passes_no_xml(remap_world):
+    result = run(remap_world, destination_devices=[kae_vf("0000:31:00.1", domain="stale")])
+    assert result["remap"]["remapped"] is False
+    assert "destination_xml" not in remap_world.domains["kae-lab-a"].calls[1][2]
+
+
+def test_the_remap_takes_only_the_destination_vfs_given(remap_world):
+    # 31:00.1 is taken there; 31:00.2 and 31:00.3 are free, but a plan reserved 31:00.3 for this guest.
+    remap_world.owners["kae-lab-b"] = ({"0000:31:00.1": ["other"]}, {"available": True})
+    devices = [kae_vf("0000:31:00.1"), kae_vf("0000:31:00.2"), kae_vf("0000:31:00.3")]
+    result = run(remap_world, destination_devices=devices, destination_vfs=["0000:31:00.3"])
+    assert result["remap"]["mapping"] == {"0000:31:00.1": "0000:31:00.3"}
+
+
+def test_a_reserved_vf_another_guest_holds_migrates_nothing(remap_world):
+    remap_world.owners["kae-lab-b"] = ({"0000:31:00.1": ["other"]}, {"available": True})
+    devices = [kae_vf("0000:31:00.1"), kae_vf("0000:31:00.2")]
+    result = fail(remap_world, destination_devices=devices, destination_vfs=["0000:31:00.1"])
+    assert "nothing was migrated" in result["msg"]
+    assert remap_world.domains["kae-lab-a"].calls == []
+
+
+def test_destination_vfs_must_be_addresses_and_need_destination_devices(world):
+    assert "destination_vfs[0]" in fail(world, destination_devices=[], destination_vfs=["31:00"])["msg"]
+    assert "missing parameter(s) required by 'destination_vfs': destination_devices" in fail(world, destination_vfs=["0000:31:00.3"])["msg"]
+    assert world.domains["kae-lab-a"].calls == []
+
+
+def test_a_destination_whose_owners_cannot_be_read_migrates_nothing(remap_world):
+    remap_world.owners["kae-lab-b"] = ({}, {"available": False, "reason": "cannot read the domains on B: gone"})
+    result = fail(remap_world, destination_devices=[kae_vf("0000:31:00.1"), kae_vf("0000:31:00.2")])
+    assert "VF ownership could not be read (cannot read the domains on B: gone)" in result["msg"]
+    assert "nothing was migrated" in result["msg"]
+    assert [call[0] for call in remap_world.domains["kae-lab-a"].calls] == []
+
+
+def test_destination_devices_and_a_given_xml_are_exclusive(world):
+    result = fail(world, destination_devices=[], destination_xml="<domain/>")
+    assert "mutually exclusive" in result["msg"]
+
+
+def test_the_source_log_is_read_after_the_migration(world, monkeypatch):
+    monkeypatch.setattr(live_migration._logread, "QEMU_LOG_DIR", str(world.log.parent))
+    mark = world.log.stat().st_size
+    world.after_migration = lambda: world.log.write_text(world.log.read_text() + PAUSE)
+    result = run(world, trace_offset=mark, trace_inode=world.log.stat().st_ino, profile="upstream")
+    events = result["source_events"]
+    assert [event["args"] for event in events["events"]] == ["running 0 reason 7 (finish-migrate)"]
+    assert events["next_offset"] == world.log.stat().st_size and events["log_path"] == str(world.log)
+
+
+def test_a_late_pause_event_is_waited_for_and_a_missing_log_is_said(world, monkeypatch):
+    monkeypatch.setattr(live_migration._logread, "QEMU_LOG_DIR", str(world.log.parent))
+    monkeypatch.setattr(live_migration, "SOURCE_LOG_WAIT_S", 0.1)
+    result = run(world, trace_offset=0)
+    assert result["source_events"]["events"] == []
+    world.log.unlink()
+    world.states = {"kae-lab-a": RUNNING, "kae-lab-b": None}
+    result = run(world, trace_offset=0)
+    assert "source_events" not in result and "does not exist" in result["source_events_error"]
+
+
+@pytest.mark.parametrize("args, message", [
+    ({"trace_offset": -1}, "trace_offset must be at least 0, got -1"),
+    ({"trace_inode": 5}, "missing parameter(s) required by 'trace_inode': trace_offset"),
+])
+def test_bad_read_options_are_named(world, args, message):
+    assert message in fail(world, **args)["msg"]
