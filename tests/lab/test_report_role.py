@@ -62,7 +62,7 @@ def test_report_written_beside_the_playbook_and_table_is_the_last_output(report_
     ET.parse(str(reports / run_id / "downtime.svg"))
     last_task = result.stdout.split("TASK [")[-1]
     assert "Report: %s" % (reports / run_id / "report.md") in last_task
-    assert "| 2 | 35 | 37.5 | kae-lab-b -> kae-lab-a | passed |" in last_task
+    assert "| 2 | 35 | 37.5 | not probed | kae-lab-b -> kae-lab-a | passed |" in last_task
     assert "max 35 ms <= 200 ms target: PASSED" in last_task
 
 
@@ -85,7 +85,7 @@ def test_errored_round_fails_the_play(report_play, ansible_playbook):
     # A relative report_dir is taken from the playbook directory.
     result = ansible_playbook(playbook, "-e", "report_run_id=errored", "-e", "report_dir=../other-reports")
     assert result.returncode != 0
-    assert "| 4 | n/a | n/a | kae-lab-b -> kae-lab-a | error |" in result.stdout
+    assert "| 4 | n/a | n/a | not probed | kae-lab-b -> kae-lab-a | error |" in result.stdout
     assert "1 of 4 rounds failed or errored: FAILED" in result.stdout
     assert "migration timed out after 60 s" in (reports.parent / "other-reports" / "errored" / "report.md").read_text()
 
