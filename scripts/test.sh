@@ -117,30 +117,30 @@ stage_package() {
     dest="$work/ansible_collections/openeuler/kae"
     copy_collection "$dest" || { log "package FAILED: could not copy the collection"; rm -rf "$work"; return 1; }
     (
-        set -e
+        # set -e does not hold here: "all" calls each stage as "stage || rc=$?", so every step checks itself.
         # shellcheck disable=SC2030  # the publishing tools come first in this stage's subshell only
         export PATH="$PACKAGE_VENV/bin:$PATH"
-        cd "$dest"
-        ansible-galaxy collection build --force --output-path "$work" . >/dev/null
-        tarball="$(ls "$work"/openeuler-kae-*.tar.gz)"
+        cd "$dest" || exit 1
+        ansible-galaxy collection build --force --output-path "$work" . >/dev/null || exit 1
+        tarball="$(ls "$work"/openeuler-kae-*.tar.gz)" || exit 1
         log "Galaxy importer on $(basename "$tarball")"
-        printf '%s' "$GALAXY_IMPORTER_CFG" >"$work/galaxy-importer.cfg"
+        printf '%s' "$GALAXY_IMPORTER_CFG" >"$work/galaxy-importer.cfg" || exit 1
         GALAXY_IMPORTER_CONFIG="$work/galaxy-importer.cfg" python -m galaxy_importer.main "$tarball" >"$work/importer.log" 2>&1 \
             || { cat "$work/importer.log"; exit 1; }
         if grep -E '^(ERROR|WARNING)' "$work/importer.log"; then exit 1; fi
         log "antsibull-docs lint-collection-docs --plugin-docs"
-        antsibull-docs lint-collection-docs --plugin-docs .
+        antsibull-docs lint-collection-docs --plugin-docs . || exit 1
         log "ansible-builder create (execution environment build context)"
-        mkdir -p "$work/ee"
-        cp ee/execution-environment.yml ee/requirements.yml "$work/ee/"
-        cp "$tarball" "$work/ee/openeuler-kae.tar.gz"
-        ansible-builder create -f "$work/ee/execution-environment.yml" -c "$work/ee/context" >/dev/null
-        grep -q 'ansible-galaxy collection install' "$work/ee/context/Dockerfile"
+        mkdir -p "$work/ee" || exit 1
+        cp ee/execution-environment.yml ee/requirements.yml "$work/ee/" || exit 1
+        cp "$tarball" "$work/ee/openeuler-kae.tar.gz" || exit 1
+        ansible-builder create -f "$work/ee/execution-environment.yml" -c "$work/ee/context" >/dev/null || exit 1
+        grep -q 'ansible-galaxy collection install' "$work/ee/context/Dockerfile" || exit 1
         # What ansible-builder's introspection will find in the installed collection: our own requirements.
-        ansible-galaxy collection install -p "$work/installed" "$tarball" >/dev/null
-        ansible-builder introspect --sanitize "$work/installed" >"$work/introspect.txt"
-        grep -q "libvirt-python.*from collection openeuler.kae" "$work/introspect.txt"
-        grep -q "libvirt-devel.*from collection openeuler.kae" "$work/introspect.txt"
+        ansible-galaxy collection install -p "$work/installed" "$tarball" >/dev/null || exit 1
+        ansible-builder introspect --sanitize "$work/installed" >"$work/introspect.txt" || exit 1
+        grep -q "libvirt-python.*from collection openeuler.kae" "$work/introspect.txt" || exit 1
+        grep -q "libvirt-devel.*from collection openeuler.kae" "$work/introspect.txt" || exit 1
     ) || rc=$?
     rm -rf "$work"
     if [ "$rc" -eq 0 ]; then log "package passed"; else log "package FAILED (exit $rc)"; fi
