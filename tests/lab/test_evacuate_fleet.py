@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import re
 import subprocess
 import textwrap
 import time
+import xml.etree.ElementTree as ET
 
 import pytest
 
@@ -288,4 +288,8 @@ def test_a_destination_failing_mid_evacuation_leaves_its_guest_on_the_source(fle
     finally:
         for conn in conns.values():
             conn.close()
-    assert os.path.exists(reports / "latest" / "junit.xml")
+    # The job's JUnit: one test case per guest, the one bound to the failed host failing.
+    cases = dict((case.get("name"), case) for case in ET.parse(str(reports / "fault" / "junit.xml")).getroot().iter("testcase"))
+    for guest in leaving:
+        failing = [child.tag for child in cases["guest %s: %s -> %s" % (guest, SOURCE, plan[guest][1])] if child.tag in ("failure", "error")]
+        assert bool(failing) is (guest in bound_there), (guest, failing)
