@@ -370,6 +370,14 @@ def kernel_package() -> str:
     raise LabError("cannot resolve the cloud kernel package from `apt-cache depends linux-image-cloud-amd64`")
 
 
+def kernel_deb() -> Path:
+    """The downloaded guest kernel package (its modules go into the main guest's initramfs)."""
+    found = sorted((IMAGES / "debs").glob("linux-image-*.deb"))
+    if not found:
+        raise LabError("no guest kernel package under %s: remove %s and run up again to download it" % (IMAGES / "debs", KERNEL))
+    return found[-1]
+
+
 def ensure_kernel() -> None:
     if KERNEL.exists():
         return
@@ -381,7 +389,7 @@ def ensure_kernel() -> None:
     if run(["apt-get", "download", pkg], check=False, timeout=600, cwd=debs).returncode != 0:
         run(["apt-get", "update"], timeout=600)
         run(["apt-get", "download", pkg], timeout=600, cwd=debs)
-    deb = sorted(debs.glob(pkg + "_*.deb"))[-1]
+    deb = kernel_deb()
     with tempfile.TemporaryDirectory(dir=IMAGES) as tmp:
         run(["dpkg-deb", "-x", deb, tmp])
         vmlinuz = sorted(Path(tmp, "boot").glob("vmlinuz-*"))
@@ -391,6 +399,16 @@ def ensure_kernel() -> None:
         shutil.copyfile(vmlinuz[0], part)
         part.chmod(0o644)
         part.rename(KERNEL)
+
+
+def _guestnet():
+    """lab/guestnet.py as a module (the lab directory is no package)."""
+    sys.path.insert(0, str(LAB_DIR))
+    try:
+        import guestnet  # pylint: disable=import-outside-toplevel
+    finally:
+        sys.path.pop(0)
+    return guestnet
 
 
 def heartbeat(interval_us: int) -> str:
@@ -414,7 +432,7 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs -o size=64m tmpfs /tmp
 echo "4 4 1 7" > /proc/sys/kernel/printk
 hostname kae-guest
-dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
+""" + _guestnet().init_lines(PREFIX_LEN) + r"""dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
 # Both load loops run at nice 10 so that the heartbeat keeps its cadence.
 # Memory dirtier: keeps rewriting 32 MiB of guest RAM (tmpfs pages), so migration always has dirty pages.
 sh -c 'renice -n 10 $$ >/dev/null; i=0
@@ -444,10 +462,12 @@ def _cpio_newc(entries) -> bytes:
     return out.getvalue()
 
 
-def ensure_initrd(path: Path = INITRD, init: str = GUEST_INIT) -> None:
-    """A busybox-static initramfs at PATH whose /init is INIT (rewritten only when it differs)."""
+def ensure_initrd(path: Path = INITRD, init: str = GUEST_INIT, modules=()) -> None:
+    """A busybox-static initramfs at PATH whose /init is INIT, with MODULES ((file name, bytes)) in /lib/modules
+    (rewritten only when it differs)."""
     busybox = Path("/bin/busybox").read_bytes()
-    entries = [(d, 0o040755, b"", 0, 0) for d in ("bin", "dev", "proc", "sys", "tmp")]
+    entries = [(d, 0o040755, b"", 0, 0) for d in ("bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules")]
+    entries += [("lib/modules/" + name, 0o100644, data, 0, 0) for name, data in modules]
     entries += [
         ("dev/console", 0o020600, b"", 5, 1),
         ("dev/ttyS0", 0o020660, b"", 4, 64),
@@ -494,12 +514,13 @@ def guest_xml(guest: Guest = MAIN_GUEST) -> str:
       <source path='{serial}' append='on'/>
       <target port='0'/>
     </serial>
-    <controller type='usb' model='none'/>
+{nic}    <controller type='usb' model='none'/>
     <memballoon model='none'/>
   </devices>
 </domain>
 """.format(name=guest.name, uuid=uuid.uuid5(UUID_NAMESPACE, guest.name), description=guest.description,
-           mem=guest.memory_mib, kernel=KERNEL, initrd=guest.initrd, serial=guest.serial_log)
+           mem=guest.memory_mib, kernel=KERNEL, initrd=guest.initrd, serial=guest.serial_log,
+           nic=_guestnet().interface_xml() if guest == MAIN_GUEST else "")
 
 
 # ---------------------------------------------------------------------------
@@ -663,6 +684,13 @@ def network_host(host: Host, pid: int) -> None:
     run(net + ["link", "set", host.peer_veth, "name", "eth0"])
     run(net + ["addr", "add", "%s/%d" % (host.addr, PREFIX_LEN), "dev", "eth0"])
     run(net + ["link", "set", "eth0", "up"])
+    guest_link_up(host, pid)
+
+
+def guest_link_up(host: Host, pid: int) -> None:
+    """The host's bridge for its guests and its link to the lab bridge (lab/guestnet.py), created when missing."""
+    for argv in _guestnet().host_link_commands(pid, host.veth, BRIDGE, _link_exists):
+        run(argv)
 
 
 def start_daemons(host: Host, pid: int) -> list:
@@ -787,7 +815,11 @@ def link_up(host: Host) -> None:
 
 def link_is_up(host: Host) -> bool:
     """Whether HOST's veth on the bridge is administratively up."""
-    flags = run(["ip", "-o", "link", "show", host.veth], check=False).stdout
+    return _link_up(host.veth)
+
+
+def _link_up(name: str) -> bool:
+    flags = run(["ip", "-o", "link", "show", name], check=False).stdout
     return ",UP" in flags or "<UP" in flags
 
 
@@ -850,6 +882,7 @@ def host_health(host: Host, layout: Layout = DEFAULT_LAYOUT) -> dict:
     addr = run(["nsenter", "-t", pid, "-n", "--", "ip", "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
     info["addr_ok"] = (host.addr + "/") in addr.stdout
     info["link_ok"] = link_is_up(host)
+    info["guest_link_ok"] = _link_up(_guestnet().controller_link(host.veth))
     info["ok"] = all(info["daemons"].values()) and info["addr_ok"] and info["link_ok"]
     if info["daemons"].get("libvirtd"):
         states = domain_states(pid)
@@ -901,6 +934,18 @@ def start_guest(guest: Guest) -> int:
     return offset
 
 
+def renew_main_guest(health: dict) -> None:
+    """A main guest defined or started before it had its NIC is removed from every host, so that ensure_guests
+    defines it again with the NIC on its home host (as a lab built from scratch would)."""
+    mac = _guestnet().GUEST_MAC
+    stale = [host for info, host in zip(health["hosts"], health["layout"].hosts)
+             if GUEST in info["guests"] and info["guests"][GUEST] != "absent"
+             and mac not in virsh(info["init"], "dumpxml", GUEST, check=False).stdout]
+    if stale:
+        log("%s has no NIC on %s; defining it again" % (GUEST, ", ".join(h.name for h in stale)))
+        remove_guests([GUEST], health["layout"].hosts)
+
+
 def _heartbeat_after(serial: Path, offset: int) -> bool:
     try:
         with open(serial, "rb") as f:
@@ -947,7 +992,7 @@ def remove_host(host: Host) -> None:
         os.kill(pid, signal.SIGKILL)
         wait_for("the processes of %s to exit" % host.name,
                  lambda: not any(_alive(p) and _ns_inode(p, "pid") == namespace for p in _pids()), 30)
-    for link in (host.veth, host.peer_veth):
+    for link in (host.veth, host.peer_veth, _guestnet().controller_link(host.veth)):
         if _link_exists(link):
             run(["ip", "link", "del", link], check=False)
     forget_neighbour(host)
@@ -1010,7 +1055,7 @@ def cmd_up(args) -> int:
     ensure_packages()
     STATE.mkdir(parents=True, exist_ok=True)
     ensure_kernel()
-    ensure_initrd()
+    ensure_initrd(modules=_guestnet().net_modules(kernel_deb()))
     ensure_initrd(FLEET_INITRD, FLEET_INIT)
     current = recorded_layout()
     health = lab_health(current)
@@ -1019,6 +1064,8 @@ def cmd_up(args) -> int:
             repair(health)
         for host in current.hosts:
             mark_sysfs(host)
+            guest_link_up(host, init_pid(host))
+        renew_main_guest(health)
         strays = remove_strays(current)
         if current != target:
             log("resizing the lab from %s to %s" % (current.describe(), target.describe()))
@@ -1116,6 +1163,9 @@ def print_host(h: dict, host: Host, layout: Layout) -> None:
     print("  simulated KAE sysfs: %s (kernel player: %s)" % (host.sysfs, ",".join(map(str, h["player"])) or "not running"))
     print("  address eth0: %s" % ("%s/%d" % (h["addr"], PREFIX_LEN) if h["addr_ok"] else "missing"))
     print("  link %s: %s" % (host.veth, "up" if h["link_ok"] else "DOWN"))
+    guestnet = _guestnet()
+    print("  guests' link %s: %s (%s %s)" % (guestnet.controller_link(host.veth), "up" if h["guest_link_ok"] else "DOWN",
+                                             GUEST, guestnet.GUEST_ADDR))
     print("  guest %s: %s" % (GUEST, h["guest"]))
     if layout.guests:
         print("  fleet guests: " + " ".join("%s=%s" % (g.name, h["guests"].get(g.name, "unknown")) for g in layout.guests))

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import glob
+import gzip
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -60,3 +61,23 @@ def test_modules_come_from_the_lab_kernel_package_in_load_order():
     modules = guestnet.net_modules(DEBS[-1])
     assert [name for name, _data in modules] == [name + ".ko" for name in guestnet.NET_MODULES]
     assert all(data[:4] == b"\x7fELF" for _name, data in modules)
+
+
+def test_only_the_main_lab_guest_has_the_nic():
+    from ansible_collections.openeuler.kae.lab import kaelab  # pylint: disable=import-outside-toplevel
+    nics = ET.fromstring(kaelab.guest_xml()).findall("devices/interface")
+    assert [nic.find("mac").get("address") for nic in nics] == [guestnet.GUEST_MAC]
+    assert ET.fromstring(kaelab.guest_xml(kaelab.fleet_layout(2, 1).guests[0])).findall("devices/interface") == []
+    # The main guest's /init brings the NIC up before its load starts; the light guests' /init has no NIC to bring up.
+    assert kaelab.GUEST_INIT.index(guestnet.init_lines(kaelab.PREFIX_LEN)) < kaelab.GUEST_INIT.index("dd if=/dev/urandom")
+    assert "insmod" not in kaelab.FLEET_INIT
+
+
+def test_the_main_guests_initramfs_carries_the_modules(tmp_path):
+    from ansible_collections.openeuler.kae.lab import kaelab  # pylint: disable=import-outside-toplevel
+    path = tmp_path / "initrd.img"
+    kaelab.ensure_initrd(path, "#!/bin/sh\n", modules=[("virtio_net.ko", b"\x7fELF-module-bytes")])
+    archive = gzip.decompress(path.read_bytes())
+    assert b"lib/modules/virtio_net.ko\0" in archive and b"\x7fELF-module-bytes" in archive
+    kaelab.ensure_initrd(path, "#!/bin/sh\n")
+    assert b"lib/modules/virtio_net.ko" not in gzip.decompress(path.read_bytes())
