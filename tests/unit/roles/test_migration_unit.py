@@ -162,3 +162,18 @@ def test_the_progress_polls_are_bounded_by_the_migrations_own_limit():
     started = next(task for task in unit["block"] if task["name"] == "Start the migration of the guest")
     assert started["poll"] == 0 and "migration_async_margin_s" in started["async"]
     assert unit["vars"]["migration_async_margin_s"] >= 90
+
+
+def test_an_estimate_that_cannot_be_made_warns_and_the_migration_goes_ahead(tmp_path):
+    done = run_unit(tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "estimate for kae-guest on localhost: not made: cannot connect to libvirt" in done.stdout, done.stdout[-4000:]
+    assert "TASK [openeuler.kae.migration : Start the migration of the guest]" in done.stdout
+
+
+def test_with_estimate_action_fail_an_estimate_that_cannot_be_made_refuses_the_migration(tmp_path):
+    done = run_unit(tmp_path, migration_estimate_action="fail")
+    assert done.returncode != 0
+    assert "the estimate for kae-guest could not be made: cannot connect to libvirt" in done.stdout, done.stdout[-4000:]
+    assert "nothing was migrated (migration_estimate_action is fail" in done.stdout
+    assert "Start the migration of the guest" not in done.stdout
