@@ -168,8 +168,8 @@ _value:
       type: int
     limit:
       description:
-        - The limit that made the migration abort or pause the guest (RV(openeuler.kae.live_migration#module:limit):
-          C(name), C(value_s), C(at_s)), or null when none fired.
+        - The limit that made the migration abort or pause the guest, with C(name), C(value_s) and C(at_s) as in
+          RV(openeuler.kae.live_migration#module:limit), or null when none fired.
       type: dict
     suspended:
       description:
