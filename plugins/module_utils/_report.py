@@ -799,8 +799,8 @@ def _progress_panel(svg, left, top, item):
     _text(group, left, top + 12, title)
     x0, y0 = left + PANEL_LEFT, top + 24
     plot_w, plot_h = PANEL_WIDTH - PANEL_LEFT - 20, PANEL_HEIGHT - 30
-    x_ticks = nice_ticks(max([t for t, _ in points] + [0.001]))
-    y_ticks = nice_ticks(max([v for _, v in points] + [0.001]))
+    x_ticks = nice_ticks(max([point[0] for point in points] + [0.001]))
+    y_ticks = nice_ticks(max([point[1] for point in points] + [0.001]))
 
     def at(t_s, left_mib):
         return x0 + plot_w * t_s / x_ticks[-1], y0 + plot_h - plot_h * left_mib / y_ticks[-1]

@@ -450,7 +450,7 @@ def test_the_progress_chart_draws_one_line_per_migration_with_the_raises():
     first = [tuple(map(float, point.split(","))) for point in lines[0].get("points").split()]
     assert len(first) == 4
     # Time runs right, memory left runs down the page as it shrinks.
-    assert [x for x, _ in first] == sorted(x for x, _ in first)
+    assert [point[0] for point in first] == sorted(point[0] for point in first)
     assert first[0][1] < first[1][1] < first[3][1]
     texts = [node.text for node in root.iter("%stext" % SVG)]
     assert "400 ms" in texts and "100 ms" not in texts
