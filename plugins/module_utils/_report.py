@@ -430,6 +430,10 @@ def render_markdown(report):
     if has_progress(report):
         parts.extend(["## Convergence\n", render_convergence(report),
                       "![Memory left to send over time, per migration](progress.svg)\n"])
+    if len(sweep_rows(report)) > 1:
+        parts.extend(["## Tuning curve\n", "Measured downtime and migration time against the maximum downtime each migration "
+                      "ended at (medians over its migrated rounds).\n", render_sweep_table(report),
+                      "![Downtime and migration time against the maximum downtime](sweep.svg)\n"])
     parts.extend([
         NETWORK_HEADING,
         render_network(report),
@@ -824,6 +828,80 @@ def _progress_panel(svg, left, top, item):
         _num(left + 12), _num(y0 + plot_h / 2.0)))
 
 
+# ---------------------------------------------------------------- sweep.svg
+
+def _median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2.0
+
+
+def sweep_rows(report):
+    """Per maximum downtime the rounds ended at (the setting of a sweep): rounds, migrated, median and max downtime,
+    median migration time; sorted by the setting."""
+    groups = {}
+    for item in report["rounds"]:
+        setting = _number(item["max_downtime_final_ms"])
+        if setting is not None:
+            groups.setdefault(setting, []).append(item)
+    rows = []
+    for setting in sorted(groups):
+        migrated = [item for item in groups[setting] if item["outcome"] == "migrated"]
+        downtimes = [item["downtime_ms"] for item in migrated if item["downtime_ms"] is not None]
+        durations = [item["duration_s"] for item in migrated if item["duration_s"] is not None]
+        rows.append({"max_downtime_ms": setting, "rounds": len(groups[setting]), "migrated": len(migrated),
+                     "median_downtime_ms": _median(downtimes), "max_downtime_measured_ms": max(downtimes) if downtimes else None,
+                     "median_duration_s": _median(durations)})
+    return rows
+
+
+def render_sweep_table(report):
+    rows = [(fmt_ms(row["max_downtime_ms"]), row["rounds"], row["migrated"], fmt_ms(row["median_downtime_ms"]),
+             fmt_ms(row["max_downtime_measured_ms"]), "n/a" if row["median_duration_s"] is None else "%.2f" % row["median_duration_s"])
+            for row in sweep_rows(report)]
+    return _md_table(("Max downtime (ms)", "Rounds", "Migrated", "Median downtime (ms)", "Highest downtime (ms)",
+                      "Median migration time (s)"), rows)
+
+
+SWEEP_SERIES = (("median_downtime_ms", "median downtime (ms)", "passed"), ("median_duration_s", "median migration time (s)",
+                                                                            "libvirt_downtime_ms"))
+
+
+def render_sweep(report):
+    """sweep.svg: median measured downtime and median migration time against the maximum downtime setting, one
+    point per setting evenly spaced, each series on its own scale (downtime left, migration time right)."""
+    rows = sweep_rows(report)
+    plot_width = max(PLOT_MIN_WIDTH, 90 * len(rows))
+    width, height = PLOT_LEFT + plot_width + PLOT_RIGHT_MARGIN, PLOT_TOP + PLOT_HEIGHT + PLOT_BOTTOM_MARGIN
+    svg = _element(None, "svg", xmlns=SVG_NS, width=str(width), height=str(height), viewBox="0 0 %d %d" % (width, height),
+                   role="img", font_family="sans-serif", font_size="12")
+    heading = "Tuning curve, run %s: downtime and migration time against the maximum downtime" % report["run_id"]
+    _element(svg, "title").text = _xml_text(heading)
+    _element(svg, "rect", x="0", y="0", width=str(width), height=str(height), fill="#ffffff")
+    _text(svg, PLOT_LEFT, 22, heading, size="15")
+    slot = plot_width / float(len(rows))
+    bottom = PLOT_TOP + PLOT_HEIGHT
+    _element(svg, "line", x1=str(PLOT_LEFT), y1=_num(bottom), x2=_num(PLOT_LEFT + plot_width), y2=_num(bottom), stroke=COLOURS["axis"])
+    for position, row in enumerate(rows):
+        _text(svg, PLOT_LEFT + slot * (position + 0.5), bottom + 18, fmt_ms(row["max_downtime_ms"]), anchor="middle")
+    _text(svg, PLOT_LEFT + plot_width / 2.0, bottom + 40, "Maximum downtime setting (ms)", anchor="middle")
+    for index, (key, label, colour) in enumerate(SWEEP_SERIES):
+        values = [(position, row[key]) for position, row in enumerate(rows) if row[key] is not None]
+        top = nice_ticks(max([pair[1] for pair in values] + [0.001]))[-1]
+        _text(svg, PLOT_LEFT + 260 * index, 50, label, fill=COLOURS[colour])
+        _text(svg, PLOT_LEFT - 6 if index == 0 else PLOT_LEFT + plot_width + 6, PLOT_TOP - 8, "%g" % round(top, 3),
+              anchor="end" if index == 0 else "start", fill=COLOURS[colour])
+        points = [(PLOT_LEFT + slot * (position + 0.5), _y(value, top)) for position, value in values]
+        _element(svg, "polyline", fill="none", stroke=COLOURS[colour], stroke_width="2",
+                 points=" ".join("%s,%s" % (_num(x), _num(y)) for x, y in points))
+        for (x, y), pair in zip(points, values):
+            dot = _element(svg, "circle", cx=_num(x), cy=_num(y), r="4", fill=COLOURS[colour])
+            _element(dot, "title").text = _xml_text("%s: %s" % (label, fmt_ms(pair[1])))
+    return _xml_document(svg)
+
+
 # ---------------------------------------------------------------- all files
 
 def render_json(report):
@@ -831,7 +909,8 @@ def render_json(report):
 
 
 def render_all(report):
-    """Every report file's name and text (timeline.svg for an evacuation only, progress.svg when a round has progress samples)."""
+    """Every report file's name and text (timeline.svg for an evacuation only, progress.svg when a round has progress samples,
+    sweep.svg when the rounds ended at more than one maximum downtime)."""
     files = {
         "report.json": render_json(report),
         "report.md": render_markdown(report),
@@ -842,4 +921,6 @@ def render_all(report):
         files["timeline.svg"] = render_timeline(report)
     if has_progress(report):
         files["progress.svg"] = render_progress(report)
+    if len(sweep_rows(report)) > 1:
+        files["sweep.svg"] = render_sweep(report)
     return files

@@ -134,6 +134,9 @@ def test_probes_run_around_the_migration_and_reach_the_record(tmp_path):
     ({"migration_downtime_schedule": {"steps": 2, "delay_s": 5, "every": 3}}, "migration_downtime_schedule must be empty or a mapping"),
     ({"migration_progress_interval_s": 0}, "migration_progress_interval_s must be a whole number of seconds from 1 to 60"),
     ({"migration_completion_timeout_s_per_gib": -1}, "migration_completion_timeout_s_per_gib must be a finite number"),
+    ({"migration_sweep_max_downtime_ms": [50, 0]}, "migration_sweep_max_downtime_ms must be a list of at most 20"),
+    ({"migration_sweep_max_downtime_ms": [50, 100], "migration_downtime_schedule": {"steps": 1, "delay_s": 5}},
+     "cannot be combined with migration_downtime_schedule"),
 ])
 def test_bad_convergence_variables_are_refused_before_any_host_is_asked(tmp_path, extra, message):
     done = run_unit(tmp_path, **extra)

@@ -443,7 +443,8 @@ def test_without_progress_samples_there_is_no_convergence_section_and_no_chart()
 def test_the_progress_chart_draws_one_line_per_migration_with_the_raises():
     report = build([STEPPED, ABORTED, dict(PASSED, round=3)])
     files = _report.render_all(report)
-    assert sorted(files) == sorted(_report.REPORT_FILES + ("progress.svg",))
+    # They ended at two maximum downtimes, so the tuning curve is drawn too.
+    assert sorted(files) == sorted(_report.REPORT_FILES + ("progress.svg", "sweep.svg"))
     root = ET.fromstring(files["progress.svg"].split("\n", 1)[1])
     lines = root.findall(".//%spolyline" % SVG)
     assert len(lines) == 2
@@ -464,3 +465,33 @@ def test_progress_samples_with_odd_figures_are_left_out_of_the_chart():
     assert _report.progress_points(report["rounds"][0]) == [(2.0, 5.0)]
     root = ET.fromstring(_report.render_progress(report).split("\n", 1)[1])
     assert root.find(".//%spolyline" % SVG).get("points").count(",") == 1
+
+
+def swept(round_, setting, downtime_ms, duration_s, outcome="migrated"):
+    return dict(PASSED, round=round_, max_downtime_final_ms=setting, downtime_step=0, downtime_ms=downtime_ms, duration_s=duration_s,
+                outcome=outcome, status="passed" if outcome == "migrated" else "error", error=None if outcome == "migrated" else "aborted")
+
+
+def test_a_sweep_gives_the_tuning_curve_per_setting():
+    rounds = [swept(1, 50, 40.0, 1.5), swept(2, 50, 44.0, 1.7), swept(3, 200, 120.0, 1.1), swept(4, 200, None, 9.0, "aborted"),
+              swept(5, 100, 80.0, 1.2)]
+    report = build(rounds, threshold_ms=500)
+    rows = _report.sweep_rows(report)
+    assert [row["max_downtime_ms"] for row in rows] == [50.0, 100.0, 200.0]
+    assert (rows[0]["rounds"], rows[0]["migrated"], rows[0]["median_downtime_ms"], rows[0]["median_duration_s"]) == (2, 2, 42.0, 1.6)
+    # An aborted round counts as run, not in the medians.
+    assert (rows[2]["rounds"], rows[2]["migrated"], rows[2]["median_downtime_ms"], rows[2]["median_duration_s"]) == (2, 1, 120.0, 1.1)
+    markdown = _report.render_markdown(report)
+    assert "## Tuning curve" in markdown and "![Downtime and migration time against the maximum downtime](sweep.svg)" in markdown
+    assert table_rows(_report.render_sweep_table(report))[1] == ["100", "1", "1", "80", "80", "1.20"]
+    root = ET.fromstring(_report.render_all(report)["sweep.svg"].split("\n", 1)[1])
+    lines = root.findall(".//%spolyline" % SVG)
+    assert len(lines) == 2 and all(len(line.get("points").split()) == 3 for line in lines)
+    downtime = [float(point.split(",")[1]) for point in lines[0].get("points").split()]
+    # Higher downtime is drawn higher up the page.
+    assert downtime[0] > downtime[1] > downtime[2]
+
+
+def test_one_setting_draws_no_curve():
+    report = build([swept(1, 100, 80.0, 1.2), swept(2, 100, 70.0, 1.0)])
+    assert "sweep.svg" not in _report.render_all(report) and "## Tuning curve" not in _report.render_markdown(report)
