@@ -124,3 +124,13 @@ def test_the_stepwise_schedule_makes_it_converge_at_a_later_step(lab, conns, ste
     assert [sample["max_downtime_ms"] for sample in item["progress"]][-1] == item["max_downtime_final_ms"]
     assert lab.running_on(conns) == [item["destination"]]
     assert "(step %d)" % item["downtime_step"] in (run_dir / "report.md").read_text()
+
+
+def test_a_sweep_of_three_settings_writes_the_tuning_curve(stepped, tmp_path):
+    done, report, run_dir = migrate_once(tmp_path, {"migration_sweep_max_downtime_ms": [50, 200, 800], "migration_threshold_ms": 5000,
+                                                    "migration_estimate_action": "skip"})
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert [item["round"] for item in report["rounds"]] == [1, 2, 3]
+    assert [item["max_downtime_final_ms"] for item in report["rounds"]] == [50, 200, 800]
+    assert "## Tuning curve" in (run_dir / "report.md").read_text()
+    assert (run_dir / "sweep.svg").read_text().count("<circle") == 6
