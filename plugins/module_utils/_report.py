@@ -865,8 +865,10 @@ def render_sweep_table(report):
                       "Median migration time (s)"), rows)
 
 
-SWEEP_SERIES = (("median_downtime_ms", "median downtime (ms)", "passed"), ("median_duration_s", "median migration time (s)",
-                                                                            "libvirt_downtime_ms"))
+SWEEP_SERIES = (
+    ("median_downtime_ms", "median downtime (ms)", "passed"),
+    ("median_duration_s", "median migration time (s)", "libvirt_downtime_ms"),
+)
 
 
 def render_sweep(report):
