@@ -24,7 +24,7 @@ CAP_MIB_S = 5
 EASY_DIRTY_MIB_S = 1
 LINE = re.compile(r'"msg": "kae-guest (\d+\.\d+) s: (\d+\.\d+) MiB of (\d+\.\d+) MiB left, .* sent, dirty .*, iteration \d+, '
                   r'expected downtime .* \(limit (\d+) ms\)"')
-ESTIMATE = re.compile(r'"msg": "estimate for kae-guest on (\S+): dirty rate [\d.]+ MiB/s, bandwidth [\d.]+ MiB/s: (converges|does not converge)')
+ESTIMATE = re.compile(r'"msg": "estimate for kae-guest on (\S+): (dirty rate [\d.]+ MiB/s, bandwidth [\d.]+ MiB/s: (converges|does not converge)[^;"]*)')
 
 
 def set_dirty_rate(lab, rate):
@@ -43,10 +43,18 @@ def migrate_once(tmp_path, *extra):
     return done, report, tmp_path / "latest"
 
 
-def estimate_said(done):
+def estimate_said(done, figures, label):
     found = ESTIMATE.findall(done.stdout)
     assert len(found) == 1, done.stdout[-3000:]
-    return found[0][1] == "converges"
+    figures.append(("estimate, " + label, found[0][1]))
+    return found[0][2] == "converges"
+
+
+def note(figures, label, item):
+    """The round's figures for the terminal summary (docs/convergence.md), never asserted."""
+    figures.append((label, "outcome %s, %s s, downtime %s ms, %d samples, step %s (%s ms), limit %s" % (
+        item["outcome"], item["duration_s"], item["downtime_ms"], len(item["progress"]), item["downtime_step"],
+        item["max_downtime_final_ms"], (item["limit"] or {}).get("name"))))
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +98,10 @@ def test_progress_lines_appear_while_it_runs_and_their_samples_reach_the_report(
     assert "<polyline" in (run_dir / "progress.svg").read_text()
 
 
-def test_the_estimate_predicts_the_guest_that_converges(easy):
+def test_the_estimate_predicts_the_guest_that_converges(easy, figures):
     done, report = easy[:2]
-    assert estimate_said(done) is True
+    note(figures, "easy guest", report["rounds"][0])
+    assert estimate_said(done, figures, "easy guest") is True
     assert report["rounds"][0]["outcome"] == "migrated"
 
 
@@ -109,16 +118,18 @@ def test_a_guest_that_cannot_converge_is_aborted_by_the_progress_timeout_and_sta
     assert len(item["progress"]) >= 3
 
 
-def test_the_estimate_predicts_the_guest_that_does_not_converge(stuck):
+def test_the_estimate_predicts_the_guest_that_does_not_converge(stuck, figures):
     done, report = stuck[:2]
-    assert estimate_said(done) is False
+    note(figures, "stuck guest", report["rounds"][0])
+    assert estimate_said(done, figures, "stuck guest") is False
     assert "migration_estimate_action is warn, so the migration goes ahead" in done.stdout
     assert report["rounds"][0]["outcome"] == "aborted"
 
 
-def test_the_stepwise_schedule_makes_it_converge_at_a_later_step(lab, conns, stepped):
+def test_the_stepwise_schedule_makes_it_converge_at_a_later_step(lab, conns, stepped, figures):
     done, report, run_dir = stepped
     item = report["rounds"][0]
+    note(figures, "stepped guest", item)
     assert item["outcome"] == "migrated", item["error"]
     assert item["downtime_step"] >= 1
     # 100 ms, then 4050 and 8000 ms: the step the record names is the value it ended at.
@@ -128,10 +139,12 @@ def test_the_stepwise_schedule_makes_it_converge_at_a_later_step(lab, conns, ste
     assert "(step %d)" % item["downtime_step"] in (run_dir / "report.md").read_text()
 
 
-def test_a_sweep_of_three_settings_writes_the_tuning_curve(stepped, tmp_path):
+def test_a_sweep_of_three_settings_writes_the_tuning_curve(stepped, tmp_path, figures):
     done, report, run_dir = migrate_once(tmp_path, {"migration_sweep_max_downtime_ms": [50, 200, 800], "migration_threshold_ms": 5000,
                                                     "migration_estimate_action": "skip"})
     assert done.returncode == 0, done.stdout[-3000:]
+    for item in report["rounds"]:
+        note(figures, "sweep %s ms" % item["max_downtime_final_ms"], item)
     assert [item["round"] for item in report["rounds"]] == [1, 2, 3]
     assert [item["max_downtime_final_ms"] for item in report["rounds"]] == [50, 200, 800]
     assert "## Tuning curve" in (run_dir / "report.md").read_text()
