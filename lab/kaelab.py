@@ -110,6 +110,8 @@ MIN_HOSTS, MAX_HOSTS = 2, len(HOST_LETTERS)
 MAX_GUESTS = 16
 FLEET_PREFIX = "kae-fleet-"
 FLEET_MEMORY_MIB = 96
+# The guest's memory dirtier rewrites a 32 MiB working set; a cap above what TCG can write is no cap.
+MAX_DIRTY_MIB_S = 512
 
 
 @dataclass(frozen=True)
@@ -434,9 +436,24 @@ echo "4 4 1 7" > /proc/sys/kernel/printk
 hostname kae-guest
 """ + _guestnet().init_lines(PREFIX_LEN) + r"""dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
 # Both load loops run at nice 10 so that the heartbeat keeps its cadence.
-# Memory dirtier: keeps rewriting 32 MiB of guest RAM (tmpfs pages), so migration always has dirty pages.
+# Memory dirtier: keeps rewriting 32 MiB of guest RAM (tmpfs pages), so migration always has dirty pages. As fast as
+# it can, unless kae_dirty_mib_s=N on the kernel command line caps it at about N MiB/s (N/4 MiB every 250 ms; 0: none).
+rate=$(sed -n 's/.*kae_dirty_mib_s=\([0-9]*\).*/\1/p' /proc/cmdline)
+if [ -z "$rate" ]; then
 sh -c 'renice -n 10 $$ >/dev/null; i=0
   while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
+elif [ "$rate" -gt 0 ]; then
+sh -c 'renice -n 10 $$ >/dev/null; off=0
+  while :; do
+    left=$(( $0 * 4 ))
+    while [ $left -gt 0 ]; do
+      n=$(( left > 64 ? 64 : left ))
+      dd if=/tmp/seed of=/tmp/dirty bs=64k count=$n seek=$off conv=notrunc 2>/dev/null
+      off=$(( (off + n) % 448 )); left=$(( left - n ))
+    done
+    usleep 250000
+  done' "$rate" &
+fi
 # Stand-in for kaezip_perf: deflate in a loop.
 sh -c 'renice -n 10 $$ >/dev/null; while :; do gzip -c /tmp/seed > /dev/null; done' &
 """ + heartbeat(150000)
@@ -921,12 +938,13 @@ def running_on(health: dict, name: str) -> list:
     return [h["name"] for h in health["hosts"] if h["guests"].get(name) == "running"]
 
 
-def start_guest(guest: Guest) -> int:
-    """Define GUEST on its home host when it is not defined there, start it; returns its serial log's size before."""
+def start_guest(guest: Guest, xml_text: str = "") -> int:
+    """Define GUEST on its home host when it is not defined there (always, with XML_TEXT as its definition), start it;
+    returns its serial log's size before."""
     pid = init_pid(guest.home)
     xml = STATE / ("%s.xml" % guest.name)
-    xml.write_text(guest_xml(guest))
-    if guest_state(pid, guest.name) == "absent":
+    xml.write_text(xml_text or guest_xml(guest))
+    if xml_text or guest_state(pid, guest.name) == "absent":
         virsh(pid, "define", xml)
     serial = guest.serial_on(guest.home)
     offset = serial.stat().st_size if serial.exists() else 0
@@ -967,6 +985,27 @@ def ensure_guests(layout: Layout, health: dict) -> list:
         wait_for("the first heartbeat of %s in %s" % (guest.name, serial), lambda: _heartbeat_after(serial, offset), 120, 0.2)
         log("started %s on %s" % (guest.name, guest.home.name))
     return [guest.name for guest in started]
+
+
+def with_dirty_rate(xml: str, mib_s) -> str:
+    """The guest XML with kae_dirty_mib_s=MIB_S on its kernel command line, read by its /init; MIB_S None: unchanged
+    (the dirtier runs as fast as it can)."""
+    if mib_s is None:
+        return xml
+    return xml.replace("</cmdline>", " kae_dirty_mib_s=%d</cmdline>" % mib_s, 1)
+
+
+def restart_main_guest(layout: Layout, mib_s) -> str:
+    """Stop kae-guest wherever it runs and start it again on its home host, its memory dirtier capped at MIB_S MiB/s
+    (None: as fast as it can, the default). Returns the host it runs on."""
+    ensure_initrd()
+    by_name = {h.name: h for h in layout.hosts}
+    for name in running_on(lab_health(layout), GUEST):
+        virsh(init_pid(by_name[name]), "destroy", GUEST)
+    offset = start_guest(MAIN_GUEST, with_dirty_rate(guest_xml(MAIN_GUEST), mib_s))
+    serial = MAIN_GUEST.serial_on(MAIN_GUEST.home)
+    wait_for("the first heartbeat of %s in %s" % (GUEST, serial), lambda: _heartbeat_after(serial, offset), 120, 0.2)
+    return MAIN_GUEST.home.name
 
 
 def remove_guests(names, hosts) -> None:
@@ -1203,6 +1242,17 @@ def inventory(layout: Layout) -> dict:
     }
 
 
+def cmd_guest_dirty(args) -> int:
+    layout = recorded_layout()
+    if not lab_health(layout)["up"]:
+        raise LabError("the lab is not up: run `kaelab.py up` first")
+    mib_s = args.mib_s
+    home = restart_main_guest(layout, mib_s)
+    log("%s restarted on %s, its memory dirtier %s" % (GUEST, home, "unbounded (the default)" if mib_s is None else
+                                                       "at about %d MiB/s" % mib_s))
+    return 0
+
+
 def cmd_inventory(args) -> int:
     # What runs, not what could: a lab that is down lists nothing here (inventories/lab/hosts.yml still names the
     # default hosts).
@@ -1238,12 +1288,18 @@ def count(low: int, high: int, what: str):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="kaelab.py", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
+    rate = count(0, MAX_DIRTY_MIB_S, "the dirty rate")
     up = sub.add_parser("up", help="bring the lab up at the given size, growing or shrinking what runs (idempotent)")
     up.add_argument("--hosts", type=count(MIN_HOSTS, MAX_HOSTS, "--hosts"), default=len(HOSTS),
                     help="lab hosts kae-lab-a, kae-lab-b, ... (%d-%d, default %d)" % (MIN_HOSTS, MAX_HOSTS, len(HOSTS)))
     up.add_argument("--guests", type=count(0, MAX_GUESTS, "--guests"), default=0,
                     help="light guests kae-fleet-1.. beside kae-guest, spread over the hosts (0-%d, default 0)" % MAX_GUESTS)
     up.set_defaults(func=locked(cmd_up))
+    dirty = sub.add_parser("guest-dirty", help="restart %s on its home host with its memory dirtier capped (a guest that "
+                           "converges easily, or with a bandwidth cap one that cannot)" % GUEST)
+    dirty.add_argument("mib_s", metavar="MIB_S|default", type=lambda text: None if text == "default" else rate(text),
+                       help="about this many MiB/s (0-%d, 0: no dirtier), or default: as fast as the guest can" % MAX_DIRTY_MIB_S)
+    dirty.set_defaults(func=locked(cmd_guest_dirty))
     sub.add_parser("status", help="show the lab; exit 1 unless fully up").set_defaults(func=cmd_status)
     sub.add_parser("down", help="tear the lab down, whatever size it has (idempotent)").set_defaults(func=locked(cmd_down))
     inv = sub.add_parser("inventory", help="the running lab's hosts as an Ansible script inventory (JSON)")

@@ -152,6 +152,31 @@ _value:
     probe_error:
       description: Why there is no network figure (no probe address, or the probe's failure), or null.
       type: str
+    progress:
+      description:
+        - The progress samples M(openeuler.kae.live_migration) took while the migration ran
+          (RV(openeuler.kae.live_migration#module:progress)); empty when none was taken.
+      type: list
+      elements: dict
+    max_downtime_final_ms:
+      description: The maximum downtime in force when the migration ended (the step it converged at), or null.
+      type: int
+    downtime_step:
+      description:
+        - How many times the downtime schedule had raised the maximum downtime when the migration ended (V(0) it ended
+          at the first value); null when no migration ran.
+      type: int
+    limit:
+      description:
+        - The limit that made the migration abort or pause the guest, with C(name), C(value_s) and C(at_s) as in
+          RV(openeuler.kae.live_migration#module:limit), or null when none fired.
+      type: dict
+    suspended:
+      description:
+        - Set when the guest was paused on the source so that the migration completed
+          (RV(openeuler.kae.live_migration#module:suspended)), with C(paused_s), how long it stayed paused until the
+          migration call ended; null otherwise.
+      type: dict
 """
 
 from ansible.errors import AnsibleFilterError

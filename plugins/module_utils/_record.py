@@ -24,6 +24,7 @@ RECORD_FIELDS = (
     "libvirt_downtime_ms", "libvirt_downtime_net_ms", "libvirt_total_time_ms",
     "kae_vf_mapping", "threshold_ms",
     "network_downtime_ms", "probes_sent", "probes_lost", "probe_interval_ms", "probe_jitter_ms", "probe_from", "probe_error",
+    "progress", "max_downtime_final_ms", "downtime_step", "limit", "suspended",
 )
 STATUSES = ("passed", "failed", "error")
 # What build_record accepts: the steps' results by name.
@@ -45,7 +46,7 @@ class RecordError(ValueError):
 def empty_record():
     """A record with every field present and nothing known."""
     record = dict.fromkeys(RECORD_FIELDS)
-    record.update(kae_vf_mapping={}, clock_corrected=False)
+    record.update(kae_vf_mapping={}, clock_corrected=False, progress=[])
     return record
 
 
@@ -83,6 +84,33 @@ def _from_migration(record, migration):
     job = migration.get("job") if isinstance(migration.get("job"), dict) else {}
     for key, field in _JOB_FIELDS:
         record[field] = job.get(key)
+    _convergence_fields(record, migration)
+
+
+def _convergence_fields(record, migration):
+    """The progress samples, the maximum downtime step the migration ended at, the limit that fired and the pause.
+
+    The step is the index of the final value in the schedule's raises (0: the value it started with).
+    """
+    progress = migration.get("progress")
+    record["progress"] = [dict(sample) for sample in progress if isinstance(sample, dict)] if isinstance(progress, list) else []
+    record["max_downtime_final_ms"] = migration.get("max_downtime_final_ms")
+    steps = migration.get("max_downtime_steps")
+    if isinstance(steps, list) and steps:
+        record["downtime_step"] = len(steps) - 1
+    limit = migration.get("limit")
+    record["limit"] = dict(limit) if isinstance(limit, dict) else None
+    suspended = migration.get("suspended")
+    if isinstance(suspended, dict):
+        record["suspended"] = dict(suspended, paused_s=_paused_s(suspended.get("at_s"), record["duration_s"]))
+
+
+def _paused_s(at_s, duration_s):
+    """How long the guest stayed paused: from the pause to the end of the migration call (None when either is unknown)."""
+    try:
+        return round(max(0.0, float(duration_s) - float(at_s)), 3)
+    except (TypeError, ValueError):
+        return None
 
 
 def _from_probe(record, probe, probe_from):

@@ -394,6 +394,10 @@ def render_evacuation_markdown(report):
     parts.extend([
         "![Downtime per guest against the threshold](downtime.svg)\n",
         "![Migrations over time](timeline.svg)\n",
+    ])
+    if has_progress(report):
+        parts.append("![Memory left to send over time, per migration](progress.svg)\n")
+    parts.extend([
         NETWORK_HEADING,
         render_network(report),
         "## Environment\n",
@@ -422,8 +426,15 @@ def render_markdown(report):
     problems = [item for item in report["rounds"] if item["message"]]
     if problems:
         parts.append("".join("- Round %s (%s): %s\n" % (item["round"], item["status"], _cell(item["message"])) for item in problems))
+    parts.append("![Downtime per round against the threshold](downtime.svg)\n")
+    if has_progress(report):
+        parts.extend(["## Convergence\n", render_convergence(report),
+                      "![Memory left to send over time, per migration](progress.svg)\n"])
+    if len(sweep_rows(report)) > 1:
+        parts.extend(["## Tuning curve\n", "Measured downtime and migration time against the maximum downtime each migration "
+                      "ended at (medians over its migrated rounds).\n", render_sweep_table(report),
+                      "![Downtime and migration time against the maximum downtime](sweep.svg)\n"])
     parts.extend([
-        "![Downtime per round against the threshold](downtime.svg)\n",
         NETWORK_HEADING,
         render_network(report),
         "## Rounds in detail\n",
@@ -435,6 +446,42 @@ def render_markdown(report):
         render_environment(report["environment"]),
     ])
     return "\n".join(parts)
+
+
+def has_progress(report):
+    return any(item["progress"] for item in report["rounds"])
+
+
+def step_cell(item):
+    """The maximum downtime the migration ended at and the schedule's step (0: the first value)."""
+    if item["max_downtime_final_ms"] is None:
+        return "n/a"
+    return "%s (step %s)" % (fmt_ms(item["max_downtime_final_ms"]), _cell(item["downtime_step"]))
+
+
+def limit_cell(item):
+    limit = item["limit"]
+    if not limit:
+        return "none"
+    return "%s %s s (at %s s)" % (_cell(limit.get("name")), _cell(limit.get("value_s")), _cell(limit.get("at_s")))
+
+
+def paused_cell(item):
+    suspended = item["suspended"]
+    if not suspended:
+        return "no"
+    return "%s s from %s s (%s)" % (_cell(suspended.get("paused_s")), _cell(suspended.get("at_s")), _cell(suspended.get("limit")))
+
+
+def render_convergence(report):
+    """Per round: the progress samples taken, the maximum downtime it ended at (its step), the limit that fired, the pause."""
+    rows = [(item["round"], len(item["progress"]), _cell(_last_figure(item, "iteration")), step_cell(item), limit_cell(item),
+             paused_cell(item)) for item in report["rounds"]]
+    return _md_table(("Round", "Progress samples", "Passes", "Max downtime (ms)", "Limit fired", "Guest paused"), rows)
+
+
+def _last_figure(item, key):
+    return item["progress"][-1].get(key) if item["progress"] and isinstance(item["progress"][-1], dict) else None
 
 
 def _clock_cell(item):
@@ -703,6 +750,160 @@ def render_timeline(report):
     return _xml_document(svg)
 
 
+# ---------------------------------------------------------------- progress.svg
+
+PANEL_WIDTH, PANEL_HEIGHT, PANEL_COLUMNS, PANEL_LEFT, PANEL_TOP = 340, 170, 2, 56, 46
+
+
+def progress_points(item):
+    """(seconds, MiB left) of a round's progress samples, those whose figures are numbers."""
+    points = []
+    for sample in item["progress"]:
+        if isinstance(sample, dict):
+            t_s, left = _number(sample.get("t_s")), _number(sample.get("remaining_mib"))
+            if t_s is not None and left is not None:
+                points.append((t_s, left))
+    return points
+
+
+def downtime_raises(item):
+    """(seconds, new maximum downtime) where a sample shows a maximum downtime other than the one before."""
+    raises, before = [], None
+    for sample in item["progress"]:
+        value = sample.get("max_downtime_ms") if isinstance(sample, dict) else None
+        if before is not None and value is not None and value != before and _number(sample.get("t_s")) is not None:
+            raises.append((_number(sample["t_s"]), value))
+        before = value if value is not None else before
+    return raises
+
+
+def render_progress(report):
+    """progress.svg: per migration a small chart of the memory left to send over time, with the downtime raises."""
+    rounds = [item for item in report["rounds"] if item["progress"]]
+    rows = (len(rounds) + PANEL_COLUMNS - 1) // PANEL_COLUMNS
+    width, height = PANEL_WIDTH * PANEL_COLUMNS + 20, PANEL_TOP + rows * (PANEL_HEIGHT + 60)
+    svg = _element(None, "svg", xmlns=SVG_NS, width=str(width), height=str(height), viewBox="0 0 %d %d" % (width, height),
+                   role="img", font_family="sans-serif", font_size="11")
+    heading = "Memory left to send over time, per migration, run %s" % report["run_id"]
+    _element(svg, "title").text = _xml_text(heading)
+    _element(svg, "rect", x="0", y="0", width=str(width), height=str(height), fill="#ffffff")
+    _text(svg, 10, 22, heading, size="15")
+    for position, item in enumerate(rounds):
+        left = 10 + PANEL_WIDTH * (position % PANEL_COLUMNS)
+        top = PANEL_TOP + (PANEL_HEIGHT + 60) * (position // PANEL_COLUMNS)
+        _progress_panel(svg, left, top, item)
+    return _xml_document(svg)
+
+
+def _progress_panel(svg, left, top, item):
+    group = _element(svg, "g")
+    points = progress_points(item)
+    title = "Round %s, %s: %s, max downtime %s" % (item["round"], direction(item), item["status"], step_cell(item))
+    _element(group, "title").text = _xml_text(title)
+    _text(group, left, top + 12, title)
+    x0, y0 = left + PANEL_LEFT, top + 24
+    plot_w, plot_h = PANEL_WIDTH - PANEL_LEFT - 20, PANEL_HEIGHT - 30
+    x_ticks = nice_ticks(max([point[0] for point in points] + [0.001]))
+    y_ticks = nice_ticks(max([point[1] for point in points] + [0.001]))
+
+    def at(t_s, left_mib):
+        return x0 + plot_w * t_s / x_ticks[-1], y0 + plot_h - plot_h * left_mib / y_ticks[-1]
+
+    for value in y_ticks:
+        y = at(0, value)[1]
+        _element(group, "line", x1=_num(x0), y1=_num(y), x2=_num(x0 + plot_w), y2=_num(y), stroke=COLOURS["grid"])
+        _text(group, x0 - 4, y + 4, "%g" % round(value, 3), anchor="end")
+    for value in x_ticks:
+        x = at(value, 0)[0]
+        _text(group, x, y0 + plot_h + 14, "%g" % round(value, 3), anchor="middle")
+    for t_s, value in downtime_raises(item):
+        x = at(t_s, 0)[0]
+        _element(group, "line", x1=_num(x), y1=_num(y0), x2=_num(x), y2=_num(y0 + plot_h), stroke=COLOURS["threshold"],
+                 stroke_dasharray="4 3")
+        _text(group, x + 3, y0 + 10, "%s ms" % fmt_ms(_number(value)), fill=COLOURS["threshold"])
+    _element(group, "polyline", fill="none", stroke=COLOURS[item["status"]], stroke_width="2",
+             points=" ".join("%s,%s" % tuple(_num(c) for c in at(t_s, value)) for t_s, value in points))
+    _text(group, x0 + plot_w / 2.0, y0 + plot_h + 30, "Seconds since the migration started", anchor="middle")
+    _text(group, left + 12, y0 + plot_h / 2.0, "MiB left", anchor="middle", transform="rotate(-90 %s %s)" % (
+        _num(left + 12), _num(y0 + plot_h / 2.0)))
+
+
+# ---------------------------------------------------------------- sweep.svg
+
+def _median(values):
+    values = sorted(values)
+    if not values:
+        return None
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2.0
+
+
+def sweep_rows(report):
+    """Per maximum downtime the rounds ended at (the setting of a sweep): rounds, migrated, median and max downtime,
+    median migration time; sorted by the setting."""
+    groups = {}
+    for item in report["rounds"]:
+        setting = _number(item["max_downtime_final_ms"])
+        if setting is not None:
+            groups.setdefault(setting, []).append(item)
+    rows = []
+    for setting in sorted(groups):
+        migrated = [item for item in groups[setting] if item["outcome"] == "migrated"]
+        downtimes = [item["downtime_ms"] for item in migrated if item["downtime_ms"] is not None]
+        durations = [item["duration_s"] for item in migrated if item["duration_s"] is not None]
+        rows.append({"max_downtime_ms": setting, "rounds": len(groups[setting]), "migrated": len(migrated),
+                     "median_downtime_ms": _median(downtimes), "max_downtime_measured_ms": max(downtimes) if downtimes else None,
+                     "median_duration_s": _median(durations)})
+    return rows
+
+
+def render_sweep_table(report):
+    rows = [(fmt_ms(row["max_downtime_ms"]), row["rounds"], row["migrated"], fmt_ms(row["median_downtime_ms"]),
+             fmt_ms(row["max_downtime_measured_ms"]), "n/a" if row["median_duration_s"] is None else "%.2f" % row["median_duration_s"])
+            for row in sweep_rows(report)]
+    return _md_table(("Max downtime (ms)", "Rounds", "Migrated", "Median downtime (ms)", "Highest downtime (ms)",
+                      "Median migration time (s)"), rows)
+
+
+SWEEP_SERIES = (
+    ("median_downtime_ms", "median downtime (ms)", "passed"),
+    ("median_duration_s", "median migration time (s)", "libvirt_downtime_ms"),
+)
+
+
+def render_sweep(report):
+    """sweep.svg: median measured downtime and median migration time against the maximum downtime setting, one
+    point per setting evenly spaced, each series on its own scale (downtime left, migration time right)."""
+    rows = sweep_rows(report)
+    plot_width = max(PLOT_MIN_WIDTH, 90 * len(rows))
+    width, height = PLOT_LEFT + plot_width + PLOT_RIGHT_MARGIN, PLOT_TOP + PLOT_HEIGHT + PLOT_BOTTOM_MARGIN
+    svg = _element(None, "svg", xmlns=SVG_NS, width=str(width), height=str(height), viewBox="0 0 %d %d" % (width, height),
+                   role="img", font_family="sans-serif", font_size="12")
+    heading = "Tuning curve, run %s: downtime and migration time against the maximum downtime" % report["run_id"]
+    _element(svg, "title").text = _xml_text(heading)
+    _element(svg, "rect", x="0", y="0", width=str(width), height=str(height), fill="#ffffff")
+    _text(svg, PLOT_LEFT, 22, heading, size="15")
+    slot = plot_width / float(len(rows))
+    bottom = PLOT_TOP + PLOT_HEIGHT
+    _element(svg, "line", x1=str(PLOT_LEFT), y1=_num(bottom), x2=_num(PLOT_LEFT + plot_width), y2=_num(bottom), stroke=COLOURS["axis"])
+    for position, row in enumerate(rows):
+        _text(svg, PLOT_LEFT + slot * (position + 0.5), bottom + 18, fmt_ms(row["max_downtime_ms"]), anchor="middle")
+    _text(svg, PLOT_LEFT + plot_width / 2.0, bottom + 40, "Maximum downtime setting (ms)", anchor="middle")
+    for index, (key, label, colour) in enumerate(SWEEP_SERIES):
+        values = [(position, row[key]) for position, row in enumerate(rows) if row[key] is not None]
+        top = nice_ticks(max([pair[1] for pair in values] + [0.001]))[-1]
+        _text(svg, PLOT_LEFT + 260 * index, 50, label, fill=COLOURS[colour])
+        _text(svg, PLOT_LEFT - 6 if index == 0 else PLOT_LEFT + plot_width + 6, PLOT_TOP - 8, "%g" % round(top, 3),
+              anchor="end" if index == 0 else "start", fill=COLOURS[colour])
+        points = [(PLOT_LEFT + slot * (position + 0.5), _y(value, top)) for position, value in values]
+        _element(svg, "polyline", fill="none", stroke=COLOURS[colour], stroke_width="2",
+                 points=" ".join("%s,%s" % (_num(x), _num(y)) for x, y in points))
+        for (x, y), pair in zip(points, values):
+            dot = _element(svg, "circle", cx=_num(x), cy=_num(y), r="4", fill=COLOURS[colour])
+            _element(dot, "title").text = _xml_text("%s: %s" % (label, fmt_ms(pair[1])))
+    return _xml_document(svg)
+
+
 # ---------------------------------------------------------------- all files
 
 def render_json(report):
@@ -710,7 +911,8 @@ def render_json(report):
 
 
 def render_all(report):
-    """Every report file's name and text (timeline.svg for an evacuation only)."""
+    """Every report file's name and text (timeline.svg for an evacuation only, progress.svg when a round has progress samples,
+    sweep.svg when the rounds ended at more than one maximum downtime)."""
     files = {
         "report.json": render_json(report),
         "report.md": render_markdown(report),
@@ -719,4 +921,8 @@ def render_all(report):
     }
     if report.get("evacuation"):
         files["timeline.svg"] = render_timeline(report)
+    if has_progress(report):
+        files["progress.svg"] = render_progress(report)
+    if len(sweep_rows(report)) > 1:
+        files["sweep.svg"] = render_sweep(report)
     return files

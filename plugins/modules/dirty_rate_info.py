@@ -17,7 +17,7 @@ description:
   - "The estimate follows the passes of a pre-copy migration: a pass sends what remained, the guest dirties memory at
     the measured rate while it does, and QEMU stops the guest once what remains can be sent within the maximum
     downtime. RV(estimate.converges) is V(null) when the bandwidth is unknown (no limit set and none given)."
-  - The measurement changes nothing in the guest or its definition (QEMU samples pages), so the module reports
+  - The measurement changes nothing in the guest or its definition (QEMU counts or samples pages), so the module reports
     C(changed=false) and measures in check mode too. It needs a read-write libvirt connection, as the measurement
     is started by a command.
   - Fails, naming the URI and the domain, when libvirt cannot be reached, the domain does not run, this libvirt or
@@ -43,6 +43,19 @@ options:
       - The migration bandwidth the estimate assumes, in MiB/s. Without it the domain's migration speed limit is
         used; when none is set, the estimate says the bandwidth is unknown.
     type: int
+  mode:
+    description:
+      - How QEMU measures (C(virsh domdirtyrate-calc --mode)).
+      - V(page_sampling) hashes a sample of pages and counts those whose content changed. It costs the guest nothing,
+        but misses pages rewritten with the same content (which a migration still sends) and a working set smaller
+        than its sample spacing, so it can read low.
+      - V(dirty_bitmap) counts every page written, as a migration's dirty bitmap does, so it measures what a pass has
+        to send again; QEMU logs dirty pages while it measures. QEMU 7.2 running a guest under TCG (no KVM) was seen to
+        crash on it.
+      - V(dirty_ring) needs KVM's dirty ring enabled for the guest.
+    type: str
+    choices: [page_sampling, dirty_bitmap, dirty_ring]
+    default: page_sampling
 attributes:
   check_mode:
     support: full
@@ -83,6 +96,11 @@ dirty_rate_mib_s:
   returned: always
   type: float
   sample: 35.0
+mode:
+  description: How QEMU measured (O(mode)).
+  returned: always
+  type: str
+  sample: page_sampling
 calc_s:
   description: How long QEMU measured, in seconds.
   returned: always
@@ -138,6 +156,8 @@ from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 POLL_S = 0.2
 GRACE_S = 10.0
 MAX_CALC_S = 60
+# virDomainDirtyRateCalcFlags by the module's mode names.
+MODES = {"page_sampling": 0, "dirty_bitmap": 1, "dirty_ring": 2}
 
 
 def argument_spec():
@@ -145,6 +165,7 @@ def argument_spec():
         calc_s=dict(type="int", default=1),
         max_downtime_ms=dict(type="int", default=100),
         bandwidth_mib_s=dict(type="int"),
+        mode=dict(type="str", default="page_sampling", choices=list(MODES)),
     ))
 
 
@@ -168,10 +189,10 @@ def dirty_rate_stats(conn, dom, uri, name):
     return records[0][1] if records else None
 
 
-def measure(conn, dom, uri, name, calc_s):
-    """Start QEMU's measurement and wait for its result; the dirty rate in MiB/s."""
+def measure(conn, dom, uri, name, calc_s, mode="page_sampling"):
+    """Start QEMU's measurement in MODE and wait for its result; the dirty rate in MiB/s."""
     previous = _convergence.dirty_rate_start(dirty_rate_stats(conn, dom, uri, name))
-    call("starting the dirty-rate measurement of %s" % name, uri, dom.startDirtyRateCalc, calc_s, 0)
+    call("starting the dirty-rate measurement (%s) of %s" % (mode, name), uri, dom.startDirtyRateCalc, calc_s, MODES[mode])
     deadline = time.monotonic() + calc_s + GRACE_S
     while time.monotonic() < deadline:
         time.sleep(POLL_S)
@@ -197,9 +218,9 @@ def read(conn, params):
     if not call("reading the state of %s" % name, uri, dom.isActive):
         raise _libvirt.LibvirtFailure("domain %s does not run on %s: only a running guest dirties memory" % (name, uri))
     memory_mib = call("reading the size of %s" % name, uri, dom.info)[2] // 1024
-    rate = measure(conn, dom, uri, name, params["calc_s"])
+    rate = measure(conn, dom, uri, name, params["calc_s"], params["mode"])
     link = bandwidth(dom, uri, name, params["bandwidth_mib_s"])
-    return {"dirty_rate_mib_s": rate, "calc_s": params["calc_s"], "memory_mib": memory_mib, "bandwidth_mib_s": link,
+    return {"dirty_rate_mib_s": rate, "calc_s": params["calc_s"], "mode": params["mode"], "memory_mib": memory_mib, "bandwidth_mib_s": link,
             "estimate": _convergence.estimate(memory_mib, rate, link, params["max_downtime_ms"])}
 
 

@@ -11,7 +11,8 @@ version_added: 0.1.0
 description:
   - Turns the measured live-migration rounds into a report an operator can hand in, written on the
     host the module runs on (normally the controller, delegated to C(localhost)).
-  - Writes C(report.json), C(report.md), C(junit.xml) and C(downtime.svg) into O(report_dir)/O(run_id)/,
+  - Writes C(report.json), C(report.md), C(junit.xml) and C(downtime.svg) (and C(progress.svg) when a round has progress
+    samples, C(sweep.svg) when the rounds ended at more than one maximum downtime) into O(report_dir)/O(run_id)/,
     each file atomically, and points the symlink O(report_dir)/C(latest) at that directory.
   - The summary (count, min, median, max against the threshold) is computed over the rounds that measured
     a downtime; the report passes only when every round passed and no downtime exceeded O(threshold_ms).
@@ -152,6 +153,21 @@ files:
       type: str
       returned: when O(evacuation) is given
       sample: /srv/kae/reports/20261125T182300Z/timeline.svg
+    progress:
+      description:
+        - The chart of the memory left to send over time, one small chart per migration, with the raises of the maximum
+          downtime; only when a round has progress samples (RV(openeuler.kae.live_migration#module:progress)).
+      type: str
+      returned: when a round has progress samples
+      sample: /srv/kae/reports/20261125T182300Z/progress.svg
+    sweep:
+      description:
+        - The tuning curve, median measured downtime and median migration time against the maximum downtime the
+          migrations ended at (for example a sweep of the migration role's C(migration_sweep_max_downtime_ms)); only
+          when the rounds ended at more than one maximum downtime.
+      type: str
+      returned: when the rounds ended at more than one maximum downtime
+      sample: /srv/kae/reports/20261125T182300Z/sweep.svg
 latest:
   description: The C(latest) symlink, or null when O(latest=false).
   returned: always
@@ -242,7 +258,8 @@ from ansible.module_utils.common.text.converters import to_native
 from ansible_collections.openeuler.kae.plugins.module_utils import _report
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
-FILE_KEYS = {"report.json": "json", "report.md": "markdown", "junit.xml": "junit", "downtime.svg": "svg", "timeline.svg": "timeline"}
+FILE_KEYS = {"report.json": "json", "report.md": "markdown", "junit.xml": "junit", "downtime.svg": "svg", "timeline.svg": "timeline",
+             "progress.svg": "progress", "sweep.svg": "sweep"}
 LATEST = "latest"
 
 

@@ -127,3 +127,56 @@ def test_probes_run_around_the_migration_and_reach_the_record(tmp_path):
     assert 0 < record["network_downtime_ms"] < 1000
     assert "ms without an answer from localhost" in done.stdout
     assert not os.path.exists("/run/kae-probe-kae-guest.stop")
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"migration_downtime_schedule": {"steps": 2, "delay_s": 5, "ceiling_ms": 50}}, "migration_downtime_schedule must be empty or a mapping"),
+    ({"migration_downtime_schedule": {"steps": 2, "delay_s": 5, "every": 3}}, "migration_downtime_schedule must be empty or a mapping"),
+    ({"migration_progress_interval_s": 0}, "migration_progress_interval_s must be a whole number of seconds from 1 to 60"),
+    ({"migration_completion_timeout_s_per_gib": -1}, "migration_completion_timeout_s_per_gib must be a finite number"),
+    ({"migration_sweep_max_downtime_ms": [50, 0]}, "migration_sweep_max_downtime_ms must be a list of at most 20"),
+    ({"migration_sweep_max_downtime_ms": [50, 100], "migration_downtime_schedule": {"steps": 1, "delay_s": 5}},
+     "cannot be combined with migration_downtime_schedule"),
+])
+def test_bad_convergence_variables_are_refused_before_any_host_is_asked(tmp_path, extra, message):
+    done = run_unit(tmp_path, **extra)
+    assert done.returncode != 0 and message in done.stdout, done.stdout[-3000:]
+    assert "Start the migration of the guest" not in done.stdout
+
+
+def test_the_migration_runs_as_an_async_job_polled_until_it_ends(tmp_path):
+    done = run_unit(tmp_path, migration_downtime_schedule={"steps": 2, "delay_s": 5}, migration_at_limit="suspend")
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "TASK [openeuler.kae.migration : Start the migration of the guest]" in done.stdout
+    # The job failed at once: the first poll finds no libvirt job and the async job over, so no second poll.
+    assert "Check whether the migration's async job ended, poll 1" in done.stdout
+    assert "poll 2" not in done.stdout
+    record = json.loads((tmp_path / "record.json").read_text())
+    assert record["error"].startswith("Migrate the guest: cannot connect to libvirt at "), record["error"]
+    assert record["progress"] == [] and record["limit"] is None
+
+
+def test_the_progress_polls_are_bounded_by_the_migrations_own_limit():
+    tasks = yaml.safe_load((ROLE / "tasks" / "progress.yml").read_text())
+    again = tasks[-1]
+    assert again["ansible.builtin.include_tasks"] == "progress.yml"
+    assert "migration_poll | int < migration_max_polls | int" in again["when"]
+    unit = yaml.safe_load((ROLE / "tasks" / "measure.yml").read_text())[0]
+    started = next(task for task in unit["block"] if task["name"] == "Start the migration of the guest")
+    assert started["poll"] == 0 and "migration_async_margin_s" in started["async"]
+    assert unit["vars"]["migration_async_margin_s"] >= 90
+
+
+def test_an_estimate_that_cannot_be_made_warns_and_the_migration_goes_ahead(tmp_path):
+    done = run_unit(tmp_path)
+    assert done.returncode == 0, done.stdout[-4000:]
+    assert "estimate for kae-guest on localhost: not made: cannot connect to libvirt" in done.stdout, done.stdout[-4000:]
+    assert "TASK [openeuler.kae.migration : Start the migration of the guest]" in done.stdout
+
+
+def test_with_estimate_action_fail_an_estimate_that_cannot_be_made_refuses_the_migration(tmp_path):
+    done = run_unit(tmp_path, migration_estimate_action="fail")
+    assert done.returncode != 0
+    assert "the estimate for kae-guest could not be made: cannot connect to libvirt" in done.stdout, done.stdout[-4000:]
+    assert "nothing was migrated (migration_estimate_action is fail" in done.stdout
+    assert "Start the migration of the guest" not in done.stdout

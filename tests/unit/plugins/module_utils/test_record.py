@@ -120,3 +120,42 @@ def test_a_failed_probe_keeps_its_reason_and_does_not_fail_the_migration():
 def test_probe_step_must_be_a_result():
     with pytest.raises(RecordError, match="probe must be"):
         build_record(steps(probe="fast"))
+
+
+SAMPLES = [{"t_s": 2.0, "remaining_mib": 120.5, "max_downtime_ms": 100}, {"t_s": 4.0, "remaining_mib": 30.0, "max_downtime_ms": 250}]
+
+
+def test_the_record_keeps_the_progress_and_the_step_the_migration_converged_at():
+    stepped = dict(MIGRATION, progress=SAMPLES, max_downtime_final_ms=250,
+                   max_downtime_steps=[{"t_s": 0.0, "max_downtime_ms": 100}, {"t_s": 3.0, "max_downtime_ms": 250}],
+                   limit=None, suspended=None)
+    record = build_record(steps(migration=stepped))
+    assert record["progress"] == SAMPLES and record["progress"][0] is not SAMPLES[0]
+    assert (record["max_downtime_final_ms"], record["downtime_step"]) == (250, 1)
+    assert record["limit"] is None and record["suspended"] is None
+    check_record(record)
+
+
+def test_an_aborted_record_names_the_limit_that_fired():
+    limit = {"name": "progress_timeout_s", "value_s": 20.0, "at_s": 21.9}
+    aborted = dict(MIGRATION, outcome="aborted", job={}, duration_s=33.5, progress=SAMPLES, limit=limit,
+                   max_downtime_final_ms=100, max_downtime_steps=[{"t_s": 0.0, "max_downtime_ms": 100}])
+    record = build_record(steps(migration=aborted, error="Migrate the guest: made no progress for progress_timeout_s 20 s"))
+    assert record["status"] == "error" and record["limit"] == limit and record["downtime_step"] == 0
+    assert len(record["progress"]) == 2
+
+
+def test_a_suspended_migration_says_how_long_the_guest_stayed_paused():
+    suspended = dict(MIGRATION, duration_s=40.25, suspended={"at_s": 31.0, "limit": "progress_timeout_s", "resumed_by": "libvirt"})
+    record = build_record(steps(migration=suspended))
+    assert record["suspended"] == {"at_s": 31.0, "limit": "progress_timeout_s", "resumed_by": "libvirt", "paused_s": 9.25}
+    unknown = build_record(steps(migration=dict(suspended, duration_s=None)))
+    assert unknown["suspended"]["paused_s"] is None
+
+
+def test_without_a_migration_the_convergence_fields_are_empty():
+    record = build_record(steps(migration=None, error="Migrate the guest: no libvirt"))
+    assert (record["progress"], record["max_downtime_final_ms"], record["downtime_step"], record["limit"], record["suspended"]) == (
+        [], None, None, None, None)
+    odd = build_record(steps(migration=dict(MIGRATION, progress="not a list", limit="x", suspended=[1])))
+    assert (odd["progress"], odd["limit"], odd["suspended"]) == ([], None, None)

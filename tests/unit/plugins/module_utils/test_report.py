@@ -407,3 +407,91 @@ def test_evacuation_files_add_the_timeline_and_migration_rounds_do_not():
 def test_bad_evacuation_input_is_named(evacuation, message):
     with pytest.raises(_report.ReportError, match=message):
         _report.build_report(copy.deepcopy(EVAC_ROUNDS), {}, 200, "evac1", GENERATED_AT, evacuation)
+
+
+# ---------------------------------------------------------------- convergence
+
+def samples(*points):
+    """Progress samples from (seconds, MiB left, maximum downtime) triples."""
+    return [{"t_s": t_s, "remaining_mib": left, "iteration": index, "max_downtime_ms": limit}
+            for index, (t_s, left, limit) in enumerate(points, start=1)]
+
+
+STEPPED = dict(PASSED, progress=samples((2.0, 180.0, 100), (4.0, 40.0, 100), (6.0, 35.0, 400), (8.0, 2.0, 400)),
+               max_downtime_final_ms=400, downtime_step=1)
+ABORTED = dict(ERRORED, round=2, progress=samples((2.0, 190.0, 100), (4.0, 31.0, 100), (6.0, 33.0, 100)),
+               max_downtime_final_ms=100, downtime_step=0, limit={"name": "progress_timeout_s", "value_s": 20.0, "at_s": 24.1})
+
+
+def test_the_convergence_table_says_the_step_the_limit_and_the_pause():
+    paused = dict(STEPPED, round=3, suspended={"at_s": 31.0, "limit": "progress_timeout_s", "resumed_by": "libvirt", "paused_s": 1.5})
+    report = build([STEPPED, ABORTED, paused])
+    markdown = _report.render_markdown(report)
+    assert "## Convergence" in markdown and "![Memory left to send over time, per migration](progress.svg)" in markdown
+    rows = table_rows(_report.render_convergence(report))
+    assert rows[0] == ["1", "4", "4", "400 (step 1)", "none", "no"]
+    assert rows[1] == ["2", "3", "3", "100 (step 0)", "progress_timeout_s 20.0 s (at 24.1 s)", "no"]
+    assert rows[2][-1] == "1.5 s from 31.0 s (progress_timeout_s)"
+
+
+def test_without_progress_samples_there_is_no_convergence_section_and_no_chart():
+    report = build([PASSED])
+    assert "## Convergence" not in _report.render_markdown(report)
+    assert sorted(_report.render_all(report)) == sorted(_report.REPORT_FILES)
+
+
+def test_the_progress_chart_draws_one_line_per_migration_with_the_raises():
+    report = build([STEPPED, ABORTED, dict(PASSED, round=3)])
+    files = _report.render_all(report)
+    # They ended at two maximum downtimes, so the tuning curve is drawn too.
+    assert sorted(files) == sorted(_report.REPORT_FILES + ("progress.svg", "sweep.svg"))
+    root = ET.fromstring(files["progress.svg"].split("\n", 1)[1])
+    lines = root.findall(".//%spolyline" % SVG)
+    assert len(lines) == 2
+    first = [tuple(map(float, point.split(","))) for point in lines[0].get("points").split()]
+    assert len(first) == 4
+    # Time runs right, memory left runs down the page as it shrinks.
+    assert [point[0] for point in first] == sorted(point[0] for point in first)
+    assert first[0][1] < first[1][1] < first[3][1]
+    texts = [node.text for node in root.iter("%stext" % SVG)]
+    assert "400 ms" in texts and "100 ms" not in texts
+    assert any(text.startswith("Round 2, kae-lab-a -> kae-lab-b: error") for text in texts)
+
+
+def test_progress_samples_with_odd_figures_are_left_out_of_the_chart():
+    odd = dict(STEPPED, progress=[{"t_s": "x", "remaining_mib": 1.0}, {"t_s": 1.0, "remaining_mib": None}, "junk",
+                                  {"t_s": 2.0, "remaining_mib": 5.0, "max_downtime_ms": 100}])
+    report = build([odd])
+    assert _report.progress_points(report["rounds"][0]) == [(2.0, 5.0)]
+    root = ET.fromstring(_report.render_progress(report).split("\n", 1)[1])
+    assert root.find(".//%spolyline" % SVG).get("points").count(",") == 1
+
+
+def swept(round_, setting, downtime_ms, duration_s, outcome="migrated"):
+    return dict(PASSED, round=round_, max_downtime_final_ms=setting, downtime_step=0, downtime_ms=downtime_ms, duration_s=duration_s,
+                outcome=outcome, status="passed" if outcome == "migrated" else "error", error=None if outcome == "migrated" else "aborted")
+
+
+def test_a_sweep_gives_the_tuning_curve_per_setting():
+    rounds = [swept(1, 50, 40.0, 1.5), swept(2, 50, 44.0, 1.7), swept(3, 200, 120.0, 1.1), swept(4, 200, None, 9.0, "aborted"),
+              swept(5, 100, 80.0, 1.2)]
+    report = build(rounds, threshold_ms=500)
+    rows = _report.sweep_rows(report)
+    assert [row["max_downtime_ms"] for row in rows] == [50.0, 100.0, 200.0]
+    assert (rows[0]["rounds"], rows[0]["migrated"], rows[0]["median_downtime_ms"], rows[0]["median_duration_s"]) == (2, 2, 42.0, 1.6)
+    # An aborted round counts as run, not in the medians.
+    assert (rows[2]["rounds"], rows[2]["migrated"], rows[2]["median_downtime_ms"], rows[2]["median_duration_s"]) == (2, 1, 120.0, 1.1)
+    markdown = _report.render_markdown(report)
+    assert "## Tuning curve" in markdown and "![Downtime and migration time against the maximum downtime](sweep.svg)" in markdown
+    assert table_rows(_report.render_sweep_table(report))[1] == ["100", "1", "1", "80", "80", "1.20"]
+    root = ET.fromstring(_report.render_all(report)["sweep.svg"].split("\n", 1)[1])
+    lines = root.findall(".//%spolyline" % SVG)
+    assert len(lines) == 2 and all(len(line.get("points").split()) == 3 for line in lines)
+    downtime = [float(point.split(",")[1]) for point in lines[0].get("points").split()]
+    # Higher downtime is drawn higher up the page.
+    assert downtime[0] > downtime[1] > downtime[2]
+
+
+def test_one_setting_draws_no_curve():
+    report = build([swept(1, 100, 80.0, 1.2), swept(2, 100, 70.0, 1.0)])
+    assert "sweep.svg" not in _report.render_all(report) and "## Tuning curve" not in _report.render_markdown(report)

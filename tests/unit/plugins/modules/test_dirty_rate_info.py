@@ -32,6 +32,7 @@ class FakeDomain:
 
     def startDirtyRateCalc(self, seconds, flags):
         self.started = (seconds, time.time())
+        self.flags = flags
         return 0
 
     def migrateGetMaxSpeed(self, flags):
@@ -86,6 +87,8 @@ def test_measures_and_estimates_with_the_given_bandwidth(conn):
     result = run_module(dirty_rate_info, {"domain": "kae-guest", "calc_s": 2, "bandwidth_mib_s": 1024}, check_mode=True)
     assert result["changed"] is False and conn["conn"].read_only is False
     assert conn["conn"].dom.started[0] == 2
+    # By default QEMU samples pages, which costs the guest nothing.
+    assert conn["conn"].dom.flags == libvirt.VIR_DOMAIN_DIRTYRATE_MODE_PAGE_SAMPLING and result["mode"] == "page_sampling"
     assert (result["dirty_rate_mib_s"], result["memory_mib"], result["bandwidth_mib_s"]) == (35.0, 192, 1024)
     assert result["estimate"]["converges"] is True
     assert result["estimate"]["text"].startswith("dirty rate 35.0 MiB/s, bandwidth 1024.0 MiB/s: converges")
@@ -127,3 +130,11 @@ def test_bad_numbers_are_refused_before_libvirt(conn, args, needle):
     result = fail_module(dirty_rate_info, dict({"domain": "kae-guest"}, **args))
     assert needle in result["msg"]
     assert conn["conn"].dom.started is None
+
+
+@pytest.mark.parametrize("mode, flags", [("dirty_bitmap", "VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_BITMAP"),
+                                         ("dirty_ring", "VIR_DOMAIN_DIRTYRATE_MODE_DIRTY_RING")])
+def test_the_mode_chooses_how_qemu_measures(conn, mode, flags):
+    conn["conn"] = FakeConn(FakeDomain())
+    result = run_module(dirty_rate_info, {"domain": "kae-guest", "mode": mode, "bandwidth_mib_s": 100})
+    assert conn["conn"].dom.flags == getattr(libvirt, flags) and result["mode"] == mode
