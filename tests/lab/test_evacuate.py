@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import REPO, _ansible_env
+from conftest import KAELAB, REPO, _ansible_env
 
 PLAYBOOK = "playbooks/kae_evacuate.yml"
 
@@ -86,7 +86,9 @@ def test_evacuation_moves_the_guest_reports_it_and_a_second_run_changes_nothing(
     assert all(counts["changed"] == 0 for counts in recap(planned.stdout).values())
 
     started = time.monotonic()
-    done = evacuate(ansible_playbook, source, "-e", "kae_evacuate_report_dir=%s" % reports)
+    # The guest is probed on the lab network while it moves: its row has the network-observed downtime too.
+    probes = json.dumps({"kae_evacuate_probe_addresses": {lab.guest: KAELAB._guestnet().GUEST_ADDR}})  # pylint: disable=protected-access
+    done = evacuate(ansible_playbook, source, "-e", "kae_evacuate_report_dir=%s" % reports, "-e", probes)
     figures.append(("evacuation of one guest, whole playbook (s)", round(time.monotonic() - started, 1)))
     assert done.returncode == 0, done.stdout[-6000:]
     assert lab.running_on(conns) == [destination]
@@ -96,7 +98,9 @@ def test_evacuation_moves_the_guest_reports_it_and_a_second_run_changes_nothing(
     assert [(row["guest"], row["source"], row["destination"], row["status"]) for row in rows] == [(lab.guest, source, destination, "passed")]
     assert rows[0]["downtime_ms"] > 0 and rows[0]["libvirt_downtime_ms"] is not None and rows[0]["duration_s"] > 0
     assert report["summary"]["passed"] is True and report["summary"]["max_concurrent"] == 1
-    figures.append(("evacuation downtime, trace / libvirt (ms)", (rows[0]["downtime_ms"], rows[0]["libvirt_downtime_ms"])))
+    assert rows[0]["probe_from"] == "localhost" and rows[0]["network_downtime_ms"] > 0
+    figures.append(("evacuation downtime, trace / libvirt / network (ms)",
+                    (rows[0]["downtime_ms"], rows[0]["libvirt_downtime_ms"], rows[0]["network_downtime_ms"])))
     cases = list(ET.parse(str(reports / "latest" / "junit.xml")).getroot().iter("testcase"))
     assert [case.get("name") for case in cases] == ["guest %s: %s -> %s" % (lab.guest, source, destination)]
     ET.parse(str(reports / "latest" / "timeline.svg"))
