@@ -70,7 +70,9 @@ def test_no_answer_fails_with_the_reason(fail_module, monkeypatch):
 
 def test_stop_path_interrupts_the_command(tmp_path):
     stop = tmp_path / "stop"
-    proc = subprocess.Popen([sys.executable, "-c", "import time\ntime.sleep(30)"])
+    # Like fping, the command handles SIGINT itself (a shell's background job would otherwise inherit it ignored).
+    proc = subprocess.Popen([sys.executable, "-c", "import signal, time\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+                             "time.sleep(30)"])
     threading.Timer(0.3, stop.touch).start()
     outcome = {"stopped_by": "count"}
     began = time.monotonic()
