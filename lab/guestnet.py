@@ -52,9 +52,14 @@ def net_modules(deb: str) -> list:
 
 
 def init_lines(prefix_len: int) -> str:
-    """/init lines that load virtio-net and put GUEST_ADDR on eth0 (the kernel answers ICMP echo by itself)."""
+    """/init lines that load virtio-net and put GUEST_ADDR on eth0 (the kernel answers ICMP echo by itself).
+
+    The guest then announces its address (unsolicited ARP, 3 over 2 s, in the background): a guest started again on
+    the other host must not wait for the lab bridge's and the controller's old entries to age out before it answers.
+    """
     loads = "".join("insmod /lib/modules/%s.ko\n" % name for name in NET_MODULES)
-    return loads + "ip link set lo up\nip addr add %s/%d dev eth0\nip link set eth0 up\n" % (GUEST_ADDR, prefix_len)
+    return loads + ("ip link set lo up\nip addr add {addr}/{plen} dev eth0\nip link set eth0 up\n"
+                    "arping -U -c 3 -I eth0 {addr} >/dev/null 2>&1 &\n").format(addr=GUEST_ADDR, plen=prefix_len)
 
 
 def interface_xml() -> str:

@@ -51,6 +51,9 @@ def test_init_loads_every_module_before_the_address_is_set():
     assert lines[:len(guestnet.NET_MODULES)] == ["insmod /lib/modules/%s.ko" % name for name in guestnet.NET_MODULES]
     assert "ip addr add 10.77.231.50/24 dev eth0" in lines
     assert lines.index("ip addr add 10.77.231.50/24 dev eth0") > lines.index("insmod /lib/modules/virtio_net.ko")
+    # The announcement comes once eth0 is up, in the background so that the heartbeat and load start at once.
+    announce = "arping -U -c 3 -I eth0 10.77.231.50 >/dev/null 2>&1 &"
+    assert lines.index(announce) > lines.index("ip link set eth0 up")
 
 
 DEBS = sorted(glob.glob("/var/lib/kae-lab/images/debs/linux-image-*.deb"))
