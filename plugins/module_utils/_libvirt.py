@@ -94,6 +94,22 @@ def connect(uri, read_only=False):
         raise LibvirtFailure("cannot connect to libvirt at %s: %s" % (uri, error_text(exc))) from exc
 
 
+def exit_with_read(module, uri, read, read_only=False):
+    """The end of a read-only module: READ(conn) over a connection to URI, closed after, as MODULE's result
+    (changed=false); a connection or READ that raises LibvirtFailure fails MODULE with its message."""
+    try:
+        conn = connect(uri, read_only=read_only)
+    except LibvirtFailure as exc:
+        module.fail_json(msg=str(exc))
+    try:
+        result = read(conn)
+    except LibvirtFailure as exc:
+        module.fail_json(msg=str(exc))
+    finally:
+        conn.close()
+    module.exit_json(**dict({"changed": False}, **result))
+
+
 def host_name(conn, fallback):
     """The host name libvirt reports for CONN, or FALLBACK (for example the URI) when it cannot say."""
     try:

@@ -232,17 +232,7 @@ def main():
         module.fail_json(msg=str(exc))
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    try:
-        conn = _libvirt.connect(module.params["uri"])
-    except _libvirt.LibvirtFailure as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        result = read(conn, module.params)
-    except _libvirt.LibvirtFailure as exc:
-        module.fail_json(msg=str(exc))
-    finally:
-        conn.close()
-    module.exit_json(changed=False, **result)
+    _libvirt.exit_with_read(module, module.params["uri"], lambda conn: read(conn, module.params))
 
 
 if __name__ == "__main__":

@@ -357,17 +357,8 @@ def main():
         module.fail_json(msg=str(exc))
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    try:
-        conn = _libvirt.connect(module.params["uri"])
-    except _libvirt.LibvirtFailure as exc:
-        module.fail_json(msg=str(exc))
-    try:
-        result = run_checks(module.params, conn, _libvirt.host_name(conn, module.params["uri"]))
-    except _libvirt.LibvirtFailure as exc:
-        module.fail_json(msg=str(exc))
-    finally:
-        conn.close()
-    module.exit_json(**result)
+    params = module.params
+    _libvirt.exit_with_read(module, params["uri"], lambda conn: run_checks(params, conn, _libvirt.host_name(conn, params["uri"])))
 
 
 if __name__ == "__main__":
