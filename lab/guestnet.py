@@ -14,6 +14,7 @@ as the kernel and loaded by /init, which then sets GUEST_ADDR on eth0.
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import subprocess
 import tarfile
 
@@ -36,8 +37,27 @@ def controller_link(host_veth: str) -> str:
     return name
 
 
-def net_modules(deb: str) -> list:
-    """(file name, bytes) of NET_MODULES from the kernel package DEB, in load order."""
+def net_modules(deb: str, cache_dir=None) -> list:
+    """(file name, bytes) of NET_MODULES from the kernel package DEB, in load order.
+
+    With CACHE_DIR (a directory for this DEB) they are read from there once extracted: unpacking the whole package
+    takes seconds, and every `up` needs the modules to check the initramfs.
+    """
+    if cache_dir is not None:
+        cached = [Path(cache_dir) / (name + ".ko") for name in NET_MODULES]
+        if all(path.is_file() for path in cached):
+            return [(path.name, path.read_bytes()) for path in cached]
+    modules = _extract_modules(deb)
+    if cache_dir is not None:
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        for name, data in modules:
+            part = Path(cache_dir) / (name + ".part")
+            part.write_bytes(data)
+            part.rename(Path(cache_dir) / name)
+    return modules
+
+
+def _extract_modules(deb: str) -> list:
     tar_bytes = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], capture_output=True, check=True).stdout
     found = {}
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as archive:

@@ -66,6 +66,15 @@ def test_modules_come_from_the_lab_kernel_package_in_load_order():
     assert all(data[:4] == b"\x7fELF" for _name, data in modules)
 
 
+@pytest.mark.skipif(not DEBS, reason="the lab's guest kernel package has not been downloaded here")
+def test_modules_are_unpacked_once_then_read_from_the_cache(tmp_path):
+    cache = tmp_path / "net-modules"
+    first = guestnet.net_modules(DEBS[-1], cache)
+    # Cached: the package is not read again (a path that does not exist would fail to unpack).
+    assert guestnet.net_modules(str(tmp_path / "absent.deb"), cache) == first
+    assert sorted(path.name for path in cache.iterdir()) == sorted(name for name, _data in first)
+
+
 def test_only_the_main_lab_guest_has_the_nic():
     from ansible_collections.openeuler.kae.lab import kaelab  # pylint: disable=import-outside-toplevel
     nics = ET.fromstring(kaelab.guest_xml()).findall("devices/interface")
