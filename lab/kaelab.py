@@ -500,6 +500,13 @@ def ensure_initrd(path: Path = INITRD, init: str = GUEST_INIT, modules=()) -> No
     part.rename(path)
 
 
+def ensure_main_initrd() -> None:
+    """The main guest's initramfs with its network modules (every initramfs write of it goes through here: one
+    without the modules boots a guest with no NIC)."""
+    deb = kernel_deb()
+    ensure_initrd(modules=_guestnet().net_modules(deb, IMAGES / ("net-modules-" + deb.stem)))
+
+
 MAIN_GUEST = Guest(GUEST, GUEST_HOME, GUEST_MEMORY_MIB, INITRD,
                    "KAE lab guest (TCG): memory dirtier, gzip load, serial heartbeat. No KAE VF: passthrough cannot exist in the lab.")
 
@@ -998,7 +1005,7 @@ def with_dirty_rate(xml: str, mib_s) -> str:
 def restart_main_guest(layout: Layout, mib_s) -> str:
     """Stop kae-guest wherever it runs and start it again on its home host, its memory dirtier capped at MIB_S MiB/s
     (None: as fast as it can, the default). Returns the host it runs on."""
-    ensure_initrd()
+    ensure_main_initrd()
     by_name = {h.name: h for h in layout.hosts}
     for name in running_on(lab_health(layout), GUEST):
         virsh(init_pid(by_name[name]), "destroy", GUEST)
@@ -1094,8 +1101,7 @@ def cmd_up(args) -> int:
     ensure_packages()
     STATE.mkdir(parents=True, exist_ok=True)
     ensure_kernel()
-    deb = kernel_deb()
-    ensure_initrd(modules=_guestnet().net_modules(deb, IMAGES / ("net-modules-" + deb.stem)))
+    ensure_main_initrd()
     ensure_initrd(FLEET_INITRD, FLEET_INIT)
     current = recorded_layout()
     health = lab_health(current)

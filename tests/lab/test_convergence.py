@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
 import pytest
 
@@ -62,6 +63,13 @@ def note(figures, label, item):
         item["max_downtime_final_ms"], (item["limit"] or {}).get("name"))))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def default_dirtier_after(lab):
+    """The guest's default dirtier is put back when this module's tests are done (later tests expect it)."""
+    yield
+    set_dirty_rate(lab, "default")
+
+
 @pytest.fixture(scope="module")
 def easy(lab, tmp_path_factory):
     """A guest without its dirtier, migrated over a 16 MiB/s link at 100 ms."""
@@ -101,6 +109,14 @@ def test_progress_lines_appear_while_it_runs_and_their_samples_reach_the_report(
     markdown = (run_dir / "report.md").read_text()
     assert "## Convergence" in markdown and "progress.svg" in markdown
     assert "<polyline" in (run_dir / "progress.svg").read_text()
+
+
+def test_the_guest_restarted_with_its_dirtier_capped_answers_on_the_network(lab, easy):
+    # `guest-dirty` boots the guest again: its network modules must be in the initramfs it boots from.
+    del easy
+    address = lab.kaelab._guestnet().GUEST_ADDR  # pylint: disable=protected-access
+    ping = subprocess.run(["ping", "-c", "3", "-i", "0.3", "-W", "2", address], capture_output=True, text=True, check=False)
+    assert ping.returncode == 0, ping.stdout
 
 
 def test_the_estimate_predicts_the_guest_that_converges(easy, figures):
