@@ -16,6 +16,8 @@ description:
     and the maximum downtime in force).
   - Meant to be polled on the source host while M(openeuler.kae.live_migration) runs as an async task, so that each
     poll prints one line and the task ends when the job is gone (see the examples).
+  - With O(wait_s), one call also waits for the job to end, reading it every 0.2 s, and answers as soon as it has
+    (RV(ended)): a poll loop then learns the end of a short migration at once instead of after its next pause.
   - Fails, naming the URI and the domain, when libvirt cannot be reached or the domain is not defined.
 extends_documentation_fragment:
   - openeuler.kae.attributes
@@ -26,6 +28,14 @@ options:
     description: Name of the libvirt domain whose job is read.
     type: str
     required: true
+  wait_s:
+    description:
+      - How long to wait, in seconds from V(0) to V(60), for the job to end before answering. A job that runs is
+        waited for; when none runs yet, one that starts within the wait is waited for too. V(0) reads once.
+      - The answer is the last read: RV(active) false and RV(ended) true when a job ran during the wait and has
+        ended, or the domain has stopped running here (a migrated guest leaves its source).
+    type: float
+    default: 0
 attributes:
   platform:
     platforms: posix
@@ -52,6 +62,15 @@ EXAMPLES = r"""
   until: not job.active
   retries: 330
   delay: 2
+
+- name: Wait up to 2 s for the job to end, then say how far it is (one call a poll, no pause between)
+  openeuler.kae.migration_job_info:
+    domain: kae-guest
+    wait_s: 2
+  register: job
+  until: job.ended or not job.active
+  retries: 330
+  delay: 0
 """
 
 RETURN = r"""
@@ -79,6 +98,13 @@ line:
   returned: always
   type: str
   sample: "kae-guest 4.1 s: 40.1 MiB of 192.6 MiB left, 75.3 MiB/s sent, dirty 12.0 MiB/s, iteration 2, expected downtime 310 ms (limit 100 ms)"
+ended:
+  description:
+    - Whether a job ran during the call and is over now, or the domain stopped running here while the call waited.
+      Always false with O(wait_s=0).
+  returned: always
+  type: bool
+  sample: false
 max_downtime_ms:
   description: The domain's maximum downtime now (C(virDomainMigrateGetMaxDowntime)); null when libvirt does not say.
   returned: always
@@ -86,6 +112,9 @@ max_downtime_ms:
   sample: 100
 """
 
+import time
+
+from ansible.module_utils import basic
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.openeuler.kae.plugins.module_utils import _args
@@ -95,8 +124,13 @@ from ansible_collections.openeuler.kae.plugins.module_utils import _migration
 from ansible_collections.openeuler.kae.plugins.module_utils import _validate
 
 
+# How often a waiting call reads the job, and the longest wait one call may take.
+WAIT_READ_INTERVAL_S = 0.2
+MAX_WAIT_S = 60
+
+
 def argument_spec():
-    return _args.merge(_args.libvirt_option(), _args.domain_option())
+    return _args.merge(_args.libvirt_option(), _args.domain_option(), {"wait_s": {"type": "float", "default": 0}})
 
 
 def max_downtime(dom):
@@ -107,11 +141,57 @@ def max_downtime(dom):
         return None
 
 
-def read_job(conn, uri, name):
-    """The module's result for the job of NAME on CONN."""
+def domain_of(conn, uri, name):
     dom = _libvirt.lookup_domain(conn, name)
     if dom is None:
         raise _libvirt.LibvirtFailure("domain %s is not defined on %s" % (name, uri))
+    return dom
+
+
+def running_here(conn, name):
+    """Whether NAME is still defined and running on CONN (a migrated guest leaves its source: undefined or shut off)."""
+    dom = _libvirt.lookup_domain(conn, name)
+    try:
+        return dom is not None and dom.isActive() == 1
+    except _libvirt.libvirt.libvirtError as exc:
+        if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
+            return False
+        # Could not read is not "gone": the caller fails rather than report the job as ended.
+        raise _libvirt.LibvirtFailure("cannot tell whether %s runs on %s: %s" % (name, conn.getURI(), _libvirt.error_text(exc))) from exc
+
+
+def wait_for_end(conn, uri, name, wait_s, clock=time.monotonic, sleep=time.sleep):
+    """The module's result after waiting up to WAIT_S for the job of NAME to end (one read when WAIT_S is 0)."""
+    deadline = clock() + wait_s
+    waiting = wait_s > 0 and running_here(conn, name)
+    result = read_job(conn, uri, name)
+    seen = result["active"]
+    while waiting and clock() < deadline:
+        sleep(WAIT_READ_INTERVAL_S)
+        try:
+            result = read_job(conn, uri, name) if running_here(conn, name) else None
+        except _libvirt.LibvirtFailure:
+            # Gone between the two reads (it left this host, as a migrated guest does), or a real failure.
+            if running_here(conn, name):
+                raise
+            result = None
+        if result is None:
+            return dict(read_idle(name), ended=True)
+        if seen and not result["active"]:
+            return dict(result, ended=True)
+        seen = seen or result["active"]
+    return dict(result, ended=False)
+
+
+def read_idle(name):
+    """The result for a domain that no longer runs here: no job, nothing to sample."""
+    return {"active": False, "job_type": _migration.JOB_NONE, "sample": None, "line": "%s: no job is running" % name,
+            "max_downtime_ms": None}
+
+
+def read_job(conn, uri, name):
+    """The module's result for the job of NAME on CONN."""
+    dom = domain_of(conn, uri, name)
     try:
         stats = dom.jobStats()
     except _libvirt.libvirt.libvirtError as exc:
@@ -131,15 +211,20 @@ def read_job(conn, uri, name):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    spec, problem = _validate.screen_number_options(basic._load_params(), argument_spec())
+    module = AnsibleModule(argument_spec=spec, supports_check_mode=True)
     params = module.params
     try:
+        if problem:
+            raise _validate.InputError(problem)
         _validate.domain_name(params["domain"])
+        _validate.number(params["wait_s"], "wait_s", minimum=0, maximum=MAX_WAIT_S)
     except _validate.InputError as exc:
         module.fail_json(msg=str(exc))
     if not _libvirt.HAS_LIBVIRT:
         module.fail_json(msg=missing_required_lib(_libvirt.LIBRARY_NAME), exception=_libvirt.LIBVIRT_IMPORT_ERROR)
-    _libvirt.exit_with_read(module, params["uri"], lambda conn: read_job(conn, params["uri"], params["domain"]), read_only=True)
+    _libvirt.exit_with_read(module, params["uri"], lambda conn: wait_for_end(conn, params["uri"], params["domain"], params["wait_s"]),
+                            read_only=True)
 
 
 if __name__ == "__main__":
