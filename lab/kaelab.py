@@ -434,22 +434,25 @@ mount -t devtmpfs devtmpfs /dev 2>/dev/null
 mount -t tmpfs -o size=64m tmpfs /tmp
 echo "4 4 1 7" > /proc/sys/kernel/printk
 hostname kae-guest
-""" + _guestnet().init_lines(PREFIX_LEN) + r"""dd if=/dev/urandom of=/tmp/seed bs=64k count=64 2>/dev/null
+""" + _guestnet().init_lines(PREFIX_LEN) + r"""dd if=/dev/urandom of=/tmp/seed bs=64k count=128 2>/dev/null
 # Both load loops run at nice 10 so that the heartbeat keeps its cadence.
 # Memory dirtier: keeps rewriting 32 MiB of guest RAM (tmpfs pages), so migration always has dirty pages. As fast as
 # it can, unless kae_dirty_mib_s=N on the kernel command line caps it at about N MiB/s (N/4 MiB every 250 ms; 0: none).
+# The default one writes the same 4 MiB of the seed at the same places (the same content again); the capped one
+# starts each write at another place of the 8 MiB seed, so every page it writes gets new content, as a real
+# workload's do (QEMU's page sampling counts only pages whose content changed).
 rate=$(sed -n 's/.*kae_dirty_mib_s=\([0-9]*\).*/\1/p' /proc/cmdline)
 if [ -z "$rate" ]; then
 sh -c 'renice -n 10 $$ >/dev/null; i=0
-  while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
+  while :; do dd if=/tmp/seed of=/tmp/dirty bs=64k count=64 seek=$(( (i % 8) * 64 )) conv=notrunc 2>/dev/null; i=$((i + 1)); done' &
 elif [ "$rate" -gt 0 ]; then
-sh -c 'renice -n 10 $$ >/dev/null; off=0
+sh -c 'renice -n 10 $$ >/dev/null; off=0; from=0
   while :; do
     left=$(( $0 * 4 ))
     while [ $left -gt 0 ]; do
       n=$(( left > 64 ? 64 : left ))
-      dd if=/tmp/seed of=/tmp/dirty bs=64k count=$n seek=$off conv=notrunc 2>/dev/null
-      off=$(( (off + n) % 448 )); left=$(( left - n ))
+      dd if=/tmp/seed of=/tmp/dirty bs=64k count=$n skip=$from seek=$off conv=notrunc 2>/dev/null
+      off=$(( (off + n) % 448 )); left=$(( left - n )); from=$(( (from + 23) % 64 ))
     done
     usleep 250000
   done' "$rate" &
