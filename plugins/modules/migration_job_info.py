@@ -17,7 +17,7 @@ description:
   - Meant to be polled on the source host while M(openeuler.kae.live_migration) runs as an async task, so that each
     poll prints one line and the task ends when the job is gone (see the examples).
   - With O(wait_s), one call also waits for the job to end, reading it every 0.2 s, and answers as soon as it has
-    (RV(ended)): a poll loop then learns the end of a short migration at once instead of after its next pause.
+    (RV(ended)), so a poll loop learns the end of a short migration at once instead of after its next pause.
   - Fails, naming the URI and the domain, when libvirt cannot be reached or the domain is not defined.
 extends_documentation_fragment:
   - openeuler.kae.attributes
@@ -32,7 +32,7 @@ options:
     description:
       - How long to wait, in seconds from V(0) to V(60), for the job to end before answering. A job that runs is
         waited for; when none runs yet, one that starts within the wait is waited for too. V(0) reads once.
-      - The answer is the last read: RV(active) false and RV(ended) true when a job ran during the wait and has
+      - The answer is the last read, with RV(active) false and RV(ended) true when a job ran during the wait and has
         ended, or the domain has stopped running here (a migrated guest leaves its source).
     type: float
     default: 0
