@@ -482,7 +482,7 @@ def _cpio_newc(entries) -> bytes:
     return out.getvalue()
 
 
-def ensure_initrd(path: Path = INITRD, init: str = GUEST_INIT, modules=()) -> None:
+def ensure_initrd(path: Path, init: str, modules=()) -> None:
     """A busybox-static initramfs at PATH whose /init is INIT, with MODULES ((file name, bytes)) in /lib/modules
     (rewritten only when it differs)."""
     busybox = Path("/bin/busybox").read_bytes()
@@ -507,7 +507,7 @@ def ensure_main_initrd() -> None:
     """The main guest's initramfs with its network modules (every initramfs write of it goes through here: one
     without the modules boots a guest with no NIC)."""
     deb = kernel_deb()
-    ensure_initrd(modules=_guestnet().net_modules(deb, IMAGES / ("net-modules-" + deb.stem)))
+    ensure_initrd(INITRD, GUEST_INIT, modules=_guestnet().net_modules(deb, IMAGES / ("net-modules-" + deb.stem)))
 
 
 MAIN_GUEST = Guest(GUEST, GUEST_HOME, GUEST_MEMORY_MIB, INITRD,

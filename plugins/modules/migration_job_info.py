@@ -141,13 +141,6 @@ def max_downtime(dom):
         return None
 
 
-def domain_of(conn, uri, name):
-    dom = _libvirt.lookup_domain(conn, name)
-    if dom is None:
-        raise _libvirt.LibvirtFailure("domain %s is not defined on %s" % (name, uri))
-    return dom
-
-
 def running_here(conn, name):
     """Whether NAME is still defined and running on CONN (a migrated guest leaves its source: undefined or shut off)."""
     dom = _libvirt.lookup_domain(conn, name)
@@ -168,19 +161,22 @@ def wait_for_end(conn, uri, name, wait_s, clock=time.monotonic, sleep=time.sleep
     seen = result["active"]
     while waiting and clock() < deadline:
         sleep(WAIT_READ_INTERVAL_S)
-        try:
-            result = read_job(conn, uri, name) if running_here(conn, name) else None
-        except _libvirt.LibvirtFailure:
-            # Gone between the two reads (it left this host, as a migrated guest does), or a real failure.
-            if running_here(conn, name):
-                raise
-            result = None
-        if result is None:
-            return dict(read_idle(name), ended=True)
-        if seen and not result["active"]:
-            return dict(result, ended=True)
+        result = read_while_running(conn, uri, name)
+        if result is None or (seen and not result["active"]):
+            return dict(result or read_idle(name), ended=True)
         seen = seen or result["active"]
     return dict(result, ended=False)
+
+
+def read_while_running(conn, uri, name):
+    """The job of NAME, or None once NAME no longer runs here (a migrated guest leaves its source)."""
+    try:
+        return read_job(conn, uri, name) if running_here(conn, name) else None
+    except _libvirt.LibvirtFailure:
+        # Gone between the two reads, or a real failure: only the second is raised.
+        if running_here(conn, name):
+            raise
+        return None
 
 
 def read_idle(name):
@@ -191,7 +187,9 @@ def read_idle(name):
 
 def read_job(conn, uri, name):
     """The module's result for the job of NAME on CONN."""
-    dom = domain_of(conn, uri, name)
+    dom = _libvirt.lookup_domain(conn, name)
+    if dom is None:
+        raise _libvirt.LibvirtFailure("domain %s is not defined on %s" % (name, uri))
     try:
         stats = dom.jobStats()
     except _libvirt.libvirt.libvirtError as exc:
