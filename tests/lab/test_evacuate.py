@@ -59,7 +59,9 @@ def test_nothing_moves_without_a_place_and_a_failed_migration_fails_the_run_at_t
     assert lab.running_on(conns) == [source]
 
     # A migration that cannot finish in time is aborted, recorded with its error, reported, and fails the run at the end.
-    failed = evacuate(ansible_playbook, source, "-e", "kae_evacuate_report_dir=%s" % (tmp_path / "reports"), "-e", "migration_timeout_s=0.01")
+    # The bandwidth cap keeps the migration going for about 24 s, so the abort cannot race its completion.
+    failed = evacuate(ansible_playbook, source, "-e", "kae_evacuate_report_dir=%s" % (tmp_path / "reports"), "-e", "migration_timeout_s=0.01",
+                      "-e", "migration_bandwidth_mib_s=8")
     assert failed.returncode != 0
     assert lab.running_on(conns) == [source]
     report = json.loads((tmp_path / "reports" / "latest" / "report.json").read_text())

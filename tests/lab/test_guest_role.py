@@ -180,12 +180,19 @@ def _module_json(completed, host):
     return json.loads(text[text.index("{", start):])
 
 
+def _free_vf(device):
+    return device["function"] == "vf" and device["domain"] is None and not device.get("domains")
+
+
 def test_remap_between_the_lab_hosts_simulated_vfs(lab, ansible_adhoc):
     facts = {}
     for host in ("kae-lab-a", "kae-lab-b"):
         read = ansible_adhoc(host, "openeuler.kae.device_info", json.dumps({"sysfs_root": "/var/lib/kae-lab/hosts/%s/sysfs" % host}))
         facts[host] = _module_json(read, host)["devices"]
-    free = [d for d in facts["kae-lab-a"] if d["function"] == "vf" and d["domain"] is None]
+    # Earlier tests may leave guests holding VFs on either host: choose among VFs free, and alike, on both.
+    on_b = dict((d["bdf"], d) for d in facts["kae-lab-b"] if _free_vf(d))
+    free = [d for d in facts["kae-lab-a"] if _free_vf(d) and d["bdf"] in on_b
+            and all(d[key] == on_b[d["bdf"]][key] for key in ("engine", "driver", "migratable_hw", "numa_node", "queue_class"))]
     chosen = [min((d for d in free if d["engine"] == engine and d["numa_node"] == free[0]["numa_node"]), key=lambda d: d["bdf"])
               for engine in ("zip", "hpre", "sec")]
     hostdevs = "".join("<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source><address domain='0x%s' "
@@ -199,9 +206,10 @@ def test_remap_between_the_lab_hosts_simulated_vfs(lab, ansible_adhoc):
         completed = ansible_adhoc("kae-lab-a", "openeuler.kae.hostdev_remap", args)
         return dict(_module_json(completed, "kae-lab-a"), failed="kae-lab-a | FAILED!" in completed.stdout)
 
-    # The lab's hosts are identical: the same addresses are free on the destination.
+    # The same addresses are free on the destination: nothing is remapped.
     same = remap(facts["kae-lab-b"])
-    assert same["failed"] is False and same["remapped"] is False and sorted(same["mapping"]) == sorted(d["bdf"] for d in chosen)
+    assert same["failed"] is False and same["remapped"] is False, same
+    assert sorted(same["mapping"]) == sorted(d["bdf"] for d in chosen)
     # Another domain holds those addresses on the destination: free VFs of the same engines are used instead.
     taken = [dict(d, domain="other") if d["bdf"] in same["mapping"] else d for d in facts["kae-lab-b"]]
     moved = remap(taken)
