@@ -141,11 +141,12 @@ def max_downtime(dom):
         return None
 
 
-def running_here(conn, name):
-    """Whether NAME is still defined and running on CONN (a migrated guest leaves its source: undefined or shut off)."""
+def running_domain(conn, name):
+    """NAME's domain while it is defined and running on CONN, else None (a migrated guest leaves its source: undefined
+    or shut off)."""
     dom = _libvirt.lookup_domain(conn, name)
     try:
-        return dom is not None and dom.isActive() == 1
+        return dom if dom is not None and dom.isActive() == 1 else None
     except _libvirt.libvirt.libvirtError as exc:
         if exc.get_error_code() == _libvirt.libvirt.VIR_ERR_NO_DOMAIN:
             return False
@@ -156,7 +157,7 @@ def running_here(conn, name):
 def wait_for_end(conn, uri, name, wait_s, clock=time.monotonic, sleep=time.sleep):
     """The module's result after waiting up to WAIT_S for the job of NAME to end (one read when WAIT_S is 0)."""
     deadline = clock() + wait_s
-    waiting = wait_s > 0 and running_here(conn, name)
+    waiting = wait_s > 0 and running_domain(conn, name) is not None
     result = read_job(conn, uri, name)
     seen = result["active"]
     while waiting and clock() < deadline:
@@ -171,10 +172,11 @@ def wait_for_end(conn, uri, name, wait_s, clock=time.monotonic, sleep=time.sleep
 def read_while_running(conn, uri, name):
     """The job of NAME, or None once NAME no longer runs here (a migrated guest leaves its source)."""
     try:
-        return read_job(conn, uri, name) if running_here(conn, name) else None
+        dom = running_domain(conn, name)
+        return None if dom is None else job_result(dom, uri, name)
     except _libvirt.LibvirtFailure:
         # Gone between the two reads, or a real failure: only the second is raised.
-        if running_here(conn, name):
+        if running_domain(conn, name) is not None:
             raise
         return None
 
@@ -190,6 +192,11 @@ def read_job(conn, uri, name):
     dom = _libvirt.lookup_domain(conn, name)
     if dom is None:
         raise _libvirt.LibvirtFailure("domain %s is not defined on %s" % (name, uri))
+    return job_result(dom, uri, name)
+
+
+def job_result(dom, uri, name):
+    """The module's result for the job of DOM (NAME on URI)."""
     try:
         stats = dom.jobStats()
     except _libvirt.libvirt.libvirtError as exc:

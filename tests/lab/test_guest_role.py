@@ -16,6 +16,8 @@ import textwrap
 import xml.etree.ElementTree as ET
 
 import pytest
+from ansible_collections.openeuler.kae.plugins.module_utils._devices import is_free
+from ansible_collections.openeuler.kae.plugins.module_utils._queues import same_class
 
 HOST = "kae-lab-a"
 PROBE = "kae-role-probe"
@@ -180,19 +182,15 @@ def _module_json(completed, host):
     return json.loads(text[text.index("{", start):])
 
 
-def _free_vf(device):
-    return device["function"] == "vf" and device["domain"] is None and not device.get("domains")
-
-
 def test_remap_between_the_lab_hosts_simulated_vfs(lab, ansible_adhoc):
     facts = {}
     for host in ("kae-lab-a", "kae-lab-b"):
         read = ansible_adhoc(host, "openeuler.kae.device_info", json.dumps({"sysfs_root": "/var/lib/kae-lab/hosts/%s/sysfs" % host}))
         facts[host] = _module_json(read, host)["devices"]
     # Earlier tests may leave guests holding VFs on either host: choose among VFs free, and alike, on both.
-    on_b = dict((d["bdf"], d) for d in facts["kae-lab-b"] if _free_vf(d))
-    free = [d for d in facts["kae-lab-a"] if _free_vf(d) and d["bdf"] in on_b
-            and all(d[key] == on_b[d["bdf"]][key] for key in ("engine", "driver", "migratable_hw", "numa_node", "queue_class"))]
+    on_b = dict((d["bdf"], d) for d in facts["kae-lab-b"] if is_free(d))
+    free = [d for d in facts["kae-lab-a"] if is_free(d) and d["bdf"] in on_b
+            and same_class(d, on_b[d["bdf"]]) and d["numa_node"] == on_b[d["bdf"]]["numa_node"]]
     chosen = [min((d for d in free if d["engine"] == engine and d["numa_node"] == free[0]["numa_node"]), key=lambda d: d["bdf"])
               for engine in ("zip", "hpre", "sec")]
     hostdevs = "".join("<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source><address domain='0x%s' "
